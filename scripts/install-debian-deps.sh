@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Install the Debian packages listed in requirements/debian-*.txt (one name a line, '#' comments),
 # only those missing: dpkg-query first, apt-get only for what is absent, so a warm machine
 # spends no time here.

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run each test target of `make test` in order, keep going after a failure so one run shows
 # every failing area, print a summary table, and exit non-zero if any target failed.
 set -uo pipefail

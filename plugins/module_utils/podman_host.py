@@ -1,0 +1,262 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Talking to Podman on the host, and reading storage.conf when Podman cannot answer.
+
+`run` is any callable `run(argv) -> (rc, stdout, stderr)`; AnsibleModule.run_command fits
+through `run_adapter`, and tests pass a fake, so nothing here needs Ansible.
+
+Podman itself fails when the graphroot has no free inode left (it cannot write its lock or
+JSON temp files), which is exactly the state this collection is asked to repair. So the
+storage settings fall back to storage.conf, read with a small stdlib TOML reader.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.mini_toml import (
+    TomlError,
+    get_path,
+    loads,
+)
+
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+
+# containers/storage looks for its configuration in this order (rootful).
+DEFAULT_STORAGE_CONF = "/etc/containers/storage.conf"
+VENDOR_STORAGE_CONF = "/usr/share/containers/storage.conf"
+DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
+DEFAULT_RUNROOT = "/run/containers/storage"
+
+
+class PodmanError(RuntimeError):
+    """Podman could not be run or its output could not be understood."""
+
+
+class StorageConfError(ValueError):
+    """storage.conf could not be read or parsed."""
+
+
+@dataclass
+class StorageSettings:
+    """The storage settings in effect, from `podman info` or, failing that, storage.conf."""
+
+    driver: str
+    graphroot: str
+    runroot: str
+    imagestore: Optional[str] = None
+    transient_store: bool = False
+    mount_program: Optional[str] = None
+    mountopt: Optional[str] = None
+    additional_image_stores: List[str] = field(default_factory=list)
+    source: str = "podman"  # "podman" | "storage.conf"
+    # Extras beyond the contract's minimum, used by idmap_support's facts.
+    graph_options: List[str] = field(default_factory=list)
+    config_file: Optional[str] = None
+    supports_shifting: Optional[bool] = None
+    backing_filesystem: Optional[str] = None
+
+
+def run_adapter(module: Any) -> Runner:
+    """Wrap AnsibleModule.run_command into the `run` callable used here."""
+
+    def run(argv: List[str]) -> Tuple[int, str, str]:
+        rc, out, err = module.run_command(argv, check_rc=False)
+        return rc, out, err
+
+    return run
+
+
+_VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+][0-9A-Za-z.~+-]*)?)")
+
+
+def podman_version(run: Runner, podman: str = "podman") -> Optional[str]:
+    """Podman's version ("4.3.1"), or None when Podman is missing or does not answer.
+
+    `podman --version` needs no storage, so it answers even when the graphroot is full.
+    """
+    try:
+        rc, out, _err = run([podman, "--version"])
+    except OSError:
+        return None
+    if rc != 0:
+        return None
+    m = _VERSION_RE.search(out or "")
+    return m.group(1) if m else None
+
+
+def podman_info(run: Runner, podman: str = "podman") -> Dict[str, Any]:
+    """`podman info --format json` as a dict; PodmanError when it fails or prints no JSON."""
+    argv = [podman, "info", "--format", "json"]
+    try:
+        rc, out, err = run(argv)
+    except OSError as exc:
+        raise PodmanError("cannot run %s: %s" % (podman, exc))
+    if rc != 0:
+        raise PodmanError("%s failed (rc=%d): %s" % (" ".join(argv), rc, (err or out or "").strip()[:500]))
+    try:
+        info = json.loads(out)
+    except ValueError as exc:
+        raise PodmanError("%s printed no JSON: %s" % (" ".join(argv), exc))
+    if not isinstance(info, dict):
+        raise PodmanError("%s printed JSON that is not an object" % " ".join(argv))
+    return info
+
+
+def _as_bool(value: Any) -> Optional[bool]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _option_value(value: Any) -> Any:
+    """Podman prints mount_program as {"Executable": ..., "Package": ..., "Version": ...}."""
+    if isinstance(value, dict) and "Executable" in value:
+        return value.get("Executable")
+    return value
+
+
+def settings_from_info(info: Dict[str, Any]) -> StorageSettings:
+    """StorageSettings from the `store` section of `podman info --format json`."""
+    store = info.get("store") or {}
+    options = store.get("graphOptions") or {}
+    graph_options = []  # type: List[str]
+    mount_program = None
+    mountopt = None
+    additional = []  # type: List[str]
+    imagestore = None
+    for key in sorted(options):
+        value = _option_value(options[key])
+        short = key.split(".", 1)[1] if "." in key else key
+        if isinstance(value, list):
+            graph_options.extend("%s=%s" % (key, v) for v in value)
+        else:
+            graph_options.append("%s=%s" % (key, value))
+        if short == "mount_program":
+            mount_program = value or None
+        elif short == "mountopt":
+            mountopt = value or None
+        elif short in ("imagestore", "additionalImageStores", "additionalimagestores"):
+            # c/storage's "<driver>.imagestore" option names additional (read-only) image
+            # stores; the split-store "imagestore" is a top-level [storage] key.
+            additional.extend(value if isinstance(value, list) else [value])
+    status = store.get("graphStatus") or {}
+    graphroot = store.get("graphRoot") or DEFAULT_GRAPHROOT
+    if store.get("imageStorePath"):
+        imagestore = store.get("imageStorePath")
+    return StorageSettings(
+        driver=store.get("graphDriverName") or "",
+        graphroot=graphroot,
+        runroot=store.get("runRoot") or DEFAULT_RUNROOT,
+        imagestore=imagestore,
+        transient_store=bool(store.get("transientStore", False)),
+        mount_program=mount_program,
+        mountopt=mountopt,
+        additional_image_stores=[a for a in additional if a],
+        source="podman",
+        graph_options=graph_options,
+        config_file=store.get("configFile"),
+        supports_shifting=_as_bool(status.get("Supports shifting")),
+        backing_filesystem=status.get("Backing Filesystem"),
+    )
+
+
+def find_storage_conf(conf_path: Optional[str] = None, environ: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """The storage.conf containers/storage would read (rootful), or None if there is none."""
+    env = os.environ if environ is None else environ
+    for candidate in (conf_path, env.get("CONTAINERS_STORAGE_CONF"), DEFAULT_STORAGE_CONF, VENDOR_STORAGE_CONF):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _str_list(value: Any) -> List[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value if str(v)]
+    if isinstance(value, str) and value:
+        return [value]
+    return []
+
+
+def settings_from_conf_text(text: str, config_file: Optional[str] = None) -> StorageSettings:
+    """StorageSettings from storage.conf text, with containers/storage's defaults."""
+    try:
+        doc = loads(text)
+    except TomlError as exc:
+        raise StorageConfError("%s: %s" % (config_file or "storage.conf", exc))
+    storage = get_path(doc, ("storage",), {}) or {}
+    driver = str(storage.get("driver") or "")
+    options = get_path(doc, ("storage", "options"), {}) or {}
+    per_driver = options.get(driver or "overlay") if isinstance(options.get(driver or "overlay"), dict) else {}
+    # The per-driver table wins over the older, driver-less [storage.options] keys.
+    mount_program = per_driver.get("mount_program") or options.get("mount_program") or None
+    mountopt = per_driver.get("mountopt") or options.get("mountopt") or None
+    additional = _str_list(options.get("additionalimagestores"))
+    prefix = driver or "overlay"
+    graph_options = []  # type: List[str]
+    for table, is_driver_table in ((options, False), (per_driver, True)):
+        for key in sorted(table):
+            value = table[key]
+            if isinstance(value, dict) or key == "additionalimagestores":
+                continue
+            if not is_driver_table and key not in ("mount_program", "mountopt", "size", "skip_mount_home",
+                                                   "ignore_chown_errors", "force_mask", "use_composefs"):
+                continue
+            graph_options.append("%s.%s=%s" % (prefix, key, value))
+    graph_options.extend("%s.imagestore=%s" % (prefix, a) for a in additional)
+    return StorageSettings(
+        driver=driver,
+        graphroot=str(storage.get("graphroot") or DEFAULT_GRAPHROOT),
+        runroot=str(storage.get("runroot") or DEFAULT_RUNROOT),
+        imagestore=str(storage.get("imagestore")) if storage.get("imagestore") else None,
+        transient_store=bool(storage.get("transient_store", False)),
+        mount_program=str(mount_program) if mount_program else None,
+        mountopt=str(mountopt) if mountopt else None,
+        additional_image_stores=additional,
+        source="storage.conf",
+        graph_options=sorted(set(graph_options)),
+        config_file=config_file,
+    )
+
+
+def read_storage_conf(conf_path: Optional[str] = None) -> StorageSettings:
+    """Settings from the storage.conf on this host (defaults when there is no file)."""
+    path = find_storage_conf(conf_path)
+    if path is None:
+        return settings_from_conf_text("", None)
+    try:
+        with open(path, "r") as handle:
+            text = handle.read()
+    except (OSError, IOError) as exc:
+        raise StorageConfError("cannot read %s: %s" % (path, exc))
+    return settings_from_conf_text(text, path)
+
+
+def storage_settings(run: Runner, conf_path: Optional[str] = None, podman: str = "podman") -> StorageSettings:
+    """Settings from `podman info`; from storage.conf when Podman fails (e.g. 0 free inodes).
+
+    When storage.conf declares a split `imagestore`, which `podman info` does not print, it is
+    taken from storage.conf too, so callers see the whole store either way.
+    """
+    try:
+        info = podman_info(run, podman)
+    except PodmanError:
+        return read_storage_conf(conf_path)
+    settings = settings_from_info(info)
+    if settings.imagestore is None:
+        try:
+            conf = read_storage_conf(settings.config_file or conf_path)
+        except StorageConfError:
+            conf = None
+        if conf is not None and conf.imagestore:
+            settings.imagestore = conf.imagestore
+    return settings

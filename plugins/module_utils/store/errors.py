@@ -1,0 +1,20 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Errors of the store library. The module turns each into one fail_json message."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+
+class StoreError(Exception):
+    """The store cannot be read or changed (missing files, I/O errors, lock failures)."""
+
+
+class TamperedStoreError(StoreError):
+    """Store metadata or layout is not what containers/storage writes; nothing is deleted."""
+
+
+class NoFreeInodeError(StoreError):
+    """The store has no free inode and none could be freed without touching metadata."""

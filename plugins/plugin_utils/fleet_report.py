@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) idmapguard developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fleet report: turns the per-host records the rollout collects into one report.
+
+Controller-side and pure (no Ansible, no I/O), so it is unit-tested directly. The rollout
+playbook builds one record per host (see ``HOST_RECORD_KEYS``), the filter plugin
+``idmapguard.storage.fleet_report`` calls ``build_report`` and the templates in
+``playbooks/templates/`` render Markdown and HTML from the result. The chart is an inline
+SVG built here, so the HTML page needs no external script or stylesheet.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+from xml.sax.saxutils import escape
+
+# What the rollout records per host. Missing keys are tolerated: a host that failed early
+# (unreachable, helper failed) has only ``host`` and ``failed``/``error``.
+HOST_RECORD_KEYS = (
+    "host", "verdict_before", "verdict", "reasons", "reason_codes", "remedy",
+    "inodes_total", "inodes_used_before", "inodes_used_after",
+    "mapped_copies_before", "mapped_copies_after", "copies_removed", "inodes_freed",
+    "noncontiguous_map_cost", "proof", "rolled_back", "changes", "failed", "error",
+    "podman_version", "check_mode",
+)
+
+# Verdicts in the order an operator cares about them (worst news last).
+VERDICT_ORDER = (
+    "shares", "fixable_by_config", "needs_podman_upgrade",
+    "unsupported_kernel", "unsupported_filesystem", "unknown", "failed",
+)
+
+VERDICT_COLOURS = {
+    "shares": "#2e7d32",
+    "fixable_by_config": "#f9a825",
+    "needs_podman_upgrade": "#c62828",
+    "unsupported_kernel": "#6a1b9a",
+    "unsupported_filesystem": "#6a1b9a",
+    "unknown": "#757575",
+    "failed": "#212121",
+}
+
+BEFORE_COLOUR = "#ef9a9a"
+AFTER_COLOUR = "#1565c0"
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    """Integers from facts may arrive as strings through Jinja; anything else is 'unknown'."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
+    """One host's row with every key present and numbers as int or None."""
+    row: Dict[str, Any] = {key: record.get(key) for key in HOST_RECORD_KEYS}
+    row["host"] = str(record.get("host") or "?")
+    row["failed"] = bool(record.get("failed"))
+    row["rolled_back"] = bool(record.get("rolled_back"))
+    row["check_mode"] = bool(record.get("check_mode"))
+    row["verdict"] = str(record.get("verdict") or ("failed" if row["failed"] else "unknown"))
+    row["verdict_before"] = str(record.get("verdict_before") or row["verdict"])
+    for key in ("inodes_total", "inodes_used_before", "inodes_used_after", "mapped_copies_before",
+                "mapped_copies_after", "copies_removed", "inodes_freed", "noncontiguous_map_cost"):
+        row[key] = _int_or_none(record.get(key))
+    row["reasons"] = [str(r) for r in (record.get("reasons") or [])]
+    row["reason_codes"] = [str(r) for r in (record.get("reason_codes") or [])]
+    row["changes"] = [str(c) for c in (record.get("changes") or [])]
+    row["remedy"] = str(record.get("remedy") or "")
+    row["error"] = str(record.get("error") or "")
+    row["podman_version"] = str(record.get("podman_version") or "")
+    proof = record.get("proof")
+    row["proof"] = dict(proof) if isinstance(proof, Mapping) else None
+    return row
+
+
+def _sum(rows: Sequence[Mapping[str, Any]], key: str) -> int:
+    return sum(row[key] for row in rows if row[key] is not None)
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Fleet totals: how many hosts per verdict, what changed, what was reclaimed."""
+    by_verdict: Dict[str, int] = {}
+    for row in rows:
+        by_verdict[row["verdict"]] = by_verdict.get(row["verdict"], 0) + 1
+    ordered = {v: by_verdict[v] for v in VERDICT_ORDER if v in by_verdict}
+    ordered.update({v: n for v, n in sorted(by_verdict.items()) if v not in ordered})
+    return {
+        "hosts": len(rows),
+        "by_verdict": ordered,
+        "sharing": by_verdict.get("shares", 0),
+        "failed": sum(1 for row in rows if row["failed"]),
+        "rolled_back": sum(1 for row in rows if row["rolled_back"]),
+        "changed_hosts": sum(1 for row in rows if row["changes"]),
+        "copies_removed": _sum(rows, "copies_removed"),
+        "inodes_freed": _sum(rows, "inodes_freed"),
+        "inodes_used_before": _sum(rows, "inodes_used_before"),
+        "inodes_used_after": _sum(rows, "inodes_used_after"),
+        "check_mode": any(row["check_mode"] for row in rows),
+    }
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """One sentence for a terminal or an AWX job summary."""
+    verdicts = ", ".join("%s %d" % (v, n) for v, n in summary["by_verdict"].items()) or "none"
+    return ("%d host(s): %s; %d changed, %d rolled back, %d failed; %d mapped copies removed, "
+            "%d inodes freed (%d -> %d used)%s" % (
+                summary["hosts"], verdicts, summary["changed_hosts"], summary["rolled_back"],
+                summary["failed"], summary["copies_removed"], summary["inodes_freed"],
+                summary["inodes_used_before"], summary["inodes_used_after"],
+                " [check mode: planned, nothing changed]" if summary["check_mode"] else ""))
+
+
+def inode_chart_svg(rows: Sequence[Mapping[str, Any]], width: int = 760) -> str:
+    """Horizontal paired bars per host: inodes used before (light) and after (dark).
+
+    Bars are drawn as a share of the host's store filesystem (``inodes_total``) when it is
+    known, so a host near exhaustion reads as a nearly full bar whatever its size.
+    """
+    label_w, right_pad, bar_h, gap, top = 170, 150, 14, 14, 40
+    plot_w = width - label_w - right_pad
+    height = top + len(rows) * (2 * bar_h + gap) + 30
+    parts: List[str] = [
+        '<svg xmlns="http://www.w3.org/2000/svg" role="img" width="%d" height="%d" '
+        'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">' % (width, height, width, height),
+        "<title>Inode use of the container store per host, before and after the rollout</title>",
+        '<rect x="%d" y="8" width="12" height="12" fill="%s"/><text x="%d" y="18">before</text>'
+        % (label_w, BEFORE_COLOUR, label_w + 16),
+        '<rect x="%d" y="8" width="12" height="12" fill="%s"/><text x="%d" y="18">after</text>'
+        % (label_w + 80, AFTER_COLOUR, label_w + 96),
+        '<text x="%d" y="18" fill="#555">(share of the store filesystem\'s inodes)</text>'
+        % (label_w + 150),
+    ]
+    scale_max = max([row["inodes_total"] or 0 for row in rows]
+                    + [row["inodes_used_before"] or 0 for row in rows]
+                    + [row["inodes_used_after"] or 0 for row in rows] + [1])
+    y = top
+    for row in rows:
+        total = row["inodes_total"] or scale_max
+        colour = VERDICT_COLOURS.get(row["verdict"], VERDICT_COLOURS["unknown"])
+        parts.append('<text x="%d" y="%d" text-anchor="end" font-weight="bold">%s</text>'
+                     % (label_w - 8, y + bar_h, escape(row["host"])))
+        parts.append('<text x="%d" y="%d" text-anchor="end" fill="%s">%s</text>'
+                     % (label_w - 8, y + 2 * bar_h + 2, colour, escape(row["verdict"])))
+        parts.append('<rect x="%d" y="%d" width="%d" height="%d" fill="#eeeeee"/>'
+                     % (label_w, y, plot_w, 2 * bar_h))
+        for offset, key, fill in ((0, "inodes_used_before", BEFORE_COLOUR),
+                                  (bar_h, "inodes_used_after", AFTER_COLOUR)):
+            used = row[key]
+            if used is None:
+                parts.append('<text x="%d" y="%d" fill="#555">unknown</text>'
+                             % (label_w + 4, y + offset + bar_h - 3))
+                continue
+            share = min(1.0, used / float(total)) if total else 0.0
+            parts.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>'
+                         % (label_w, y + offset, max(1, int(round(share * plot_w))), bar_h, fill))
+            parts.append('<text x="%d" y="%d">%d (%d%%)</text>'
+                         % (label_w + plot_w + 6, y + offset + bar_h - 3, used,
+                            int(round(share * 100))))
+        y += 2 * bar_h + gap
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def build_report(records: Sequence[Mapping[str, Any]], title: str = "idmapguard fleet report",
+                 generated: Optional[str] = None) -> Dict[str, Any]:
+    """The whole report as data: rows sorted worst verdict first, totals, chart, summary line."""
+    rows = [normalise_record(r) for r in records]
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    rows.sort(key=lambda r: (-rank.get(r["verdict"], len(rank)), r["host"]))
+    summary = summarise(rows)
+    return {
+        "title": title,
+        "generated": generated or datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"),
+        "summary": summary,
+        "summary_line": summary_line(summary),
+        "hosts": rows,
+        "chart_svg": inode_chart_svg(rows),
+        "verdict_colours": dict(VERDICT_COLOURS),
+    }

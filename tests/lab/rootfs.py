@@ -1,0 +1,167 @@
+"""Cached Debian root filesystems for lab hosts, one per suite.
+
+A rootfs is built once per recipe (suite, mirror, packages, this file's build script) with
+debootstrap from the mirror this machine's apt uses, then cached under
+$LAB_CACHE/rootfs/<suite>-<recipe hash>/ and shared read-only (as an overlay lower layer) by
+every lab host of that suite. Builds run in a temporary directory renamed into place when
+done, under a lock, so concurrent test runs never see or build a half-made rootfs.
+"""
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from typing import Dict, List, Optional
+
+SUITES = ("bookworm", "trixie", "sid")
+
+# What every host needs: podman and its runtime pieces, fuse-overlayfs for the mount_program
+# case, sshd + python3 so Ansible reaches it like a real host, gcc/make for native helpers.
+PACKAGES: List[str] = [
+    "podman", "runc", "fuse-overlayfs", "conmon", "catatonit", "uidmap", "netavark",
+    "python3", "openssh-server", "iproute2", "procps", "gcc", "libc6-dev", "make",
+]
+
+# sshd: root with the lab key only, no PAM (no login session machinery in a lab host);
+# podman 5 warns on every call under cgroup v1 (this machine is hybrid), so silence it.
+SSHD_CONFIG = """\
+# idmapguard lab host
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+SetEnv PODMAN_IGNORE_CGROUPSV1_WARNING=1
+"""
+
+# Runs as root inside a fresh mount namespace (mounts vanish with it, even on a crash):
+# debootstrap, then apt inside the new root. Plain chroot is fine here: only podman needs
+# the pivot_root'ed entry, and podman is not run during the build.
+BUILD_SCRIPT = r"""
+set -eu
+D=$1 SUITE=$2 MIRROR=$3 PKGS=$4
+debootstrap --variant=minbase "$SUITE" "$D" "$MIRROR"
+echo "deb $MIRROR $SUITE main" > "$D/etc/apt/sources.list"
+rm -f "$D/etc/apt/sources.list.d/debian.sources"
+# a frozen mirror's sid/trixie Release may be past its Valid-Until date
+echo 'Acquire::Check-Valid-Until "false";' > "$D/etc/apt/apt.conf.d/99lab-no-valid-until"
+printf '#!/bin/sh\nexit 101\n' > "$D/usr/sbin/policy-rc.d"; chmod +x "$D/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$D/etc/resolv.conf" 2>/dev/null || true
+mount -t proc proc "$D/proc"
+mount --rbind /dev "$D/dev"
+CH="chroot $D /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"
+$CH apt-get update -q
+$CH apt-get install -y -q --no-install-recommends $PKGS
+$CH ssh-keygen -A
+$CH apt-get clean
+rm -rf "$D"/var/lib/apt/lists/*
+mkdir -p "$D/etc/ssh/sshd_config.d" "$D/root/.ssh" "$D/etc/containers"
+chmod 700 "$D/root/.ssh"
+$CH podman --version > "$D/etc/idmapguard-lab-podman-version"
+"""
+
+
+class RootfsError(RuntimeError):
+    """A rootfs could not be built."""
+
+
+def lab_cache() -> str:
+    return os.environ.get("LAB_CACHE") or "/var/cache/idmapguard-lab"
+
+
+def machine_mirror() -> str:
+    """The Debian mirror this machine's apt is configured with (deb822 or one-line sources)."""
+    candidates = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]
+    for path in candidates:
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    words = line.split()
+                    if not words or words[0].startswith("#"):
+                        continue
+                    if words[0] == "URIs:" and len(words) > 1 and "security" not in words[1]:
+                        return words[1]
+                    if words[0] == "deb" and "security" not in line:
+                        uris = [w for w in words[1:] if "://" in w]
+                        if uris:
+                            return uris[0]
+        except OSError:
+            continue
+    return "http://deb.debian.org/debian"
+
+
+def recipe(suite: str, mirror: Optional[str] = None) -> Dict[str, object]:
+    return {
+        "suite": suite,
+        "mirror": mirror or machine_mirror(),
+        "packages": PACKAGES,
+        "script": BUILD_SCRIPT,
+        "sshd": SSHD_CONFIG,
+    }
+
+
+def recipe_hash(suite: str, mirror: Optional[str] = None) -> str:
+    r = recipe(suite, mirror)
+    text = "\n".join(f"{k}={r[k]}" for k in sorted(r))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def rootfs_path(suite: str) -> str:
+    return os.path.join(lab_cache(), "rootfs", f"{suite}-{recipe_hash(suite)}")
+
+
+def is_built(suite: str) -> bool:
+    return os.path.isfile(os.path.join(rootfs_path(suite), "etc", "idmapguard-lab-podman-version"))
+
+
+def ensure_rootfs(suite: str, log=None) -> str:
+    """Return the cached rootfs of SUITE, building it first when missing."""
+    if suite not in SUITES:
+        raise RootfsError(f"unknown suite {suite!r}, expected one of {', '.join(SUITES)}")
+    final = rootfs_path(suite)
+    if is_built(suite):
+        return final
+    base = os.path.dirname(final)
+    os.makedirs(base, exist_ok=True)
+    with open(final + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same recipe
+        if is_built(suite):
+            return final
+        tmp = f"{final}.tmp-{os.getpid()}"
+        _remove_tree(tmp)
+        r = recipe(suite)
+        start = time.monotonic()
+        logfile = final + ".log"
+        with open(logfile, "w") as out:
+            proc = subprocess.run(
+                ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", BUILD_SCRIPT,
+                 "lab-build", tmp, suite, str(r["mirror"]), " ".join(PACKAGES)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0:
+            with open(logfile, encoding="utf-8", errors="replace") as f:
+                tail = "".join(f.readlines()[-15:])
+            _remove_tree(tmp)
+            raise RootfsError(f"building the {suite} rootfs failed (rc={proc.returncode}), "
+                              f"log {logfile}:\n{tail}")
+        with open(os.path.join(tmp, "etc/ssh/sshd_config.d/idmapguard-lab.conf"), "w") as f:
+            f.write(SSHD_CONFIG)
+        _remove_tree(final)  # an older, unfinished copy of the same recipe
+        os.rename(tmp, final)
+        if log:
+            log(f"lab: built {suite} rootfs in {time.monotonic() - start:.0f}s: {final}")
+    return final
+
+
+def podman_version(suite: str) -> str:
+    with open(os.path.join(rootfs_path(suite), "etc/idmapguard-lab-podman-version")) as f:
+        return f.read().split()[-1]
+
+
+def _remove_tree(path: str) -> None:
+    if not os.path.lexists(path):
+        return
+    with open("/proc/self/mounts") as f:
+        if any(line.split()[1].startswith(path + "/") or line.split()[1] == path for line in f):
+            raise RootfsError(f"refusing to remove {path}: something is mounted below it")
+    shutil.rmtree(path, ignore_errors=True)
