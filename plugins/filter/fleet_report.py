@@ -11,7 +11,7 @@ short_description: Build the idmapguard fleet report from per-host rollout recor
 version_added: 0.1.0
 author: idmapguard developers
 description:
-  - Turns the list of per-host records collected by the P(idmapguard.storage.rollout#playbook)
+  - Turns the list of per-host records collected by the C(idmapguard.storage.rollout)
     playbook into one report, sorted worst verdict first, with fleet totals, a one-line summary
     and an inline SVG chart of inode use per host before and after.
   - The templates C(fleet_report.md.j2) and C(fleet_report.html.j2) of the collection's

@@ -101,6 +101,23 @@ def _is_table(node: Any) -> bool:
     )
 
 
+def _native(value: Any) -> Any:
+    """Plain Python types: Ansible hands over str/dict/list subclasses (tagged, unsafe)."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_native(v) for v in value]
+    return value
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal in value and in TOML type (True == 1 in Python, not in TOML)."""
     if type(a) is not type(b):  # pylint: disable=unidiomatic-typecheck
@@ -210,8 +227,8 @@ def apply_edits(text: str, settings: Optional[Mapping[str, Any]] = None,
     doc = parse(text, name)
     changed: List[str] = []
     for dotted in absent or ():
-        _remove(doc, dotted, changed)
-    for dotted, value in (settings or {}).items():
+        _remove(doc, str(dotted), changed)
+    for dotted, value in _native(dict(settings or {})).items():
         _set(doc, dotted, value, changed)
     if not changed:
         return EditResult(text=text)

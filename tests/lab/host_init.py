@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """PID 1 of a lab host (copied into the host as /usr/local/sbin/idmapguard-lab-init).
 
 Runs sshd and reaps every orphan: podman's conmon double-forks and is re-parented to us, and
@@ -33,7 +32,7 @@ def main():
         f.write("%d\n" % sshd.pid)
     while True:
         try:
-            pid, _ = os.waitpid(-1, 0)
+            pid = os.waitpid(-1, 0)[0]
         except ChildProcessError:
             time.sleep(1)
             pid = 0

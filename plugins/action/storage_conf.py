@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of idmapguard.storage.storage_conf: read on the host, edit here, write there.
+
+tomlkit runs on the controller only, so managed hosts need nothing beyond Python's standard
+library. The module of the same name does the host side (refusal checks, validation, write).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import base64
+import hashlib
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.toml_edit import (
+    TomlEditError,
+    apply_edits,
+    store_view,
+)
+
+MODULE = "idmapguard.storage.storage_conf"
+USER_ARGS = ("path", "vendor_path", "settings", "absent", "backup", "validate", "allow_store_change")
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    def _slurp(self, path, task_vars):
+        """(text, sha1) of a host file, or (None, "") when it does not exist."""
+        res = self._execute_module(module_name="ansible.legacy.slurp", module_args={"src": path},
+                                   task_vars=task_vars)
+        if res.get("failed"):
+            msg = res.get("msg", "")
+            if "not found" in msg or "No such file" in msg:
+                return None, ""
+            raise AnsibleActionFail("cannot read %s: %s" % (path, msg))
+        data = base64.b64decode(res["content"])
+        return to_text(data, errors="surrogate_or_strict"), hashlib.sha1(data).hexdigest()  # nosec
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        spec = {
+            "path": {"type": "path", "default": "/etc/containers/storage.conf"},
+            "vendor_path": {"type": "path", "default": "/usr/share/containers/storage.conf"},
+            "settings": {"type": "dict", "default": {}},
+            "absent": {"type": "list", "elements": "str", "default": []},
+            "backup": {"type": "bool", "default": False},
+            "validate": {"type": "bool", "default": True},
+            "allow_store_change": {"type": "bool", "default": False},
+        }
+        _validated, args = self.validate_argument_spec(argument_spec=spec)
+        path = args["path"]
+
+        # /etc replaces the vendor file entirely: start from the vendor file so no default is lost.
+        source = path
+        text, sha1 = self._slurp(path, task_vars)
+        if text is None:
+            source = args["vendor_path"]
+            text, sha1 = self._slurp(source, task_vars)
+            if text is None:
+                text, sha1 = "", None
+        try:
+            edit = apply_edits(text, args["settings"], args["absent"], name=source)
+        except TomlEditError as exc:
+            result.update(failed=True, changed=False, msg=str(exc), path=path,
+                          line=exc.line, column=exc.column)
+            return result
+
+        result.update(changed=False, path=path, source=source, changed_keys=edit.changed_keys)
+        if not edit.changed:
+            # Identical result: nothing to write, not even a copy of the vendor file.
+            return result
+
+        module_args = {k: args[k] for k in USER_ARGS}
+        module_args.update(
+            _content=edit.text,
+            _source=source,
+            _source_sha1=sha1,
+            _changed_keys=edit.changed_keys,
+            _store_before=store_view(text, source),
+            _store_after=store_view(edit.text, path),
+        )
+        module_result = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        result.update(module_result)
+        if not module_result.get("failed") and module_result.get("changed"):
+            result["diff"] = {
+                "before": text,
+                "after": edit.text,
+                "before_header": path if source == path else "%s (absent; vendor file %s applies)" % (path, source),
+                "after_header": path,
+            }
+        return result

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The live canary: does this host's Podman copy the image layer for a non-contiguous map?
+
+Version tables can be wrong (distribution backports, patched builds); the canary asks the
+running stack. It imports a tiny image made here from a few files (no registry needed),
+creates -- never starts -- a container with the non-contiguous map (a create alone makes the
+copy in affected versions), counts the store's mapped copies before and after, and removes the
+container and the image; removing the image removes any copy. Every path out, including
+failures, goes through the cleanup. The store's JSON (minus timestamps) and the inode count of
+its filesystem are compared before and after, and reported.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import StorageSettings
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
+from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import json_snapshot, mapped_copies
+
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+NAME_PREFIX = "idmapguard-canary-"
+CANARY_FILES = 8
+
+
+class CanaryError(RuntimeError):
+    """The canary could not run to a conclusion (the store was cleaned up anyway)."""
+
+
+def write_image_tar(path: str, files: int = CANARY_FILES) -> None:
+    """A root filesystem of a few small root-owned files, enough to have a layer to copy."""
+    with tarfile.open(path, "w") as tar:
+        for name in ("canary", "etc"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        for index in range(files):
+            data = ("idmapguard canary file %d\n" % index).encode("ascii")
+            info = tarfile.TarInfo("canary/file-%02d" % index)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _podman(run: Runner, podman: str, args: List[str], global_args: List[str]) -> Tuple[int, str, str]:
+    try:
+        return run([podman] + global_args + args)
+    except OSError as exc:
+        return 127, "", str(exc)
+
+
+def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str, podman: str = "podman",
+               global_args: Optional[List[str]] = None, tmpdir: Optional[str] = None) -> Dict[str, Any]:
+    """Run the canary; return the `canary` facts. Raises CanaryError when it could not conclude."""
+    gargs = list(global_args or [])
+    token = uuid.uuid4().hex[:12]
+    image = "localhost/%s%s:latest" % (NAME_PREFIX, token)
+    container = NAME_PREFIX + token
+    before_json = json_snapshot(settings)
+    before_copies = mapped_copies(settings)
+    before_inodes = fs_usage(settings.graphroot)["inodes_used"]
+    workdir = tempfile.mkdtemp(prefix=NAME_PREFIX, dir=tmpdir)
+    failure = None  # type: Optional[str]
+    after_create = None  # type: Optional[Dict[str, Any]]
+    cleanup_errors = []  # type: List[str]
+    try:
+        tar_path = os.path.join(workdir, "rootfs.tar")
+        write_image_tar(tar_path)
+        rc, _out, err = _podman(run, podman, ["import", "--quiet", tar_path, image], gargs)
+        if rc != 0:
+            failure = "podman import failed (rc=%d): %s" % (rc, err.strip()[:300])
+        else:
+            rc, _out, err = _podman(run, podman, ["create", "--name", container, "--uidmap", uidmap,
+                                                  "--gidmap", gidmap, image, "/canary/none"], gargs)
+            if rc != 0:
+                failure = "podman create with --uidmap %s --gidmap %s failed (rc=%d): %s" % (
+                    uidmap, gidmap, rc, err.strip()[:300])
+            else:
+                after_create = mapped_copies(settings)
+    finally:
+        # Remove whatever may exist, whichever step failed; a failed create can leave a copy
+        # behind, which goes with the image.
+        rc, _out, err = _podman(run, podman, ["rm", "--force", "--ignore", container], gargs)
+        if rc != 0:
+            cleanup_errors.append("podman rm %s: %s" % (container, err.strip()[:200]))
+        rc, out, err = _podman(run, podman, ["image", "exists", image], gargs)
+        if rc == 0:
+            rc, _out, err = _podman(run, podman, ["rmi", "--force", image], gargs)
+            if rc != 0:
+                cleanup_errors.append("podman rmi %s: %s" % (image, err.strip()[:200]))
+        shutil.rmtree(workdir, ignore_errors=True)
+    after_copies = mapped_copies(settings)
+    after_json = json_snapshot(settings)
+    after_inodes = fs_usage(settings.graphroot)["inodes_used"]
+    # Podman creates a few lock files the first time a store holds an image; on a store that
+    # never did, inodes_delta is then positive once and store_restored false (truthfully).
+    restored = (after_json == before_json and after_copies["layers"] == before_copies["layers"]
+                and after_inodes == before_inodes and not cleanup_errors)
+    result = {
+        "ran": failure is None,
+        "image": image,
+        "container": container,
+        "uidmap": uidmap,
+        "gidmap": gidmap,
+        "new_mapped_layers": (after_create["count"] - before_copies["count"]) if after_create else None,
+        "new_mapped_layer_inodes": (after_create["inodes"] - before_copies["inodes"]) if after_create else None,
+        "inodes_delta": after_inodes - before_inodes,
+        "store_restored": restored,
+        "cleanup_errors": cleanup_errors,
+        "error": failure,
+    }  # type: Dict[str, Any]
+    if failure is not None:
+        raise CanaryError("canary failed: %s (store restored: %s)" % (failure, restored))
+    return result

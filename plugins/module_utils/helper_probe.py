@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run the native helper's `probe` on the filesystem holding graphroot and parse its JSON.
+
+Only the compiled helper (native/, installed by the `helper` role) can tell whether an
+idmapped mount with a non-contiguous map, and overlay on top of it, work on this kernel and
+filesystem: Python has no open_tree/mount_setattr, and release numbers lie (RHEL backports).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+import os
+from typing import Any, Callable, Dict, List, Tuple
+
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+
+# Where roles/helper installs it (idmapguard_helper_dest).
+DEFAULT_HELPER = "/usr/local/libexec/idmapguard/idmapped-mount"
+CHECKS = ("mount_api", "idmapped_mount", "overlay_idmapped_lower")
+
+
+class HelperMissingError(RuntimeError):
+    """The helper binary is not on the host."""
+
+
+class ProbeError(RuntimeError):
+    """The helper ran but could not probe, or printed something that is not its JSON."""
+
+
+def probe_directory(graphroot: str) -> str:
+    """The directory to probe: graphroot, or its nearest existing parent (same filesystem
+    as the store Podman will create there)."""
+    path = os.path.abspath(graphroot)
+    while not os.path.isdir(path) and path != "/":
+        path = os.path.dirname(path)
+    return path
+
+
+def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str) -> Dict[str, Any]:
+    """`helper probe --uidmap U --gidmap G DIR` as a dict with the three checks present."""
+    if not os.path.isfile(helper) or not os.access(helper, os.X_OK):
+        raise HelperMissingError(
+            "the idmapped-mount helper is not installed at %s: deploy it with the idmapguard.storage.helper "
+            "role (or set helper: to where it is)" % helper)
+    argv = [helper, "probe", "--uidmap", uidmap, "--gidmap", gidmap, directory]
+    try:
+        rc, out, err = run(argv)
+    except OSError as exc:
+        raise ProbeError("cannot run %s: %s" % (helper, exc))
+    if rc != 0:
+        raise ProbeError("%s failed (rc=%d): %s" % (" ".join(argv), rc, (err or out or "").strip()[:500]))
+    try:
+        data = json.loads(out)
+    except ValueError as exc:
+        raise ProbeError("%s printed no JSON: %s" % (" ".join(argv), exc))
+    if not isinstance(data, dict) or not isinstance(data.get("checks"), dict):
+        raise ProbeError("%s printed JSON without 'checks'" % " ".join(argv))
+    for name in CHECKS:
+        check = data["checks"].get(name)
+        if not isinstance(check, dict) or "ok" not in check:
+            raise ProbeError("%s printed no '%s' check" % (" ".join(argv), name))
+    return data

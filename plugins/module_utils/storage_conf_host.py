@@ -1,0 +1,292 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host side of idmapguard.storage.storage_conf: is an edit safe, does Podman accept it, write it.
+
+The controller (action plugin) has already edited the TOML text; it sends the new text and the
+store-relevant settings before and after the edit. Here, on the host, with the standard
+library only, we decide whether the edit would orphan or break the container store.
+
+What containers/storage does with `overlay/.has-mount-program` (drivers/overlay/overlay.go,
+Init and SupportsNativeOverlay, read for this module):
+  * whenever a mount program is used, Init writes "true" to `<graphroot>/overlay/.has-mount-program`;
+  * when no mount_program is configured, Init asks SupportsNativeOverlay, which answers "no"
+    as soon as that file says "true"; Init then looks `fuse-overlayfs` up in PATH and uses it.
+    So removing mount_program from storage.conf alone changes nothing while the marker says
+    "true" and fuse-overlayfs is installed: Podman keeps mounting with fuse-overlayfs and keeps
+    copying a layer per ID map;
+  * the marker exists because layers written through a mount program use the AUFS whiteout
+    format (`.wh.<name>` files, getWhiteoutFormat) and fuse-overlayfs may keep ownership and
+    opaque flags in `user.fuseoverlayfs.*` / `user.containers.*` xattrs; the kernel's overlay
+    ignores all of them, so files deleted in an upper layer would reappear;
+  * when the marker is missing (or holds anything but "true"/"false"), SupportsNativeOverlay
+    scans the store for exactly those indicators and records the answer.
+So the marker may be removed when the same scan finds no indicator: containers/storage then
+re-derives it, and picks native overlay only if the store holds nothing native overlay would
+misread. When the scan finds indicators the store needs its mount program: we refuse.
+
+Measured on the sid lab host (Podman 5.8.6, tests/integration/test_configure.py): after the
+switch, images and containers created without an ID map or with a contiguous one start, but a
+container created through fuse-overlayfs with a non-contiguous map does not ("creating overlay
+mount ... permission denied"). So such containers are a refusal too: remove them, switch,
+create them again (which then costs no copy).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
+    IDMapError,
+    from_storage_json,
+    is_contiguous,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
+
+Runner = Callable[[List[str], Dict[str, str]], Tuple[int, str, str]]
+
+DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
+DEFAULT_RUNROOT = "/run/containers/storage"
+MARKER_NAME = ".has-mount-program"
+WHITEOUT_PREFIX = ".wh."
+FUSE_XATTR_PREFIXES = ("user.fuseoverlayfs.", "user.containers.")
+STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
+
+
+class StorageConfRefused(Exception):
+    """The edit would orphan or break the container store; nothing was changed."""
+
+
+class StorageConfInvalid(Exception):
+    """Podman does not accept the edited file; nothing was changed."""
+
+
+@dataclass
+class MarkerPlan:
+    """What to do with `<graphroot>/overlay/.has-mount-program` after the write."""
+
+    path: str
+    content: Optional[str]
+    clear: bool = False
+    reason: str = ""
+
+
+@dataclass
+class SafetyReport:
+    """Result of the refusal checks: the store-key changes seen and the marker plan."""
+
+    store_changes: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    layers: int = 0
+    marker: Optional[MarkerPlan] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+def effective(view: Dict[str, Any]) -> Dict[str, Any]:
+    """Store settings with containers/storage's built-in defaults filled in."""
+    return {
+        "driver": view.get("driver") or "",
+        "graphroot": view.get("graphroot") or DEFAULT_GRAPHROOT,
+        "runroot": view.get("runroot") or DEFAULT_RUNROOT,
+        "imagestore": view.get("imagestore") or "",
+        "mount_program": view.get("mount_program") or "",
+    }
+
+
+def count_layers(root: str) -> int:
+    """Number of layers recorded in `<root>/*-layers/layers.json` (0 for no store).
+
+    A read-only look at the layer index: enough to know whether moving or reinterpreting the
+    store would leave data behind. An unreadable index counts as "holds layers" (-1): when we
+    cannot tell, we must not assume the store is empty.
+    """
+    total = 0
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return 0
+    for name in sorted(names):
+        if not name.endswith("-layers"):
+            continue
+        index = os.path.join(root, name, "layers.json")
+        if not os.path.exists(index):
+            continue
+        try:
+            with open(index, "rb") as handle:
+                layers = json.loads(handle.read().decode("utf-8") or "[]")
+        except (OSError, ValueError):
+            return -1
+        if isinstance(layers, list):
+            total += len(layers)
+    return total
+
+
+def drivers_in_use(root: str) -> List[str]:
+    """Drivers whose layer index exists under `root` (`overlay` for `overlay-layers/layers.json`)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    return sorted(n[: -len("-layers")] for n in names
+                  if n.endswith("-layers") and os.path.exists(os.path.join(root, n, "layers.json")))
+
+
+def read_marker(graphroot: str) -> Tuple[str, Optional[str]]:
+    """Path and stripped content of the overlay mount-program marker (None when absent)."""
+    path = os.path.join(graphroot, "overlay", MARKER_NAME)
+    try:
+        with open(path, "rb") as handle:
+            return path, handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return path, None
+
+
+def find_mount_program_indicator(overlay_home: str) -> Optional[str]:
+    """The first file or directory native overlay would misread, as containers/storage scans.
+
+    Names starting with ".wh." (AUFS-style whiteouts) and directories carrying
+    user.fuseoverlayfs.* or user.containers.* xattrs. None when the store holds neither.
+    """
+    listxattr = getattr(os, "listxattr", None)
+    for dirpath, dirnames, filenames in os.walk(overlay_home):
+        for name in dirnames + filenames:
+            if name.startswith(WHITEOUT_PREFIX):
+                return os.path.join(dirpath, name)
+        if listxattr is None:
+            continue
+        try:
+            attrs = listxattr(dirpath, follow_symlinks=False)
+        except OSError:
+            attrs = []
+        for attr in attrs:
+            if attr.startswith(FUSE_XATTR_PREFIXES):
+                return "%s (xattr %s)" % (dirpath, attr)
+    return None
+
+
+def check_safety(before: Dict[str, Any], after: Dict[str, Any], allow_store_change: bool) -> SafetyReport:
+    """Refuse (StorageConfRefused) edits that would orphan or break the current store."""
+    old, new = effective(before), effective(after)
+    report = SafetyReport()
+    for key in STORE_KEYS:
+        if key == "driver" and not old[key] and new[key] in drivers_in_use(old["graphroot"]):
+            # An empty driver means "detect"; naming the driver the store already uses moves nothing.
+            continue
+        if old[key] != new[key]:
+            report.store_changes[key] = {"before": old[key] or None, "after": new[key] or None}
+    if report.store_changes:
+        report.layers = count_layers(old["graphroot"])
+        if old["imagestore"]:
+            image_layers = count_layers(old["imagestore"])
+            report.layers = -1 if -1 in (report.layers, image_layers) else report.layers + image_layers
+        if report.layers != 0 and not allow_store_change:
+            held = "an unreadable layer index" if report.layers < 0 else "%d layer(s)" % report.layers
+            raise StorageConfRefused(
+                "refusing to change %s: the current store at %s holds %s that containers/storage "
+                "would no longer find (or would read with the wrong driver). Move or reset the store "
+                "first, or set allow_store_change: true if you have."
+                % (", ".join("%s %r -> %r" % (k, v["before"], v["after"])
+                             for k, v in sorted(report.store_changes.items())),
+                   old["graphroot"], held))
+    if old["mount_program"] and not new["mount_program"]:
+        report.marker = _plan_marker(old["graphroot"], old["runroot"], old["mount_program"], allow_store_change)
+    return report
+
+
+def containers_with_noncontiguous_maps(graphroot: str, runroot: str) -> List[str]:
+    """Names (or ids) of the store's containers whose UID or GID map has more than one extent."""
+    try:
+        state = StoreState.load(StoreLayout(graphroot, runroot))
+    except (StoreError, ValueError, OSError) as exc:
+        return ["(cannot read the container list: %s)" % exc]
+    found = []
+    for record in state.containers:
+        try:
+            # No map at all (an empty list) is fine, like a single extent.
+            shifted = any(len(record.get(key) or []) > 1 and not is_contiguous(from_storage_json(record[key]))
+                          for key in ("uidmap", "gidmap"))
+        except IDMapError:
+            shifted = True
+        if shifted:
+            names = record.get("names") or [record.get("id", "?")[:12]]
+            found.append(str(names[0]))
+    return found
+
+
+def _plan_marker(graphroot: str, runroot: str, mount_program: str, allow_store_change: bool) -> MarkerPlan:
+    path, content = read_marker(graphroot)
+    plan = MarkerPlan(path=path, content=content)
+    if content != "true":
+        plan.reason = "no mount-program marker says true; containers/storage decides by itself"
+        return plan
+    if not allow_store_change:
+        raise StorageConfRefused(
+            "refusing to remove mount_program %s: %s says \"true\". With that marker "
+            "containers/storage keeps using fuse-overlayfs from PATH even without mount_program, "
+            "so the edit alone would change nothing, and the marker exists because layers written "
+            "through a mount program may hold AUFS-style .wh. whiteouts that native overlay does "
+            "not understand. Set allow_store_change: true to let this module scan the store as "
+            "containers/storage does and clear the marker only if nothing native overlay would "
+            "misread is found." % (mount_program, path))
+    indicator = find_mount_program_indicator(os.path.dirname(path))
+    if indicator:
+        raise StorageConfRefused(
+            "refusing to remove mount_program %s: the store at %s needs it: %s is written in a "
+            "mount program's format (AUFS whiteout or fuse-overlayfs xattr) that native overlay "
+            "would misread. Reset or re-create the store (podman system reset, then pull again) "
+            "before switching to native overlay." % (mount_program, graphroot, indicator))
+    stranded = containers_with_noncontiguous_maps(graphroot, runroot)
+    if stranded:
+        raise StorageConfRefused(
+            "refusing to remove mount_program %s: container(s) %s were created through it with a "
+            "non-contiguous ID map, and such a container fails to start on native overlay "
+            "(\"creating overlay mount ... permission denied\", measured with Podman 5.8). Remove "
+            "them (podman rm), run this again, then create them again."
+            % (mount_program, ", ".join(stranded)))
+    plan.clear = True
+    plan.reason = "scanned the store like containers/storage: no .wh. file, no fuse-overlayfs xattr"
+    return plan
+
+
+def clear_marker(plan: MarkerPlan) -> bool:
+    """Remove the marker so containers/storage re-derives it; True when a file was removed."""
+    if not plan.clear:
+        return False
+    try:
+        os.unlink(plan.path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def podman_store(run: Runner, podman: str, conf_path: Optional[str]) -> Dict[str, Any]:
+    """What Podman reports for the store when reading `conf_path` (None: its own default).
+
+    StorageConfInvalid when Podman fails: for a candidate file this means Podman rejects it.
+    """
+    env = {"CONTAINERS_STORAGE_CONF": conf_path} if conf_path else {}
+    rc, out, err = run([podman, "info", "--format", "json"], env)
+    if rc != 0:
+        raise StorageConfInvalid("podman info with this storage.conf failed (rc=%d): %s"
+                                 % (rc, (err or out or "").strip()[-800:]))
+    try:
+        store = json.loads(out).get("store") or {}
+    except (ValueError, AttributeError) as exc:
+        raise StorageConfInvalid("podman info printed no JSON object: %s" % exc)
+    options = store.get("graphOptions") or {}
+    mount_program = options.get("overlay.mount_program")
+    if isinstance(mount_program, dict):
+        mount_program = mount_program.get("Executable")
+    return {
+        "driver": store.get("graphDriverName"),
+        "graphroot": store.get("graphRoot"),
+        "runroot": store.get("runRoot"),
+        "mount_program": mount_program or None,
+        "graph_options": options,
+    }

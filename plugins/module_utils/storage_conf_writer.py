@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module side of idmapguard.storage.storage_conf: check, validate, write atomically.
+
+The action plugin sends the edited text in `_content` along with the checksum of the text it
+edited (`_source_sha1`), so a file changed by someone else in between is never overwritten.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import hashlib
+import os
+import tempfile
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf_host import (
+    StorageConfInvalid,
+    StorageConfRefused,
+    check_safety,
+    clear_marker,
+    podman_store,
+)
+
+
+class StorageConfConflict(Exception):
+    """The file changed on the host after the controller read it."""
+
+
+def argument_spec() -> Dict[str, Any]:
+    return dict(
+        path=dict(type="path", default="/etc/containers/storage.conf"),
+        vendor_path=dict(type="path", default="/usr/share/containers/storage.conf"),
+        settings=dict(type="dict", default={}),
+        absent=dict(type="list", elements="str", default=[]),
+        backup=dict(type="bool", default=False),
+        validate=dict(type="bool", default=True),
+        allow_store_change=dict(type="bool", default=False),
+        # Sent by the action plugin only (hidden: leading underscore).
+        _content=dict(type="str"),
+        _source=dict(type="str"),
+        _source_sha1=dict(type="str"),
+        _changed_keys=dict(type="list", elements="str", default=[]),
+        _store_before=dict(type="dict", default={}),
+        _store_after=dict(type="dict", default={}),
+    )
+
+
+def sha1_of(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()  # nosec: change detection, not security
+
+
+def read_bytes(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_candidate(path: str, content: bytes) -> str:
+    """A temporary file next to `path` (same filesystem, so the final rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                               dir=os.path.dirname(path) or ".")
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    # Readable by Podman like the final file; atomic_move copies the old file's mode anyway.
+    os.chmod(tmp, 0o644)
+    return tmp
+
+
+def podman_runner(module: Any):
+    def run(argv: List[str], env: Dict[str, str]) -> Tuple[int, str, str]:
+        return module.run_command(argv, environ_update=env, check_rc=False)
+    return run
+
+
+def apply(module: Any) -> Dict[str, Any]:
+    """Everything between the parameters and exit_json; raises the domain exceptions."""
+    p = module.params
+    path = p["path"]
+    if p["_content"] is None:
+        module.fail_json(msg="storage_conf runs through its action plugin; call it as idmapguard.storage.storage_conf")
+    content = p["_content"].encode("utf-8")
+    result: Dict[str, Any] = dict(changed=False, path=path, source=p["_source"] or path,
+                                  changed_keys=p["_changed_keys"])
+
+    # The controller edited what it read; refuse to overwrite anything else.
+    source_path = p["_source"] or path
+    current = read_bytes(source_path)
+    current_sha1 = sha1_of(current) if current is not None else ""
+    if p["_source_sha1"] is not None and current_sha1 != p["_source_sha1"]:
+        raise StorageConfConflict("%s changed on the host while it was being edited; run again" % source_path)
+
+    existing = read_bytes(path)
+    if existing == content:
+        return result
+
+    safety = check_safety(p["_store_before"], p["_store_after"], p["allow_store_change"])
+    result["store_changes"] = safety.store_changes
+    if safety.marker is not None:
+        result["mount_program_marker"] = dict(path=safety.marker.path, content=safety.marker.content,
+                                              cleared=safety.marker.clear, reason=safety.marker.reason)
+    result["changed"] = True
+    if module.check_mode:
+        return result
+
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    podman = module.get_bin_path("podman", required=p["validate"])
+    run = podman_runner(module)
+    tmp = write_candidate(path, content)
+    try:
+        if p["validate"]:
+            podman_store(run, podman, tmp)
+        if p["backup"] and existing is not None:
+            result["backup_file"] = module.backup_local(path)
+        module.atomic_move(tmp, path, unsafe_writes=False)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if safety.marker is not None:
+        result["mount_program_marker"]["cleared"] = clear_marker(safety.marker)
+    if p["validate"]:
+        # What Podman uses now, read the way every later Podman command will read it.
+        result["podman"] = podman_store(run, podman, path if path != "/etc/containers/storage.conf" else None)
+    return result
+
+
+def run_module(module: Any) -> None:
+    """The one place where domain errors become fail_json."""
+    try:
+        result = apply(module)
+    except StorageConfRefused as exc:
+        module.fail_json(msg=str(exc), refused=True, changed=False)
+    except StorageConfInvalid as exc:
+        module.fail_json(msg="Podman rejects the edited file, nothing changed: %s" % exc, changed=False)
+    except StorageConfConflict as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except OSError as exc:
+        module.fail_json(msg="cannot write %s: %s" % (module.params["path"], exc), changed=False)
+    module.exit_json(**result)

@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Streaming removal of a directory tree through directory fds.
+
+Why not shutil.rmtree: we need (1) every step relative to an fd opened with O_NOFOLLOW, so a
+symlink planted in the store can never redirect deletion outside the layer's own paths,
+(2) a refusal to cross into another filesystem (a still-mounted ``merged`` dir would otherwise
+let us delete through the overlay into a live upper dir), and (3) memory independent of the
+number of files: only one open fd per directory level is kept, entries are streamed from
+getdents and unlinked as they come (unlinkat, as ``rm -rf`` does).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import errno
+import os
+import stat
+from typing import List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError, TamperedStoreError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_DEPTH = 4096
+
+
+def open_dir(path: str) -> int:
+    """An fd of ``path`` that is a real directory, not a symlink to one."""
+    try:
+        return os.open(path, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise TamperedStoreError("%s is not a directory (symlink or file where c/storage keeps a directory)" % path)
+        raise
+
+
+def remove_tree_at(parent_fd: int, name: str) -> bool:
+    """Remove ``name`` (a directory) under ``parent_fd`` with all its content.
+
+    Returns False when it did not exist. Raises TamperedStoreError when ``name`` is a symlink
+    or the tree holds a mount point.
+    """
+    try:
+        root_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise TamperedStoreError("%r is not a real directory; refusing to delete through it" % name)
+        raise StoreError("cannot open %r: %s" % (name, exc))
+    root_dev = os.fstat(root_fd).st_dev
+    # (fd, name in parent) per level; the parent of level 0 is parent_fd.
+    stack: List[Tuple[int, str]] = [(root_fd, name)]
+    try:
+        while stack:
+            fd = stack[-1][0]
+            child = _empty_files_find_subdir(fd)
+            if child is not None:
+                if len(stack) >= MAX_DEPTH:
+                    raise StoreError("directory tree under %r is deeper than %d levels" % (name, MAX_DEPTH))
+                child_fd = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                if os.fstat(child_fd).st_dev != root_dev:
+                    os.close(child_fd)
+                    raise TamperedStoreError("%r holds a mount point (%s); refusing to delete it" % (name, child))
+                stack.append((child_fd, child))
+                continue
+            done_fd, done_name = stack.pop()
+            os.close(done_fd)
+            os.rmdir(done_name, dir_fd=stack[-1][0] if stack else parent_fd)
+    except OSError as exc:
+        raise StoreError("cannot remove %r: %s" % (name, exc))
+    finally:
+        for fd, _name in stack:
+            os.close(fd)
+    return True
+
+
+def _empty_files_find_subdir(fd: int) -> Optional[str]:
+    """Unlink every non-directory in the directory ``fd``; return the first subdirectory met."""
+    with os.scandir(fd) as entries:  # CPython rewinds the dir fd when the iterator closes
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                return entry.name
+            os.unlink(entry.name, dir_fd=fd)
+    return None
+
+
+def remove_file_at(parent_fd: int, name: str) -> bool:
+    """Unlink a non-directory ``name`` under ``parent_fd``; False if it did not exist."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        raise TamperedStoreError("%r is a directory where c/storage keeps a file" % name)
+    try:
+        os.unlink(name, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError("cannot remove %r: %s" % (name, exc))
+    return True

@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Inode and byte usage: of a filesystem (statvfs) and of one tree (a dir-fd walk)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import os
+import stat
+from typing import Dict, Optional, Set, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def fs_usage(path: str) -> Dict[str, int]:
+    """Inodes and bytes of the filesystem holding ``path`` (what ``df -i``/``df`` show)."""
+    try:
+        st = os.statvfs(path)
+    except OSError as exc:
+        raise StoreError("cannot statvfs %s: %s" % (path, exc))
+    return {
+        "inodes_total": st.f_files,
+        "inodes_free": st.f_ffree,
+        "inodes_used": st.f_files - st.f_ffree,
+        "bytes_total": st.f_blocks * st.f_frsize,
+        "bytes_free": st.f_bavail * st.f_frsize,
+        "bytes_used": (st.f_blocks - st.f_bfree) * st.f_frsize,
+    }
+
+
+def _count(st: os.stat_result, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
+    # A hard-linked file holds one inode however many names it has.
+    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return 0, 0
+        seen.add(key)
+    return 1, st.st_blocks * 512
+
+
+def tree_usage(parent: str, name: str) -> Tuple[int, int]:
+    """(inodes, bytes) held by ``parent/name`` and everything below it; (0, 0) if absent.
+
+    Never follows a symlink and never crosses into another filesystem (a mounted ``merged``).
+    """
+    try:
+        parent_fd = os.open(parent, _DIR_FLAGS)
+    except FileNotFoundError:
+        return 0, 0
+    except OSError as exc:
+        raise StoreError("cannot open %s: %s" % (parent, exc))
+    try:
+        return tree_usage_at(parent_fd, name)
+    finally:
+        os.close(parent_fd)
+
+
+def tree_usage_at(parent_fd: int, name: str) -> Tuple[int, int]:
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0, 0
+    seen: Set[Tuple[int, int]] = set()
+    inodes, size = _count(st, seen)
+    if not stat.S_ISDIR(st.st_mode):
+        return inodes, size
+    root_dev = st.st_dev
+    stack = [os.open(name, _DIR_FLAGS, dir_fd=parent_fd)]
+    try:
+        while stack:
+            fd = stack.pop()
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        est = entry.stat(follow_symlinks=False)
+                        if est.st_dev != root_dev:
+                            continue  # a mount point: not ours to count
+                        add_inodes, add_bytes = _count(est, seen)
+                        inodes += add_inodes
+                        size += add_bytes
+                        if stat.S_ISDIR(est.st_mode):
+                            stack.append(os.open(entry.name, _DIR_FLAGS, dir_fd=fd))
+            finally:
+                os.close(fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return inodes, size
+
+
+def optional_lstat(path: str) -> Optional[os.stat_result]:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What idmap_support needs from the store library, in one place.
+
+The store library (plugins/module_utils/store/, the remediation area) is the only reader of
+a store's files; this adapter only picks from its answers the few numbers the facts report
+and the canary compares.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+import os
+from typing import Any, Dict, List
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import StorageSettings
+
+# Fields that change on every rewrite without meaning a different store.
+_VOLATILE_KEYS = frozenset(("created", "metadata-time", "last-write", "modified", "updated"))
+
+
+def _store(settings: StorageSettings) -> Any:
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store  # noqa: E402
+    return Store(settings.graphroot, settings.runroot, imagestore=settings.imagestore,
+                 transient=settings.transient_store, additional=tuple(settings.additional_image_stores))
+
+
+def store_exists(settings: StorageSettings) -> bool:
+    return os.path.isdir(settings.graphroot)
+
+
+def mapped_copies(settings: StorageSettings) -> Dict[str, Any]:
+    """{"count", "inodes", "layers": [layer ids]} of the ID-mapped copies in the store."""
+    if not store_exists(settings):
+        return {"count": 0, "inodes": 0, "layers": []}
+    inventory = _store(settings).inventory()
+    copies = list(getattr(inventory, "copies", []))
+    return {"count": len(copies), "inodes": sum(int(c.inodes) for c in copies),
+            "layers": sorted(c.layer_id for c in copies)}
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in _VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def json_snapshot(settings: StorageSettings) -> str:
+    """The store's layers, images and containers, minus timestamps, as canonical JSON."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout  # noqa: E402
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState  # noqa: E402
+    layout = StoreLayout(settings.graphroot, settings.runroot, settings.imagestore, settings.transient_store)
+    state = StoreState.load(layout)
+    records = {
+        "layers": sorted((_strip(r) for r in state.layers.values()), key=lambda r: r.get("id", "")),
+        "images": sorted((_strip(r) for r in state.images), key=lambda r: r.get("id", "")),
+        "containers": sorted((_strip(r) for r in state.containers), key=lambda r: r.get("id", "")),
+    }  # type: Dict[str, List[Any]]
+    return json.dumps(records, sort_keys=True)

@@ -1,0 +1,221 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The idmap_support module's backend: gather a host's facts once, run the verdict rules.
+
+Produces `ansible_facts.idmapguard` exactly as docs/dev/contracts.md describes it. Every
+domain failure is raised as SupportError so the module turns it into fail_json in one place.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
+from ansible_collections.idmapguard.storage.plugins.module_utils.canary import CanaryError, run_canary
+from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import (
+    HelperMissingError,
+    ProbeError,
+    probe_directory,
+    run_probe,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import IDMapError, is_contiguous, parse_idmap
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    PodmanError,
+    StorageConfError,
+    StorageSettings,
+    find_storage_conf,
+    podman_info,
+    podman_version,
+    read_storage_conf,
+    settings_from_info,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
+from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import mapped_copies
+from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import HostFacts, evaluate, probe_conclusive
+
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+
+
+class SupportError(RuntimeError):
+    """Anything that stops idmap_support from producing facts (message says what to do)."""
+
+
+@dataclass
+class SupportParams:
+    helper: str
+    uidmap: str
+    gidmap: str
+    canary: bool = False
+    podman_backport: bool = False
+    podman: str = "podman"
+    podman_args: List[str] = field(default_factory=list)
+    storage_conf: Optional[str] = None
+
+
+@dataclass
+class SupportResult:
+    facts: Dict[str, Any]
+    changed: bool
+    warnings: List[str]
+
+
+def _podman_runner(run: Runner, params: SupportParams) -> Runner:
+    """Insert the global podman arguments after the binary."""
+
+    def podman_run(argv: List[str]) -> Tuple[int, str, str]:
+        if argv and argv[0] == params.podman and argv[1:2] != ["--version"]:
+            argv = [argv[0]] + list(params.podman_args) + list(argv[1:])
+        return run(argv)
+
+    return podman_run
+
+
+def _storage(run: Runner, params: SupportParams, warnings: List[str]) -> Tuple[StorageSettings, Dict[str, Any]]:
+    try:
+        info = podman_info(run, params.podman)
+        return settings_from_info(info), info
+    except PodmanError as exc:
+        warnings.append("podman info failed, storage settings read from storage.conf instead: %s" % exc)
+    try:
+        settings = read_storage_conf(params.storage_conf)
+    except StorageConfError as exc:
+        raise SupportError("podman info failed and storage.conf cannot be read: %s" % exc)
+    return settings, {}
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
+    """Type of the filesystem holding path: the longest mount point in mountinfo that contains it."""
+    real = os.path.realpath(path)
+    best, best_type = "", None  # type: Tuple[str, Optional[str]]
+    try:
+        with open(mountinfo) as handle:
+            for line in handle:
+                left, _sep, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                point = fields[4].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, best_type = point, right.split()[0]
+    except (OSError, IOError):
+        return None
+    return best_type
+
+
+def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release: Optional[str] = None) -> SupportResult:
+    warnings = []  # type: List[str]
+    try:
+        uid_extents = parse_idmap(params.uidmap)
+        gid_extents = parse_idmap(params.gidmap)
+    except IDMapError as exc:
+        raise SupportError("invalid map: %s" % exc)
+    if is_contiguous(uid_extents) and is_contiguous(gid_extents):
+        warnings.append("uidmap and gidmap are contiguous: the probe and canary then say nothing about "
+                        "non-contiguous maps, which are the ones that get copied")
+    prun = _podman_runner(run, params)
+    settings, info = _storage(prun, params, warnings)
+    version = ((info.get("version") or {}).get("Version") if info else None) or podman_version(prun, params.podman)
+
+    directory = probe_directory(settings.graphroot)
+    probe = None  # type: Optional[Dict[str, Any]]
+    probe_error = ""
+    try:
+        probe = run_probe(run, params.helper, directory, params.uidmap, params.gidmap)
+    except HelperMissingError as exc:
+        raise SupportError(str(exc))
+    except ProbeError as exc:
+        # The probe needs a free inode on graphroot's filesystem for its scratch directory;
+        # at 0 free inodes (the state this collection repairs) it cannot run. The verdict then
+        # falls back to release-number rules and says so in its reasons.
+        warnings.append("the helper probe could not run, kernel and filesystem support are guessed from the "
+                        "release number: %s" % exc)
+        probe_error = str(exc)
+    if probe is not None and not probe_conclusive(probe):
+        warnings.append("the helper probe could not set up its test on %s (%s): kernel and filesystem support "
+                        "are guessed from the release number" % (directory, probe["checks"].get("idmapped_mount")))
+    release = (probe or {}).get("kernel") or kernel_release or os.uname().release
+    fs_type = (probe or {}).get("fs_type") or filesystem_type(directory)
+
+    try:
+        usage = fs_usage(directory)
+        copies = mapped_copies(settings)
+    except StoreError as exc:
+        raise SupportError("cannot read the store at %s: %s" % (settings.graphroot, exc))
+
+    disable = host_env.disable_idmap_env()
+    max_userns = host_env.max_user_namespaces()
+    chrooted = host_env.is_chrooted()
+
+    canary = None  # type: Optional[Dict[str, Any]]
+    changed = False
+    if params.canary and check_mode:
+        warnings.append("canary skipped in check mode: it creates and removes an image and a container")
+    elif params.canary:
+        changed = True  # it created and removed an image and a container, even if it then failed
+        try:
+            canary = run_canary(prun, settings, params.uidmap, params.gidmap, podman=params.podman)
+        except (CanaryError, StoreError) as exc:
+            raise SupportError(str(exc))
+        if not canary["store_restored"]:
+            warnings.append("the canary did not leave the store exactly as it found it: %s" % canary)
+
+    verdict = evaluate(HostFacts(
+        kernel_release=release,
+        probe=probe,
+        fs_type=fs_type,
+        podman_version=version,
+        podman_backport=params.podman_backport,
+        driver=settings.driver or "overlay",
+        mount_program=settings.mount_program,
+        disable_idmap_env=bool(disable["set"]),
+        disable_idmap_where=list(disable["where"]),  # type: ignore[arg-type]
+        max_user_namespaces=max_userns,
+        chrooted=chrooted,
+        supports_shifting=settings.supports_shifting,
+        canary_new_mapped_layers=canary["new_mapped_layers"] if canary else None,
+    ))
+    facts = {
+        "verdict": verdict.verdict,
+        "reasons": verdict.reasons,
+        "reason_codes": verdict.reason_codes,
+        "remedy": verdict.remedy,
+        "shares_noncontiguous": verdict.shares_noncontiguous,
+        "kernel": {
+            "release": release,
+            "idmapped_mount": bool(verdict.idmapped_mount),
+            "overlay_idmapped_lower": bool(verdict.overlay_idmapped_lower),
+            "probe": probe if probe is not None else {"error": probe_error},
+        },
+        "graphroot": dict(
+            path=settings.graphroot,
+            fs_type=fs_type,
+            mapped_copies=copies["count"],
+            mapped_copy_inodes=copies["inodes"],
+            **usage
+        ),
+        "podman": {
+            "version": version,
+            "driver": settings.driver or "overlay",
+            "mount_program": settings.mount_program,
+            "graph_options": settings.graph_options,
+            "runroot": settings.runroot,
+            "imagestore": settings.imagestore,
+            "storage_conf": settings.config_file or find_storage_conf(params.storage_conf),
+            "source": settings.source,
+            "supports_shifting": settings.supports_shifting,
+            "userns_available": bool((max_userns is None or max_userns > 0) and not chrooted),
+            "max_user_namespaces": max_userns,
+            "chrooted": chrooted,
+            "disable_idmap_env": disable,
+            "backport_declared": params.podman_backport,
+        },
+        "canary": canary,
+    }
+    return SupportResult(facts=facts, changed=changed, warnings=warnings)

@@ -1,0 +1,254 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The verdict rules: facts about one host in, verdict + every reason + a remedy out.
+
+Pure functions, no I/O, so the whole rule set is table-tested (tests/unit/.../test_verdict.py)
+and documented in docs/verdicts.md. Keep the two in step.
+
+Order of verdicts, most fundamental first (the verdict is the first that has a reason; every
+reason found is reported):
+  unsupported_kernel      the kernel cannot make idmapped mounts, or overlay on idmapped lowers
+  unsupported_filesystem  the kernel can, but not on the filesystem holding graphroot
+  needs_podman_upgrade    Podman's containers/storage copies layers for non-contiguous maps
+  fixable_by_config       all of the above are able; a setting stands in the way
+  shares                  no obstacle: non-contiguous maps share the image's layers
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+VERDICTS = ("shares", "fixable_by_config", "needs_podman_upgrade", "unsupported_kernel", "unsupported_filesystem")
+# Most fundamental first: an obstacle higher up makes the remedies below it pointless.
+_PRECEDENCE = ("unsupported_kernel", "unsupported_filesystem", "needs_podman_upgrade", "fixable_by_config")
+
+# Podman 5.6.0 is the first release vendoring containers/storage 1.59 (PR #2346: idmapped
+# mounts for any map with native overlay). Sources in docs/verdicts.md.
+FIRST_SHARING_PODMAN = (5, 6, 0)
+FIRST_IDMAPPED_MOUNT_KERNEL = (5, 12)
+FIRST_OVERLAY_IDMAPPED_LOWER_KERNEL = (5, 19)
+# Only used when no probe result exists: upstream kernel versions in which each filesystem
+# gained FS_ALLOW_IDMAP. A guess; the helper's probe is authoritative.
+FS_IDMAP_SINCE = {
+    "ext4": (5, 12), "xfs": (5, 12), "vfat": (5, 12), "msdos": (5, 12), "btrfs": (5, 15),
+    "f2fs": (5, 18), "erofs": (6, 2), "overlay": (5, 19), "tmpfs": (6, 3), "squashfs": (6, 3),
+    "ceph": (6, 7), "zfs": (6, 0),
+}
+
+# reason code -> verdict it leads to
+REASON_VERDICT = {
+    "kernel_no_mount_api": "unsupported_kernel",
+    "kernel_no_idmap": "unsupported_kernel",
+    "kernel_no_overlay_idmap": "unsupported_kernel",
+    "fs_no_idmap": "unsupported_filesystem",
+    "podman_missing": "needs_podman_upgrade",
+    "podman_too_old": "needs_podman_upgrade",
+    "canary_copied": "needs_podman_upgrade",
+    "driver_not_overlay": "fixable_by_config",
+    "mount_program": "fixable_by_config",
+    "disable_idmap_env": "fixable_by_config",
+    "no_userns": "fixable_by_config",
+    "chrooted": "fixable_by_config",
+}
+
+_REMEDY = {
+    "unsupported_kernel": "Boot a kernel that supports idmapped mounts and overlay on idmapped lower layers "
+                          "(upstream 5.19 or later, or a distribution kernel whose helper probe passes); until "
+                          "then keep non-contiguous maps off this host and prune mapped copies regularly.",
+    "unsupported_filesystem": "Move graphroot to a filesystem that supports idmapped mounts on this kernel "
+                              "(ext4 or xfs), or keep non-contiguous maps off this host and prune mapped copies "
+                              "regularly.",
+    "needs_podman_upgrade": "Upgrade Podman to 5.6 or later (containers/storage 1.59+), or declare a distribution "
+                            "backport with podman_backport=true if the installed build carries it; then prune "
+                            "the mapped copies left behind.",
+    "fixable_by_config": "Fix the configuration listed in reasons (the idmapguard.storage.configure role does the "
+                         "storage.conf part), then prune the mapped copies left behind.",
+    "shares": "Nothing to change: this host shares image layers across non-contiguous maps; prune any mapped "
+              "copies left from before.",
+}
+
+
+@dataclass
+class HostFacts:
+    """What the rules need to know about one host (gathered once, by idmap_support)."""
+
+    kernel_release: str
+    probe: Optional[Dict[str, Any]] = None          # the helper's probe JSON on graphroot's fs
+    fs_type: Optional[str] = None
+    podman_version: Optional[str] = None
+    podman_backport: bool = False                   # operator declares a distro backport of c/storage#2346
+    driver: Optional[str] = "overlay"
+    mount_program: Optional[str] = None
+    disable_idmap_env: bool = False
+    disable_idmap_where: List[str] = field(default_factory=list)
+    max_user_namespaces: Optional[int] = None
+    chrooted: bool = False
+    supports_shifting: Optional[bool] = None
+    canary_new_mapped_layers: Optional[int] = None  # None: the canary did not run
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    reasons: List[str]
+    reason_codes: List[str]
+    remedy: str
+    shares_noncontiguous: bool
+    idmapped_mount: Optional[bool]
+    overlay_idmapped_lower: Optional[bool]
+
+
+def parse_version(text: Optional[str]) -> Optional[Tuple[int, ...]]:
+    """Leading numeric components: "5.6.0-rc1" -> (5, 6, 0); "5.14.0-427.el9.x86_64" -> (5, 14, 0)."""
+    if not text:
+        return None
+    m = re.match(r"\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def _check(probe: Optional[Dict[str, Any]], name: str) -> Optional[Dict[str, Any]]:
+    if not probe:
+        return None
+    checks = probe.get("checks") or {}
+    check = checks.get(name)
+    return check if isinstance(check, dict) else None
+
+
+# A check failing with these errnos says nothing about the kernel or the filesystem's idmap
+# support: the probe could not set up its scratch directory (typically ENOSPC at 0 free inodes,
+# the very state this collection repairs), so the probe is inconclusive, not negative.
+INCONCLUSIVE_ERRNOS = frozenset(("ENOSPC", "EDQUOT", "EROFS", "ENOMEM", "EMFILE", "ENFILE", "EIO"))
+
+
+def probe_conclusive(probe: Optional[Dict[str, Any]]) -> bool:
+    """The probe ran and none of its checks failed for a reason unrelated to idmap support."""
+    if not probe:
+        return False
+    for name in ("mount_api", "idmapped_mount", "overlay_idmapped_lower"):
+        check = _check(probe, name)
+        if check is None:
+            return False
+        if not check.get("ok") and check.get("errno") in INCONCLUSIVE_ERRNOS:
+            return False
+    return True
+
+
+def _describe(check: Dict[str, Any]) -> str:
+    errno = check.get("errno")
+    message = (check.get("message") or "").strip()
+    if errno and message:
+        return "%s: %s" % (errno, message)
+    return errno or message or "failed"
+
+
+def _kernel_and_fs(facts: HostFacts, out: List[Tuple[str, str]]) -> Tuple[Optional[bool], Optional[bool]]:
+    """Kernel and filesystem obstacles; returns (idmapped_mount, overlay_idmapped_lower)."""
+    release = facts.kernel_release
+    fs = facts.fs_type or (facts.probe or {}).get("fs_type") or "unknown"
+    mount_api = _check(facts.probe, "mount_api")
+    idm = _check(facts.probe, "idmapped_mount")
+    ovl = _check(facts.probe, "overlay_idmapped_lower")
+    if mount_api is not None and not mount_api.get("ok") and mount_api.get("errno") not in INCONCLUSIVE_ERRNOS:
+        out.append(("kernel_no_mount_api", "kernel %s lacks the new mount API (open_tree/mount_setattr): %s"
+                    % (release, _describe(mount_api))))
+        return False, False
+    if probe_conclusive(facts.probe) and idm is not None:
+        # The probe ran: it is authoritative, whatever the release number says (RHEL 8's 4.18
+        # and RHEL 9's 5.14 carry backports that a version comparison would get wrong).
+        idm_ok = bool(idm.get("ok"))
+        ovl_ok = bool(ovl.get("ok")) if ovl is not None else False
+        if not idm_ok:
+            errno = idm.get("errno")
+            if errno in ("ENOSYS",):
+                out.append(("kernel_no_idmap", "kernel %s cannot create idmapped mounts: %s"
+                            % (release, _describe(idm))))
+            else:
+                out.append(("fs_no_idmap", "filesystem %s holding graphroot does not support idmapped mounts "
+                            "on kernel %s: %s" % (fs, release, _describe(idm))))
+        elif not ovl_ok:
+            out.append(("kernel_no_overlay_idmap",
+                        "kernel %s cannot mount overlay on idmapped lower layers (needs 5.19+ or a backport): %s"
+                        % (release, _describe(ovl) if ovl is not None else "not probed")))
+        return idm_ok, (ovl_ok if idm_ok else False)
+    # No conclusive probe: guess from the release number and say it is a guess.
+    ver = parse_version(release) or (0,)
+    guessed = " (guessed from the release number: the helper probe %s; distribution kernels carry backports)" % (
+        "could not set up its test (%s)" % _describe(idm) if idm is not None else "did not run")
+    if ver < FIRST_IDMAPPED_MOUNT_KERNEL:
+        out.append(("kernel_no_idmap", "kernel %s predates idmapped mounts (5.12)%s" % (release, guessed)))
+        return False, False
+    since = FS_IDMAP_SINCE.get(fs)
+    if since is None or ver < since:
+        out.append(("fs_no_idmap", "filesystem %s is not known to support idmapped mounts on kernel %s%s"
+                    % (fs, release, guessed)))
+        return False, False
+    if ver < FIRST_OVERLAY_IDMAPPED_LOWER_KERNEL:
+        out.append(("kernel_no_overlay_idmap", "kernel %s predates overlay on idmapped lower layers (5.19)%s"
+                    % (release, guessed)))
+        return True, False
+    return True, True
+
+
+def _podman(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
+    if facts.canary_new_mapped_layers is not None and facts.canary_new_mapped_layers == 0:
+        return  # the live canary shared the layer: whatever the version says, this build shares
+    ver = parse_version(facts.podman_version)
+    if ver is None:
+        out.append(("podman_missing", "Podman's version could not be determined (is Podman installed?)"))
+    elif ver < FIRST_SHARING_PODMAN and not facts.podman_backport:
+        out.append(("podman_too_old",
+                    "Podman %s vendors containers/storage older than 1.59, which stores a chowned copy of the "
+                    "image's top layer for every non-contiguous map" % facts.podman_version))
+
+
+def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
+    if facts.driver and facts.driver != "overlay":
+        out.append(("driver_not_overlay", "storage driver is %s, not overlay: only native overlay shares layers "
+                    "through idmapped mounts" % facts.driver))
+    if facts.mount_program:
+        out.append(("mount_program", "mount_program %s is set: containers/storage then copies layers for every "
+                    "non-contiguous map; remove it to use native overlay" % facts.mount_program))
+    if facts.disable_idmap_env:
+        where = ", ".join(facts.disable_idmap_where) or "the environment"
+        out.append(("disable_idmap_env", "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set for Podman in %s: "
+                    "it turns idmapped mounts off; remove it" % where))
+    shifting = " (Podman then reports Supports shifting: false and copies even contiguous maps)"
+    if facts.max_user_namespaces is not None and facts.max_user_namespaces <= 0:
+        out.append(("no_userns", "user.max_user_namespaces is %d: Podman cannot create the user namespace an "
+                    "idmapped mount needs%s; set it above 0" % (facts.max_user_namespaces, shifting)))
+    if facts.chrooted:
+        out.append(("chrooted", "Podman runs under a plain chroot, where no user namespace can be created%s; "
+                    "run it in a mount namespace with pivot_root (a container) or on the host" % shifting))
+
+
+def evaluate(facts: HostFacts) -> Verdict:
+    """Apply every rule; the verdict is the most fundamental obstacle found."""
+    found = []  # type: List[Tuple[str, str]]
+    idm_ok, ovl_ok = _kernel_and_fs(facts, found)
+    _podman(facts, found)
+    _config(facts, found)
+    if facts.canary_new_mapped_layers and not found:
+        found.append(("canary_copied", "the live canary's non-contiguous map added %d mapped copy(ies) although "
+                      "nothing else explains it: this Podman build does not share" % facts.canary_new_mapped_layers))
+    codes = [code for code, _text in found]
+    verdict = "shares"
+    for candidate in _PRECEDENCE:
+        if any(REASON_VERDICT[c] == candidate for c in codes):
+            verdict = candidate
+            break
+    return Verdict(
+        verdict=verdict,
+        reasons=[text for _code, text in found],
+        reason_codes=codes,
+        remedy=_REMEDY[verdict],
+        shares_noncontiguous=(verdict == "shares"),
+        idmapped_mount=idm_ok,
+        overlay_idmapped_lower=ovl_ok,
+    )

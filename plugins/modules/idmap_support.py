@@ -1,0 +1,403 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r"""
+---
+module: idmap_support
+short_description: Tell whether a Podman host shares image layers across non-contiguous ID maps
+version_added: 0.1.0
+description:
+  - Gathers, once, what decides whether rootful Podman on this host stores a full chowned copy of an
+    image's top layer for every distinct non-contiguous C(--uidmap)/C(--gidmap) (containers/storage
+    before 1.59, Podman before 5.6), and returns a verdict with every obstacle found and a remedy.
+  - The kernel and filesystem are judged by the C(idmapped-mount) helper's C(probe) on the filesystem
+    holding graphroot (an idmapped mount with the map, and overlay on top of it). Deploy the helper
+    with the C(idmapguard.storage.helper) role first.
+  - Podman's settings come from C(podman info --format json); when Podman fails (it does when the
+    graphroot has no free inode left) they are read from C(storage.conf).
+  - Mapped copies are counted with the collection's store library (the same reader the remediation uses).
+  - Without O(canary) the module changes nothing and reports C(changed=false). With O(canary=true) it
+    imports a tiny image built from a few files, creates (never starts) a container with the
+    non-contiguous map, counts the store's mapped copies before and after, and removes the container
+    and the image (which removes any copy). It then reports C(changed=true), because it created and
+    removed those objects, even though the store is left as it was found (C(canary.store_restored)).
+  - The canary never runs in check mode.
+  - The verdict rules and the Podman to containers/storage version table are documented in
+    C(docs/verdicts.md) of the collection.
+author:
+  - idmapguard contributors
+requirements:
+  - Python 3.8 or later on the host (standard library only).
+  - The C(idmapped-mount) helper on the host (see O(helper)).
+  - Root on the host (the probe mounts; Podman is rootful).
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the canary is skipped (with a warning); everything else is read-only anyway.
+  diff_mode:
+    support: none
+    details: The module edits no file, so there is nothing to diff.
+  facts:
+    support: full
+options:
+  helper:
+    description:
+      - Path of the C(idmapped-mount) helper on the host.
+      - The module fails, saying to deploy it, when it is not there.
+    type: path
+    default: /usr/local/libexec/idmapguard/idmapped-mount
+  uidmap:
+    description:
+      - UID map for the probe and the canary, in Podman's C(container:host:size[,...]) syntax.
+      - Validated like the helper validates it. Should be non-contiguous (more than one extent),
+        since that is the case older containers/storage copies.
+    type: str
+    default: "0:1065537:65536,531571:531571:1,19997967:19997967:1"
+  gidmap:
+    description:
+      - GID map for the probe and the canary, same syntax as O(uidmap).
+    type: str
+    default: "0:1065537:65536,531571:531571:1,19997967:19997967:1"
+  canary:
+    description:
+      - Run the live canary (see the description). Never in check mode.
+    type: bool
+    default: false
+  podman_backport:
+    description:
+      - Declare that the installed Podman, although older than 5.6, carries the containers/storage
+        change that shares layers across any map (a distribution backport of containers/storage PR 2346).
+      - The podman_too_old reason is then not reported. Prefer proving it with O(canary=true).
+    type: bool
+    default: false
+  podman:
+    description:
+      - The Podman executable (name looked up in E(PATH), or a path).
+    type: str
+    default: podman
+  podman_args:
+    description:
+      - Global options put after the Podman executable in every call (for example
+        C(--cgroup-manager=cgroupfs) on hosts without systemd).
+    type: list
+    elements: str
+    default: []
+  storage_conf:
+    description:
+      - storage.conf to read when Podman fails. By default the one containers/storage reads
+        (E(CONTAINERS_STORAGE_CONF), C(/etc/containers/storage.conf), C(/usr/share/containers/storage.conf)).
+    type: path
+seealso:
+  - name: containers/storage PR 2346 (idmapped mounts for any map)
+    description: The upstream change released in containers/storage 1.59 and Podman 5.6.
+    link: https://github.com/containers/storage/pull/2346
+"""
+
+EXAMPLES = r"""
+- name: Judge every host (read-only)
+  idmapguard.storage.idmap_support:
+
+- name: Prove it with the live canary, with a map of your own
+  idmapguard.storage.idmap_support:
+    canary: true
+    uidmap: "0:1065537:65536,531571:531571:1"
+    gidmap: "0:1065537:65536,531571:531571:1"
+
+- name: Hosts whose Podman build carries a backport, Podman without systemd
+  idmapguard.storage.idmap_support:
+    podman_backport: true
+    podman_args: [--cgroup-manager=cgroupfs]
+
+- name: Stop on hosts that cannot be fixed by configuration
+  ansible.builtin.assert:
+    that: ansible_facts.idmapguard.verdict in ['shares', 'fixable_by_config']
+    fail_msg: "{{ ansible_facts.idmapguard.reasons | join('; ') }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts about this host, under the key C(idmapguard).
+  returned: always
+  type: dict
+  contains:
+    idmapguard:
+      description: The same dictionary as the top-level return values listed below (verdict, reasons, ...).
+      returned: always
+      type: dict
+      sample: {"verdict": "shares", "reasons": [], "reason_codes": [], "shares_noncontiguous": true}
+verdict:
+  description:
+    - C(shares) non-contiguous maps already share the image's layers;
+      C(fixable_by_config) kernel, filesystem and Podman are able but a setting stands in the way;
+      C(needs_podman_upgrade) Podman's containers/storage copies layers for non-contiguous maps;
+      C(unsupported_kernel) the kernel cannot make idmapped mounts or overlay on idmapped lowers;
+      C(unsupported_filesystem) the filesystem holding graphroot cannot be idmapped on this kernel.
+    - The most fundamental obstacle decides; see RV(reasons) for all of them.
+  returned: always
+  type: str
+  sample: needs_podman_upgrade
+reasons:
+  description: Every obstacle found, one sentence each, most fundamental first.
+  returned: always
+  type: list
+  elements: str
+  sample: ["Podman 4.3.1 vendors containers/storage older than 1.59, which stores a chowned copy ..."]
+reason_codes:
+  description:
+    - Machine-readable codes of RV(reasons), same order. One of C(kernel_no_mount_api), C(kernel_no_idmap),
+      C(kernel_no_overlay_idmap), C(fs_no_idmap), C(podman_missing), C(podman_too_old), C(canary_copied),
+      C(driver_not_overlay), C(mount_program), C(disable_idmap_env), C(no_userns), C(chrooted).
+  returned: always
+  type: list
+  elements: str
+  sample: [podman_too_old]
+remedy:
+  description: What to do, in one sentence an operator can act on.
+  returned: always
+  type: str
+shares_noncontiguous:
+  description: Whether this host's stack shares image layers across non-contiguous maps (RV(verdict) is C(shares)).
+  returned: always
+  type: bool
+kernel:
+  description: The kernel, as the helper's probe found it on the filesystem holding graphroot.
+  returned: always
+  type: dict
+  contains:
+    release:
+      description: Kernel release.
+      returned: always
+      type: str
+      sample: 6.12.48+deb13-amd64
+    idmapped_mount:
+      description: An idmapped bind mount with the non-contiguous map works there.
+      returned: always
+      type: bool
+    overlay_idmapped_lower:
+      description: Overlay with that idmapped mount as a lower layer works there.
+      returned: always
+      type: bool
+    probe:
+      description: The helper's probe JSON as printed (version, kernel, path, fs_type, uidmap, gidmap, checks).
+      returned: always
+      type: dict
+graphroot:
+  description: The store's graph root and the filesystem holding it.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: graphroot path.
+      returned: always
+      type: str
+    fs_type:
+      description: Filesystem type (from the probe's statfs).
+      returned: always
+      type: str
+    inodes_total:
+      description: Inodes of the filesystem.
+      returned: always
+      type: int
+    inodes_used:
+      description: Inodes in use.
+      returned: always
+      type: int
+    inodes_free:
+      description: Free inodes.
+      returned: always
+      type: int
+    bytes_total:
+      description: Size of the filesystem in bytes.
+      returned: always
+      type: int
+    bytes_used:
+      description: Bytes in use.
+      returned: always
+      type: int
+    bytes_free:
+      description: Bytes available.
+      returned: always
+      type: int
+    mapped_copies:
+      description: Number of ID-mapped copies of image top layers (C(mapped-layers) of images.json).
+      returned: always
+      type: int
+    mapped_copy_inodes:
+      description: Inodes those copies hold.
+      returned: always
+      type: int
+podman:
+  description: Podman and its storage settings in effect.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: Podman version, or null when it could not be determined.
+      returned: always
+      type: str
+    driver:
+      description: Graph driver.
+      returned: always
+      type: str
+    mount_program:
+      description: The overlay C(mount_program) in effect (for example fuse-overlayfs), or null.
+      returned: always
+      type: str
+    graph_options:
+      description: Graph driver options in effect, as C(key=value).
+      returned: always
+      type: list
+      elements: str
+    runroot:
+      description: Run root of the store.
+      returned: always
+      type: str
+    imagestore:
+      description: Split image store, or null.
+      returned: always
+      type: str
+    storage_conf:
+      description: The storage.conf in effect (or null when there is none).
+      returned: always
+      type: str
+    source:
+      description: Where the settings came from, C(podman) (podman info) or C(storage.conf) (Podman failed).
+      returned: always
+      type: str
+    supports_shifting:
+      description: Podman's own C(Supports shifting) from podman info, or null when it does not print it.
+      returned: always
+      type: bool
+    userns_available:
+      description: Podman can create user namespaces (max_user_namespaces above 0 and not under a plain chroot).
+      returned: always
+      type: bool
+    max_user_namespaces:
+      description: C(/proc/sys/user/max_user_namespaces), or null.
+      returned: always
+      type: int
+    chrooted:
+      description: This process runs under a plain chroot.
+      returned: always
+      type: bool
+    disable_idmap_env:
+      description: Whether C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) is set for Podman, and where.
+      returned: always
+      type: dict
+      contains:
+        set:
+          description: The variable is set to C(yes) somewhere Podman sees it.
+          returned: always
+          type: bool
+        where:
+          description: Files (systemd units, drop-ins, environment files) or C(process environment).
+          returned: always
+          type: list
+          elements: str
+    backport_declared:
+      description: The value of O(podman_backport).
+      returned: always
+      type: bool
+canary:
+  description: The live canary's result, or null when it did not run.
+  returned: always
+  type: dict
+  contains:
+    ran:
+      description: The canary ran to a conclusion.
+      returned: when the canary ran
+      type: bool
+    image:
+      description: The unique name of the canary's image (removed again).
+      returned: when the canary ran
+      type: str
+    container:
+      description: The unique name of the canary's container (removed again).
+      returned: when the canary ran
+      type: str
+    uidmap:
+      description: UID map used.
+      returned: when the canary ran
+      type: str
+    gidmap:
+      description: GID map used.
+      returned: when the canary ran
+      type: str
+    new_mapped_layers:
+      description: Mapped copies the container's creation added (0 means the layer was shared).
+      returned: when the canary ran
+      type: int
+    new_mapped_layer_inodes:
+      description: Inodes those copies held.
+      returned: when the canary ran
+      type: int
+    inodes_delta:
+      description: Inodes used on graphroot's filesystem after the canary minus before.
+      returned: when the canary ran
+      type: int
+    store_restored:
+      description:
+        - The store's JSON (minus timestamps), its mapped copies and the inode count of its filesystem are as
+          before, and the cleanup had no error.
+        - On a store that never held an image, Podman creates a few lock files on first use, so the first canary
+          there reports a small positive RV(canary.inodes_delta) and false here.
+      returned: when the canary ran
+      type: bool
+    cleanup_errors:
+      description: Errors of the cleanup steps, if any.
+      returned: when the canary ran
+      type: list
+      elements: str
+    error:
+      description: Always null in a returned result (a canary that fails makes the module fail).
+      returned: when the canary ran
+      type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import DEFAULT_HELPER
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import DEFAULT_GIDMAP, DEFAULT_UIDMAP
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
+from ansible_collections.idmapguard.storage.plugins.module_utils.support_facts import (
+    SupportError,
+    SupportParams,
+    gather,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            helper=dict(type="path", default=DEFAULT_HELPER),
+            uidmap=dict(type="str", default=DEFAULT_UIDMAP),
+            gidmap=dict(type="str", default=DEFAULT_GIDMAP),
+            canary=dict(type="bool", default=False),
+            podman_backport=dict(type="bool", default=False),
+            podman=dict(type="str", default="podman"),
+            podman_args=dict(type="list", elements="str", default=[]),
+            storage_conf=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    params = SupportParams(**module.params)
+    if "/" not in params.podman:
+        params.podman = module.get_bin_path(params.podman) or params.podman
+    try:
+        result = gather(params, run_adapter(module), module.check_mode)
+    except SupportError as exc:
+        module.fail_json(msg=str(exc))
+    else:
+        for warning in result.warnings:
+            module.warn(warning)
+        module.exit_json(changed=result.changed, ansible_facts={"idmapguard": result.facts}, **result.facts)
+
+
+if __name__ == "__main__":
+    main()

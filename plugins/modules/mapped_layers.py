@@ -1,0 +1,248 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Report and prune the ID-mapped layer copies of a containers/storage overlay store."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r"""
+---
+module: mapped_layers
+short_description: Report and remove unused ID-mapped copies of image layers in a Podman store
+version_added: 0.1.0
+description:
+  - containers/storage before 1.59 (Podman before 5.6) stores a full, chowned copy of an image's
+    top layer for every distinct non-contiguous C(--uidmap)/C(--gidmap) (listed in C(mapped-layers)
+    of C(overlay-images/images.json)). Nothing in Podman removes them short of deleting the image,
+    and they stay after an upgrade. This module reports them and removes the unused ones.
+  - With O(state=report) it only reads (under the store's shared locks). With O(state=pruned) it
+    removes every copy that no layer has as parent (so no container uses it), that is no image's top
+    layer, is not mounted, is not marked incomplete by a process at work, and is older than O(min_age).
+  - Locks and writes exactly as containers/storage does (POSIX record locks layers, images,
+    containers; temp file and rename; a new last-write token), so Podman may run meanwhile.
+  - At 0 free inodes it first frees an inode inside a copy it is about to remove, then proceeds;
+    the store location then comes from storage.conf, because Podman itself fails.
+  - The order of the steps leaves a store Podman uses without error if the run is killed at any point;
+    a later run finishes the job.
+author:
+  - idmapguard contributors
+options:
+  state:
+    description:
+      - V(report) lists images, their top layers and mapped copies, with use, inodes and bytes.
+      - V(pruned) removes the unused copies.
+    type: str
+    choices: [report, pruned]
+    default: report
+  graphroot:
+    description:
+      - The store's graph root. Default is what C(podman info) reports, or storage.conf when Podman fails.
+    type: path
+  runroot:
+    description:
+      - The store's run root (holds C(overlay-layers/mountpoints.json)). Default as for O(graphroot).
+    type: path
+  imagestore:
+    description:
+      - The split image store of storage.conf C(imagestore), if any. Default as for O(graphroot).
+    type: path
+  transient_store:
+    description:
+      - Whether the store runs with C(transient_store). Default as for O(graphroot).
+    type: bool
+  storage_conf:
+    description:
+      - storage.conf to read when Podman cannot answer. Default is the one containers/storage uses.
+    type: path
+  podman:
+    description:
+      - The Podman binary used to find the store.
+    type: str
+    default: podman
+  min_age:
+    description:
+      - Seconds a copy must exist before it may be removed, so a copy being made for a container
+        that is being created right now is never raced.
+    type: int
+    default: 300
+  images:
+    description:
+      - Only remove copies of these images (full id, id prefix of at least 12 characters, or name).
+    type: list
+    elements: str
+  keep_maps:
+    description:
+      - Keep copies made for these maps (e.g. maps that will be used again soon).
+    type: list
+    elements: dict
+    suboptions:
+      uidmap:
+        description: UID map as Podman writes it, C(container:host:size,...).
+        type: str
+        required: true
+      gidmap:
+        description: GID map; when absent, any GID map matches.
+        type: str
+attributes:
+  check_mode:
+    support: full
+    details: Returns exactly the copies a run would remove, with their inodes and bytes.
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+notes:
+  - Runs as root on the host. Read-only additional image stores are never changed
+    (containers/storage does not make mapped copies in them).
+  - Store metadata is untrusted input; ids must be 64 lowercase hex digits, deletion never
+    follows a symlink nor leaves the copy's own paths, and a store that does not look like what
+    containers/storage writes fails the task with nothing deleted.
+seealso:
+  - name: containers/storage pull request 2346 (idmapped mounts for any map)
+    link: https://github.com/containers/storage/pull/2346
+"""
+
+EXAMPLES = r"""
+- name: Show the mapped copies and inode use of the store
+  idmapguard.storage.mapped_layers:
+  register: copies
+
+- name: Remove unused copies older than ten minutes, except those for the service map
+  idmapguard.storage.mapped_layers:
+    state: pruned
+    min_age: 600
+    keep_maps:
+      - uidmap: "0:1065537:65536,531571:531571:1"
+        gidmap: "0:1065537:65536,531571:531571:1"
+
+- name: Remove unused copies of one image only, on a store Podman does not know about
+  idmapguard.storage.mapped_layers:
+    state: pruned
+    graphroot: /srv/containers/storage
+    runroot: /run/containers/storage
+    images:
+      - localhost/app:latest
+"""
+
+RETURN = r"""
+store:
+  description: The store acted on and where its location came from (parameters, podman, storage.conf).
+  returned: always
+  type: dict
+  sample: {"graphroot": "/var/lib/containers/storage", "runroot": "/run/containers/storage",
+           "imagestore": null, "transient_store": false, "additional_image_stores": [], "source": "podman"}
+filesystem:
+  description: Inode and byte usage of the graph root's filesystem (after the prune when one ran).
+  returned: always
+  type: dict
+  sample: {"inodes_total": 4096, "inodes_used": 4090, "inodes_free": 6,
+           "bytes_total": 200000000, "bytes_used": 1000000, "bytes_free": 199000000}
+images:
+  description: Each image with its top layer and mapped layers.
+  returned: state=report
+  type: list
+  elements: dict
+copies:
+  description:
+    - Each mapped copy, with its image, uid/gid map, whether it is in use and why, its age, and the
+      inodes and bytes it holds.
+  returned: state=report
+  type: list
+  elements: dict
+  sample: [{"layer_id": "2f0c...", "image_id": "9a1b...", "image_name": "localhost/bb:300",
+            "uidmap": "0:1065537:65536,531571:531571:1", "gidmap": "0:1065537:65536,531571:531571:1",
+            "in_use": true, "why": ["parent of layer 5d2e... (container 77aa...)"], "inodes": 321, "bytes": 1400000}]
+mapped_copies:
+  description: Number of mapped copies.
+  returned: state=report
+  type: int
+mapped_copy_inodes:
+  description: Inodes the mapped copies hold.
+  returned: state=report
+  type: int
+mapped_copy_bytes:
+  description: Bytes the mapped copies hold.
+  returned: state=report
+  type: int
+plan:
+  description: The copies selected for removal before the store was locked for writing.
+  returned: state=pruned
+  type: dict
+removed:
+  description: The copies removed (in check mode, the copies that would be removed).
+  returned: state=pruned
+  type: list
+  elements: dict
+skipped:
+  description: Planned copies left alone because they came into use after planning, with the reason.
+  returned: state=pruned
+  type: list
+  elements: dict
+inodes_freed:
+  description: Inodes held by the removed copies (in check mode, by the planned ones).
+  returned: state=pruned
+  type: int
+bytes_freed:
+  description: Bytes held by the removed copies (in check mode, by the planned ones).
+  returned: state=pruned
+  type: int
+freed_first:
+  description: Paths removed first to get a free inode on a full filesystem (empty otherwise).
+  returned: state=pruned and not check mode
+  type: list
+  elements: str
+fs_before:
+  description: Filesystem usage before the prune.
+  returned: state=pruned and not check mode
+  type: dict
+fs_after:
+  description: Filesystem usage after the prune.
+  returned: state=pruned and not check mode
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
+    DEFAULT_MIN_AGE, ParameterError, StoreError, run_mapped_layers,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["report", "pruned"], default="report"),
+            graphroot=dict(type="path"),
+            runroot=dict(type="path"),
+            imagestore=dict(type="path"),
+            transient_store=dict(type="bool"),
+            storage_conf=dict(type="path"),
+            podman=dict(type="str", default="podman"),
+            min_age=dict(type="int", default=DEFAULT_MIN_AGE),
+            images=dict(type="list", elements="str"),
+            keep_maps=dict(type="list", elements="dict", options=dict(
+                uidmap=dict(type="str", required=True),
+                gidmap=dict(type="str"),
+            )),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run_mapped_layers(module.params, run_adapter(module), module.check_mode)
+    except ParameterError as exc:
+        module.fail_json(msg="mapped_layers: %s" % exc)
+    except StoreError as exc:
+        module.fail_json(msg="mapped_layers: %s: %s (nothing more was changed)" % (type(exc).__name__, exc))
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The storage_conf module and the configure role on lab hosts, judged by what Podman reports.
+
+- sid (Podman 5.8) with a fuse-overlayfs store: the verify facts (helper role + idmap_support)
+  say fixable_by_config; the role refuses while the store's marker or a container made through
+  fuse-overlayfs would break, then turns the store into native overlay, after which a new
+  non-contiguous map adds no mapped copy; a second run changes nothing.
+- bookworm (Podman 4.3): the verdict is needs_podman_upgrade; the role touches nothing.
+- trixie: the module on the vendor file (no /etc file), Podman's view of an edit, a file Podman
+  rejects and a malformed file (both leave the file as it was).
+"""
+import hashlib
+import json
+import os
+import subprocess
+import textwrap
+from typing import Dict, List, Optional, Tuple
+
+STORE = "/var/lib/containers/storage"
+CONF = "/etc/containers/storage.conf"
+MARKER = STORE + "/overlay/.has-mount-program"
+FILES = 300
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def noncontiguous(base: int) -> List[str]:
+    return ["--uidmap", f"0:{base}:65536", "--uidmap", "531571:531571:1",
+            "--gidmap", f"0:{base}:65536", "--gidmap", "531571:531571:1"]
+
+
+def mapped_layers(host) -> int:
+    with open(host.path(STORE + "/overlay-images/images.json")) as f:
+        return sum(len(img.get("mapped-layers") or []) for img in json.load(f))
+
+
+def file_sha(host, inside: str) -> Optional[str]:
+    try:
+        with open(host.path(inside), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def read(host, inside: str) -> Optional[str]:
+    try:
+        with open(host.path(inside)) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def podman_store(host) -> Dict[str, object]:
+    return json.loads(host.podman("info", "--format", "{{json .Store}}", check=True).stdout)
+
+
+def playbook(tmp_path, inventory: str, tasks: str, *args: str) -> Tuple[int, str, Dict[str, object]]:
+    """Run TASKS (YAML) on all hosts; return rc, output and the `result` each task saved."""
+    out = tmp_path / "result.json"
+    if out.exists():
+        out.unlink()
+    book = tmp_path / "play.yml"
+    book.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+        """) + textwrap.indent(textwrap.dedent(tasks), "    ") + textwrap.indent(textwrap.dedent(f"""\
+        - name: Save the result for the test
+          ansible.builtin.copy:
+            content: "{{{{ result | default({{}}) | to_json }}}}"
+            dest: {out}
+            mode: "0600"
+          delegate_to: localhost
+          check_mode: false
+          when: result is defined
+        """), "    "))
+    env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_RETRY_FILES_ENABLED="False")
+    proc = subprocess.run(["ansible-playbook", "-i", inventory, str(book), *args], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=600)
+    print(proc.stdout)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    return proc.returncode, proc.stdout, result
+
+
+def recap_changed(output: str) -> int:
+    line = [ln for ln in output.splitlines() if " changed=" in ln][-1]
+    return int(line.split(" changed=")[1].split()[0])
+
+
+VERIFY_AND_CONFIGURE = """\
+- name: Deploy the probe helper
+  ansible.builtin.include_role:
+    name: idmapguard.storage.helper
+- name: Gather the verify facts
+  idmapguard.storage.idmap_support:
+- name: Configure from the facts
+  ansible.builtin.include_role:
+    name: idmapguard.storage.configure
+  vars:
+    idmapguard_configure_allow_store_change: {allow}
+- name: Keep what the role did
+  ansible.builtin.set_fact:
+    result: "{{{{ idmapguard_configure | combine({{'verdict_facts': ansible_facts.idmapguard.verdict}}) }}}}"
+"""
+
+
+def test_sid_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inventory, tmp_path):
+    host = lab_host("sid", inodes=4096 + 4 * FILES, mount_program="/usr/bin/fuse-overlayfs")
+    inv = inventory(host)
+    image = host.image(files=FILES)
+
+    # Baseline in this run: through fuse-overlayfs a non-contiguous map costs a full copy.
+    before = host.inodes_used()
+    host.podman("create", "--name", "c1", *noncontiguous(1_000_000), image, "true", check=True)
+    copy_cost = host.inodes_used() - before
+    assert mapped_layers(host) == 1
+    assert copy_cost >= FILES * 0.9, copy_cost
+    assert read(host, MARKER) == "true"
+    conf_sha = file_sha(host, CONF)
+
+    # Default: refused, because the marker keeps fuse-overlayfs in use and guards the store.
+    rc, out, _ = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
+    assert rc != 0
+    assert "refusing to remove mount_program" in out and ".has-mount-program" in out
+    assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
+
+    # Allowed, but c1 was created through fuse-overlayfs with a non-contiguous map: refused.
+    rc, out, _ = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
+    assert rc != 0
+    assert "container(s) c1" in out
+    assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
+
+    host.podman("rm", "c1", check=True)
+
+    # Check mode: the diff, and nothing written.
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"), "--check", "--diff")
+    assert rc == 0, out
+    assert '-mount_program = "/usr/bin/fuse-overlayfs"' in out
+    assert result["verdict_facts"] == "fixable_by_config"
+    assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
+
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"), "--diff")
+    assert rc == 0, out
+    assert result["action"] == "configured"
+    assert result["mount_program_marker"]["cleared"] is True
+    assert result["changed_keys"] == ["storage.options.overlay.mount_program"]
+
+    # Podman itself: native overlay, no mount program; c/storage re-derived its marker.
+    store = podman_store(host)
+    assert store["GraphDriverName"] == "overlay"
+    assert "overlay.mount_program" not in (store.get("GraphOptions") or {}), store.get("GraphOptions")
+    assert read(host, MARKER) == "false"
+    assert "mount_program" not in read(host, CONF)
+
+    # A new non-contiguous map now adds no mapped copy, and the container runs.
+    before = host.inodes_used()
+    host.podman("create", "--name", "c2", *noncontiguous(2_000_000), image, "true", check=True)
+    new_map_cost = host.inodes_used() - before
+    assert mapped_layers(host) == 1, "the new map must not add a mapped copy"
+    assert new_map_cost <= FILES // 10, (new_map_cost, copy_cost)
+    host.podman("start", "-a", "c2", check=True)
+    print(f"sid: a new non-contiguous map cost {copy_cost} inodes through fuse-overlayfs, "
+          f"{new_map_cost} after configure")
+
+    # Second run: the verify facts now say shares, and nothing changes.
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
+    assert rc == 0, out
+    assert result["verdict_facts"] == "shares"
+    assert result["action"] == "unchanged"
+    assert recap_changed(out) == 0
+
+
+def test_bookworm_needs_an_upgrade_and_is_left_untouched(lab_host, inventory, tmp_path):
+    host = lab_host("bookworm", mount_program="/usr/bin/fuse-overlayfs")
+    conf_sha = file_sha(host, CONF)
+    rc, out, result = playbook(tmp_path, inventory(host), VERIFY_AND_CONFIGURE.format(allow="true"))
+    assert rc == 0, out
+    assert result["verdict_facts"] == "needs_podman_upgrade"
+    assert result["action"] == "skipped"
+    assert "needs_podman_upgrade" in result["reason"]
+    assert file_sha(host, CONF) == conf_sha
+    assert "Edit storage.conf in place" not in out.split("Report a host left untouched")[1].split("changed:")[0]
+
+
+MODULE = """\
+- name: Edit storage.conf
+  idmapguard.storage.storage_conf:
+    settings: {settings}
+    absent: {absent}
+  register: result
+  ignore_errors: true
+"""
+
+
+def test_trixie_module_edits_vendor_file_and_refuses_bad_files(lab_host, inventory, tmp_path):
+    host = lab_host("trixie")
+    inv = inventory(host)
+    vendor = read(host, "/usr/share/containers/storage.conf")
+    assert read(host, CONF) is None
+
+    # Already what the vendor file says: no /etc file is created.
+    rc, out, result = playbook(tmp_path, inv, MODULE.format(settings='{"storage.options.overlay.mountopt": "nodev"}',
+                                                            absent="[]"))
+    assert rc == 0 and result["changed"] is False, out
+    assert read(host, CONF) is None
+
+    # A real edit starts from the vendor file; Podman reports the new runroot.
+    settings = '{"storage.runroot": "/run/containers/storage-idmapguard"}'
+    rc, out, result = playbook(tmp_path, inv, MODULE.format(settings=settings, absent="[]"), "--diff")
+    assert rc == 0 and result["changed"] is True, out
+    assert '+runroot = "/run/containers/storage-idmapguard"' in out
+    assert result["podman"]["runroot"] == "/run/containers/storage-idmapguard"
+    assert podman_store(host)["RunRoot"] == "/run/containers/storage-idmapguard"
+    written = read(host, CONF)
+    assert written.replace('runroot = "/run/containers/storage-idmapguard"', 'runroot = "/run/containers/storage"') \
+        == vendor
+    st = os.stat(host.path(CONF))
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o644, 0, 0)
+
+    rc, out, result = playbook(tmp_path, inv, MODULE.format(settings=settings, absent="[]"))
+    assert rc == 0 and result["changed"] is False, out
+
+    # Podman rejects the candidate: nothing changes.
+    rc, out, result = playbook(tmp_path, inv, MODULE.format(settings='{"storage.driver": "no-such-driver"}',
+                                                            absent="[]"))
+    assert result.get("failed") is True, out
+    assert "Podman rejects the edited file" in result["msg"]
+    assert read(host, CONF) == written
+    leftovers = [n for n in os.listdir(host.path("/etc/containers")) if n.endswith(".tmp")]
+    assert leftovers == [], "the rejected candidate must be removed"
+
+    # A malformed file: line and column, nothing changes.
+    broken = written.replace('[storage.options]', '[storage.options', 1)
+    host.write_file(CONF, broken)
+    rc, out, result = playbook(tmp_path, inv, MODULE.format(settings='{"storage.driver": "overlay"}', absent="[]"))
+    assert result.get("failed") is True, out
+    line = broken.splitlines().index('[storage.options') + 1
+    assert "is not valid TOML: line %d, column" % line in result["msg"], result["msg"]
+    assert result["line"] == line
+    assert read(host, CONF) == broken

@@ -1,0 +1,1 @@
+"""The idmapguard lab: disposable Podman hosts for integration tests (see docs/lab.md)."""

@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+"""The verdict rules as a table: facts in, verdict and every reason code out."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import (
+    REASON_VERDICT,
+    VERDICTS,
+    HostFacts,
+    evaluate,
+    parse_version,
+)
+
+OK = {"ok": True, "errno": None, "message": "ok"}
+
+
+def probe(fs="ext4", mount_api=OK, idm=OK, ovl=OK, release="6.18.4"):
+    """A probe result shaped like `idmapped-mount probe` prints it (issue 3)."""
+    return {"version": "1", "kernel": release, "path": "/var/lib/containers/storage", "fs_type": fs,
+            "uidmap": [[0, 1065537, 65536], [531571, 531571, 1]], "gidmap": [[0, 1065537, 65536]],
+            "checks": {"mount_api": mount_api, "idmapped_mount": idm, "overlay_idmapped_lower": ovl}}
+
+
+def fail(errno, message="failed"):
+    return {"ok": False, "errno": errno, "message": message}
+
+
+NOT_RUN = {"ok": False, "errno": None, "message": "not run: an earlier check failed"}
+GOOD = dict(kernel_release="6.18.4", probe=probe(), fs_type="ext4", podman_version="5.8.0",
+            max_user_namespaces=63000)
+
+CASES = [
+    # id, overrides of GOOD, verdict, reason codes (exactly, in order)
+    ("all-good-5.8", {}, "shares", []),
+    ("podman-5.6.0-first-sharing", {"podman_version": "5.6.0"}, "shares", []),
+    ("podman-5.6.0-rc", {"podman_version": "5.6.0-rc1"}, "shares", []),
+    ("podman-5.5.2", {"podman_version": "5.5.2"}, "needs_podman_upgrade", ["podman_too_old"]),
+    ("podman-5.4-trixie", {"podman_version": "5.4.2"}, "needs_podman_upgrade", ["podman_too_old"]),
+    ("podman-4.3-bookworm", {"podman_version": "4.3.1"}, "needs_podman_upgrade", ["podman_too_old"]),
+    ("podman-5.5-declared-backport", {"podman_version": "5.5.2", "podman_backport": True}, "shares", []),
+    ("podman-missing", {"podman_version": None}, "needs_podman_upgrade", ["podman_missing"]),
+    ("canary-shared-overrides-version", {"podman_version": "5.4.2", "canary_new_mapped_layers": 0}, "shares", []),
+    ("canary-copied-unexplained", {"canary_new_mapped_layers": 1}, "needs_podman_upgrade", ["canary_copied"]),
+    ("canary-copied-explained-by-fuse", {"canary_new_mapped_layers": 1, "mount_program": "/usr/bin/fuse-overlayfs"},
+     "fixable_by_config", ["mount_program"]),
+    ("mount-program", {"mount_program": "/usr/bin/fuse-overlayfs"}, "fixable_by_config", ["mount_program"]),
+    ("disable-env", {"disable_idmap_env": True, "disable_idmap_where": ["/etc/systemd/system/podman.service.d/x.conf"]},
+     "fixable_by_config", ["disable_idmap_env"]),
+    ("vfs-driver", {"driver": "vfs"}, "fixable_by_config", ["driver_not_overlay"]),
+    ("no-userns", {"max_user_namespaces": 0}, "fixable_by_config", ["no_userns"]),
+    ("chroot", {"chrooted": True}, "fixable_by_config", ["chrooted"]),
+    ("all-config-obstacles", {"mount_program": "/usr/bin/fuse-overlayfs", "disable_idmap_env": True,
+                              "max_user_namespaces": 0, "chrooted": True},
+     "fixable_by_config", ["mount_program", "disable_idmap_env", "no_userns", "chrooted"]),
+    ("old-podman-and-config", {"podman_version": "5.4.2", "mount_program": "/usr/bin/fuse-overlayfs"},
+     "needs_podman_upgrade", ["podman_too_old", "mount_program"]),
+    # kernels around 5.12 / 5.19 as the probe finds them
+    ("kernel-5.10-no-mount-api", {"kernel_release": "5.10.0-30-amd64",
+                                  "probe": probe(mount_api=fail("ENOSYS"), idm=NOT_RUN, ovl=NOT_RUN)},
+     "unsupported_kernel", ["kernel_no_mount_api"]),
+    ("kernel-5.12-idmap-but-no-overlay", {"kernel_release": "5.12.0", "probe": probe(ovl=fail("EINVAL"))},
+     "unsupported_kernel", ["kernel_no_overlay_idmap"]),
+    ("kernel-5.18-no-overlay", {"kernel_release": "5.18.19", "probe": probe(ovl=fail("EINVAL"))},
+     "unsupported_kernel", ["kernel_no_overlay_idmap"]),
+    ("kernel-5.19-ok", {"kernel_release": "5.19.0", "probe": probe()}, "shares", []),
+    ("kernel-idmap-enosys", {"probe": probe(idm=fail("ENOSYS"), ovl=NOT_RUN)},
+     "unsupported_kernel", ["kernel_no_idmap"]),
+    # RHEL-style kernels: the probe is authoritative over the release number
+    ("rhel8-4.18-probe-fails", {"kernel_release": "4.18.0-553.el8_10.x86_64",
+                                "probe": probe(mount_api=fail("ENOSYS"), idm=NOT_RUN, ovl=NOT_RUN)},
+     "unsupported_kernel", ["kernel_no_mount_api"]),
+    ("rhel9-5.14-probe-passes", {"kernel_release": "5.14.0-427.13.1.el9_4.x86_64", "probe": probe()}, "shares", []),
+    ("rhel9-5.14-no-probe-guess", {"kernel_release": "5.14.0-427.13.1.el9_4.x86_64", "probe": None},
+     "unsupported_kernel", ["kernel_no_overlay_idmap"]),
+    ("no-probe-4.18-guess", {"kernel_release": "4.18.0-553.el8_10.x86_64", "probe": None},
+     "unsupported_kernel", ["kernel_no_idmap"]),
+    ("no-probe-6.1-ext4-guess", {"kernel_release": "6.1.0-40-amd64", "probe": None}, "shares", []),
+    # at 0 free inodes the probe cannot make its scratch directory: inconclusive, not negative
+    ("probe-enospc-6.18-guess", {"probe": probe(idm=fail("ENOSPC", "cannot create a scratch directory"), ovl=NOT_RUN)},
+     "shares", []),
+    ("probe-enospc-5.10-guess", {"kernel_release": "5.10.0-30-amd64",
+                                 "probe": probe(idm=fail("ENOSPC"), ovl=NOT_RUN)},
+     "unsupported_kernel", ["kernel_no_idmap"]),
+    ("probe-enospc-ramfs-guess", {"fs_type": "ramfs", "probe": probe(fs="ramfs", idm=fail("ENOSPC"), ovl=NOT_RUN)},
+     "unsupported_filesystem", ["fs_no_idmap"]),
+    # filesystems
+    ("ramfs", {"fs_type": "ramfs", "probe": probe(fs="ramfs", idm=fail("EINVAL"), ovl=NOT_RUN)},
+     "unsupported_filesystem", ["fs_no_idmap"]),
+    ("tmpfs-on-6.18-probe-ok", {"fs_type": "tmpfs", "probe": probe(fs="tmpfs")}, "shares", []),
+    ("no-probe-tmpfs-on-6.1-guess", {"kernel_release": "6.1.0-40-amd64", "fs_type": "tmpfs", "probe": None},
+     "unsupported_filesystem", ["fs_no_idmap"]),
+    ("no-probe-nfs-guess", {"fs_type": "nfs", "probe": None}, "unsupported_filesystem", ["fs_no_idmap"]),
+    ("fs-and-old-podman-and-config", {"fs_type": "ramfs", "podman_version": "4.3.1",
+                                      "mount_program": "/usr/bin/fuse-overlayfs",
+                                      "probe": probe(fs="ramfs", idm=fail("EINVAL"), ovl=NOT_RUN)},
+     "unsupported_filesystem", ["fs_no_idmap", "podman_too_old", "mount_program"]),
+    ("kernel-beats-everything", {"kernel_release": "5.10.0", "podman_version": "4.3.1", "chrooted": True,
+                                 "probe": probe(mount_api=fail("ENOSYS"), idm=NOT_RUN, ovl=NOT_RUN)},
+     "unsupported_kernel", ["kernel_no_mount_api", "podman_too_old", "chrooted"]),
+]
+
+
+@pytest.mark.parametrize("overrides,verdict,codes", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_verdict_table(overrides, verdict, codes):
+    facts = dict(GOOD)
+    facts.update(overrides)
+    result = evaluate(HostFacts(**facts))
+    assert result.verdict == verdict
+    assert result.reason_codes == codes
+    assert len(result.reasons) == len(codes)  # one human sentence per obstacle
+    assert result.shares_noncontiguous == (verdict == "shares")
+    assert result.remedy and result.remedy.endswith(".")
+
+
+def test_every_verdict_and_reason_code_is_exercised():
+    assert {c[2] for c in CASES} == set(VERDICTS)
+    assert {code for c in CASES for code in c[3]} == set(REASON_VERDICT)
+
+
+def test_reasons_name_what_is_wrong():
+    r = evaluate(HostFacts(**dict(GOOD, mount_program="/usr/bin/fuse-overlayfs", disable_idmap_env=True,
+                                  disable_idmap_where=["/etc/systemd/system/podman.service.d/idmap.conf"])))
+    assert "/usr/bin/fuse-overlayfs" in r.reasons[0]
+    assert "/etc/systemd/system/podman.service.d/idmap.conf" in r.reasons[1]
+    r = evaluate(HostFacts(**dict(GOOD, probe=probe(fs="ramfs", idm=fail("EINVAL", "mount_setattr"), ovl=NOT_RUN),
+                                  fs_type="ramfs")))
+    assert "ramfs" in r.reasons[0] and "EINVAL" in r.reasons[0]
+    assert r.idmapped_mount is False and r.overlay_idmapped_lower is False
+    r = evaluate(HostFacts(**dict(GOOD, kernel_release="5.4.0", probe=probe(idm=fail("ENOSPC"), ovl=NOT_RUN))))
+    assert "guessed" in r.reasons[0] and "ENOSPC" in r.reasons[0]
+    r = evaluate(HostFacts(**dict(GOOD, max_user_namespaces=0)))
+    assert "Supports shifting: false" in r.reasons[0]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("5.6.0", (5, 6, 0)), ("5.6", (5, 6)), ("v5.6.1", (5, 6, 1)), ("5.14.0-427.el9.x86_64", (5, 14, 0)),
+    ("6.18.4-amd64", (6, 18, 4)), ("", None), (None, None), ("podman", None),
+])
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected
+
+
+# Probe outputs of real Debian kernels booted under qemu by the native area's kernel matrix
+# (tests/fixtures/kernel-matrix/<release>.json: {"kernel": ..., "probes": {fs: probe JSON}}).
+MATRIX_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures", "kernel-matrix")
+MATRIX_EXPECTED = {
+    # release prefix, fs -> verdict, reason codes
+    ("5.10.", "ext4"): ("unsupported_kernel", ["kernel_no_mount_api"]),
+    ("5.10.", "tmpfs"): ("unsupported_kernel", ["kernel_no_mount_api"]),
+    ("6.1.", "ext4"): ("shares", []),
+    ("6.1.", "tmpfs"): ("unsupported_filesystem", ["fs_no_idmap"]),  # tmpfs gained idmap in 6.3
+    ("6.12.", "ext4"): ("shares", []),
+    ("6.12.", "tmpfs"): ("shares", []),
+}
+
+
+def _matrix_cases():
+    cases = []
+    for path in sorted(glob.glob(os.path.join(MATRIX_DIR, "*.json"))):
+        with open(path) as handle:
+            data = json.load(handle)
+        for fs, result in sorted((data.get("probes") or {}).items()):
+            cases.append(pytest.param(data["kernel"], fs, result, id="%s-%s" % (data["kernel"], fs)))
+    return cases
+
+
+MATRIX = _matrix_cases()
+
+
+@pytest.mark.skipif(not MATRIX, reason="kernel-matrix fixtures not generated yet")
+@pytest.mark.parametrize("release,fs,result", MATRIX)
+def test_kernel_matrix_fixtures(release, fs, result):
+    expected = [v for (prefix, f), v in MATRIX_EXPECTED.items() if release.startswith(prefix) and f == fs]
+    assert expected, "add the expected verdict of %s on %s to MATRIX_EXPECTED" % (release, fs)
+    verdict = evaluate(HostFacts(**dict(GOOD, kernel_release=release, probe=result, fs_type=fs)))
+    assert (verdict.verdict, verdict.reason_codes) == expected[0]

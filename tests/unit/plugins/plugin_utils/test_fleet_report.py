@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) idmapguard developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fleet report data: totals, ordering, chart, and the Markdown/HTML templates that render it."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import xml.etree.ElementTree as ET
+
+import jinja2
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.fleet_report import (
+    build_report, inode_chart_svg, normalise_record,
+)
+from ansible_collections.idmapguard.storage.plugins.filter.fleet_report import fleet_report
+from ansible.errors import AnsibleFilterError
+
+TEMPLATES = pathlib.Path(__file__).resolve().parents[4] / "playbooks" / "templates"
+
+RECORDS = [
+    {"host": "sid-a", "verdict_before": "shares", "verdict": "shares", "inodes_total": 4096,
+     "inodes_used_before": 1200, "inodes_used_after": 400, "mapped_copies_before": 2,
+     "mapped_copies_after": 0, "copies_removed": 2, "inodes_freed": 800,
+     "noncontiguous_map_cost": 0, "changes": ["removed 2 mapped copies"],
+     "proof": {"passed": True, "new_mapped_layers": 0}},
+    {"host": "trixie-a", "verdict_before": "needs_podman_upgrade", "verdict": "needs_podman_upgrade",
+     "reasons": ["podman 5.4.2 < 5.6 <script>"], "remedy": "upgrade podman",
+     "inodes_total": "4096", "inodes_used_before": "3900", "inodes_used_after": "3900",
+     "changes": []},
+    {"host": "sid-fuse", "verdict_before": "fixable_by_config", "verdict": "shares",
+     "inodes_total": 4096, "inodes_used_before": 900, "inodes_used_after": 900,
+     "changes": ["storage.conf: mount_program removed"], "proof": {"passed": True}},
+    {"host": "down-1", "failed": True, "error": "unreachable"},
+]
+
+
+def test_totals_and_order():
+    report = build_report(RECORDS, generated="now")
+    s = report["summary"]
+    assert s["hosts"] == 4
+    assert s["by_verdict"] == {"shares": 2, "needs_podman_upgrade": 1, "failed": 1}
+    assert s["copies_removed"] == 2 and s["inodes_freed"] == 800
+    assert s["inodes_used_before"] == 1200 + 3900 + 900
+    assert s["inodes_used_after"] == 400 + 3900 + 900
+    assert s["changed_hosts"] == 2 and s["failed"] == 1
+    # worst news first
+    assert [h["host"] for h in report["hosts"]] == ["down-1", "trixie-a", "sid-a", "sid-fuse"]
+    assert "4 host(s)" in report["summary_line"] and "2 mapped copies removed" in report["summary_line"]
+
+
+def test_normalise_tolerates_missing_and_string_numbers():
+    row = normalise_record({"host": "x", "inodes_used_before": "12", "inodes_used_after": True})
+    assert row["inodes_used_before"] == 12 and row["inodes_used_after"] is None
+    assert row["verdict"] == "unknown" and row["changes"] == [] and row["proof"] is None
+
+
+def test_chart_is_valid_svg_with_two_bars_per_host():
+    rows = [normalise_record(r) for r in RECORDS]
+    svg = inode_chart_svg(rows)
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in root.iter(ns + "text")]
+    for r in RECORDS:
+        assert r["host"] in texts
+    # before bar of sid-a: 1200/4096 of the plot width, after bar 400/4096
+    widths = [int(r.get("width")) for r in root.iter(ns + "rect") if r.get("fill") in ("#ef9a9a", "#1565c0")
+              and r.get("height") == "14"]
+    assert len(widths) == 2 * 3  # down-1 has no numbers: no bars, an 'unknown' label
+    # rows in input order: sid-a first, its bars are shares of its 4096 inodes of a 440px plot
+    assert widths[:2] == [round(1200 / 4096 * 440), round(400 / 4096 * 440)]
+    assert "unknown" in texts
+
+
+def test_filter_rejects_bad_input():
+    with pytest.raises(AnsibleFilterError):
+        fleet_report({"host": "x"})
+    with pytest.raises(AnsibleFilterError):
+        fleet_report([{"verdict": "shares"}])
+
+
+@pytest.fixture(name="env")
+def fixture_env():
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+def test_markdown_template_lists_every_host(env):
+    md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(RECORDS))
+    for r in RECORDS:
+        assert "| %s |" % r["host"] in md
+    assert "**Remedy:** upgrade podman" in md
+    assert re.search(r"\| sid-a \| shares → \*\*shares\*\* \| 1200 → 400 \| 4096 \|", md)
+
+
+def test_html_template_is_self_contained_and_escaped(env):
+    html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(RECORDS))
+    assert "<svg" in html and "<script" not in html
+    assert "&lt;script&gt;" in html
+    assert not re.search(r'(src|href)="https?:', html)
+    for r in RECORDS:
+        assert r["host"] in html
