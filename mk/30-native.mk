@@ -3,7 +3,7 @@
 # under $(LAB_CACHE)/kernels.
 NATIVE_BUILD   := $(CURDIR)/native/build
 FUZZ_SECONDS   ?= 60
-KMATRIX_ACCEL  ?= auto
+KMATRIX_ACCEL  ?= tcg
 KMATRIX_SUITES ?= bullseye,bookworm,trixie
 KMATRIX_FIXTURES := $(CURDIR)/tests/fixtures/kernel-matrix
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Seed the fuzz corpus directory with every spec of the shared test vectors."""
 import hashlib
 import json

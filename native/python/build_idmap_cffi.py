@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build the C ID-map parser (src/idmap.c) as a Python extension `_idmap_cffi` with cffi,
 out of tree: `build_idmap_cffi.py OUTDIR` leaves the module in OUTDIR. The pytest tests in
 tests/native run the shared vectors through it, so the C parser that the helper uses is

@@ -33,7 +33,7 @@ const char *errno_name(int err)
 
 static void usage(FILE *f)
 {
-	fputs("usage: idmapped-mount probe [--uidmap SPEC] [--gidmap SPEC] DIR\n"
+	fputs("usage: idmapped-mount probe [--uidmap SPEC] [--gidmap SPEC] [--timeout SECONDS] DIR\n"
 	      "       idmapped-mount mount --uidmap SPEC --gidmap SPEC [--recursive] [--read-only] SOURCE TARGET\n"
 	      "       idmapped-mount --help | --version\n"
 	      "\n"
@@ -41,6 +41,7 @@ static void usage(FILE *f)
 	      "probe prints one JSON object describing whether the filesystem holding DIR can take an\n"
 	      "idmapped mount with the map, and an overlay mount on such a lower layer. Default map\n"
 	      "(uid and gid): " DEFAULT_MAP "\n"
+	      "--timeout: give up on the checks after SECONDS (default 60; they take milliseconds).\n"
 	      "Exit status: 0 ran (whatever it found), 1 could not run, 2 usage error.\n",
 	      f);
 }
@@ -136,7 +137,7 @@ int main(int argc, char **argv)
 {
 	static struct idmap um, gm;
 	const char *uspec = NULL, *gspec = NULL, *pos[2] = {NULL, NULL};
-	int npos = 0, recursive = 0, readonly = 0, i, is_probe;
+	int npos = 0, recursive = 0, readonly = 0, i, is_probe, timeout_s = 60;
 
 	if (argc < 2)
 		return usage_error("%s", "missing command");
@@ -164,6 +165,15 @@ int main(int argc, char **argv)
 			uspec = a + 9;
 		} else if (!strncmp(a, "--gidmap=", 9)) {
 			gspec = a + 9;
+		} else if (is_probe && !strcmp(a, "--timeout")) {
+			char *end;
+			long v;
+			if (i + 1 >= argc)
+				return usage_error("%s needs a value", a);
+			v = strtol(argv[++i], &end, 10);
+			if (*argv[i] == '\0' || *end != '\0' || v < 1 || v > 3600)
+				return usage_error("--timeout '%s': expected 1..3600 seconds", argv[i]);
+			timeout_s = (int)v;
 		} else if (!is_probe && !strcmp(a, "--recursive")) {
 			recursive = 1;
 		} else if (!is_probe && !strcmp(a, "--read-only")) {
@@ -201,6 +211,6 @@ int main(int argc, char **argv)
 	if (parse_map_arg("--uidmap", uspec, &um) < 0 || parse_map_arg("--gidmap", gspec, &gm) < 0)
 		return 2;
 	if (is_probe)
-		return probe_main(pos[0], &um, &gm);
+		return probe_main(pos[0], &um, &gm, timeout_s * 1000);
 	return mount_main(pos[0], pos[1], &um, &gm, recursive, readonly);
 }

@@ -494,8 +494,10 @@ static void print_error(const char *dir, int err, const char *fmt, ...)
 	printf("}}\n");
 }
 
-int probe_main(const char *dir, const struct idmap *um, const struct idmap *gm)
+int probe_main(const char *dir, const struct idmap *um, const struct idmap *gm, int timeout_ms)
 {
+	struct timespec t0;
+	int timed_out = 0;
 	struct check api, idm, ovl;
 	struct utsname uts;
 	struct statfs sfs;
@@ -585,13 +587,26 @@ int probe_main(const char *dir, const struct idmap *um, const struct idmap *gm)
 		goto cleanup;
 	}
 	mem = open_memstream(&result, &result_len);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct pollfd fds[2] = {{pfd[0], POLLIN, 0}, {sfd, POLLIN, 0}};
-		if (poll(fds, 2, -1) < 0) {
+		struct timespec now;
+		long left;
+		int n;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = timeout_ms - ((now.tv_sec - t0.tv_sec) * 1000L + (now.tv_nsec - t0.tv_nsec) / 1000000L);
+		if (left <= 0) {
+			timed_out = 1;
+			break;
+		}
+		n = poll(fds, 2, (int)left);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
+		if (n == 0)
+			continue;
 		if (fds[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
@@ -613,13 +628,20 @@ int probe_main(const char *dir, const struct idmap *um, const struct idmap *gm)
 		}
 	}
 	close(pfd[0]);
-	if (sig)
+	if (sig || timed_out)
 		kill(worker, SIGKILL);
 	while (waitpid(worker, &status, 0) < 0 && errno == EINTR)
 		;
 	if (mem)
 		fclose(mem);
-	if (!sig && (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || result_len == 0)) {
+	if (timed_out) {
+		check_mount_api(&api);
+		check_fail(&idm, ETIMEDOUT, "the checks did not finish within %d ms (ETIMEDOUT): is the filesystem hung?",
+			   timeout_ms);
+		check_not_run(&ovl, "idmapped_mount failed");
+		free(result);
+		result = NULL;
+	} else if (!sig && (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || result_len == 0)) {
 		check_mount_api(&api);
 		check_fail(&idm, 0, "the probe worker died (status %d) before reporting", status);
 		check_not_run(&ovl, "idmapped_mount failed");

@@ -5,7 +5,9 @@
 #include "idmap.h"
 
 /* Run `probe` on dir and print its JSON on stdout. Returns the exit status (0 ran, 1 could not run). */
-int probe_main(const char *dir, const struct idmap *uidmap, const struct idmap *gidmap);
+/* timeout_ms: how long the checks may take before the worker is killed and the probe reports
+ * ETIMEDOUT (a hung filesystem must not hang the caller). */
+int probe_main(const char *dir, const struct idmap *uidmap, const struct idmap *gidmap, int timeout_ms);
 
 /* Print a map as [[container, host, size], ...]. */
 void print_map_json(FILE *f, const struct idmap *map);

@@ -25,6 +25,13 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.toml_edit impor
 )
 
 MODULE = "idmapguard.storage.storage_conf"
+BUILTIN_DEFAULTS = """\
+# containers/storage configuration, written by idmapguard.storage.storage_conf: no storage.conf
+# existed, so this starts from the built-in defaults of rootful containers/storage.
+[storage]
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+"""
 USER_ARGS = ("path", "vendor_path", "settings", "absent", "backup", "validate", "allow_store_change")
 
 
@@ -67,7 +74,10 @@ class ActionModule(ActionBase):
             source = args["vendor_path"]
             text, sha1 = self._slurp(source, task_vars)
             if text is None:
-                text, sha1 = "", None
+                # Neither file: Podman runs on containers/storage's built-in defaults. A file
+                # without runroot/graphroot is refused by Podman at the default path, so spell
+                # those defaults out.
+                source, text, sha1 = "(built-in defaults)", BUILTIN_DEFAULTS, None
         try:
             edit = apply_edits(text, args["settings"], args["absent"], name=source)
         except TomlEditError as exc:

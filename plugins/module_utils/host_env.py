@@ -39,13 +39,11 @@ def max_user_namespaces(proc: str = "/proc") -> Optional[int]:
 
 
 def is_chrooted(proc: str = "/proc") -> bool:
-    """True when this process's root is not its mount namespace's root (a plain chroot).
+    """True when this process runs under a plain chroot (the kernel then refuses CLONE_NEWUSER).
 
-    In /proc/self/mountinfo the 4th field is the mount's root within its filesystem and the
-    5th its mount point *relative to this process's root*; under a plain chroot the process
-    root is a subdirectory, so no mount is seen at "/" with the root of the namespace. The
-    simpler and robust test: the kernel reports our root differently from PID 1's when PID 1
-    (same mount namespace) is outside the chroot. We use both: any says chroot.
+    Two signs, either is enough: PID 1 shares our mount namespace but has a different root
+    (a chroot below it); or /proc/self/mountinfo, whose mount points are relative to our root,
+    shows no mount at "/" (our root is a plain directory, not a mount, as after pivot_root).
     """
     try:
         own = os.stat(os.path.join(proc, "self/root/"))

@@ -29,6 +29,7 @@ class TomlError(ValueError):
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _INT = re.compile(r"[+-]?(0|[1-9](_?[0-9])*)$")
 _FLOAT = re.compile(r"[+-]?[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9]+)?$")
+_BARE_VALUE = re.compile(r"[^\s,\]\}#]+")
 _ESCAPES = {'b': '\b', 't': '\t', 'n': '\n', 'f': '\f', 'r': '\r', '"': '"', '\\': '\\'}
 
 
@@ -238,7 +239,7 @@ def _parse_value(cur):
         return _parse_array(cur)
     if ch == "{":
         return _parse_inline_table(cur)
-    m = re.compile(r"[^\s,\]\}#]+").match(cur.text, cur.pos)
+    m = _BARE_VALUE.match(cur.text, cur.pos)
     if not m:
         raise cur.error("expected a value")
     word = m.group(0)

@@ -6,9 +6,9 @@
 `run` is any callable `run(argv) -> (rc, stdout, stderr)`; AnsibleModule.run_command fits
 through `run_adapter`, and tests pass a fake, so nothing here needs Ansible.
 
-Podman itself fails when the graphroot has no free inode left (it cannot write its lock or
-JSON temp files), which is exactly the state this collection is asked to repair. So the
-storage settings fall back to storage.conf, read with a small stdlib TOML reader.
+When Podman cannot answer (missing, broken, hung on a damaged store) the storage settings
+fall back to storage.conf, read with a small stdlib TOML reader. (At 0 free inodes
+`podman info` still answers with Podman 4.3 and 5.8 on the lab; `podman create` does not.)
 """
 
 from __future__ import absolute_import, division, print_function

@@ -265,12 +265,34 @@ def clear_marker(plan: MarkerPlan) -> bool:
     return True
 
 
-def podman_store(run: Runner, podman: str, conf_path: Optional[str]) -> Dict[str, Any]:
+def scratch_engine_conf(scratch: str) -> str:
+    """A containers.conf override that gives Podman a throw-away database for a validation run.
+
+    libpod records driver, graphroot and runroot in its database on first use and afterwards
+    prefers the recorded values over storage.conf ("overwritten by graph driver ... from
+    database"). Judged against the real database, a candidate's bad driver goes unnoticed; and on
+    a host whose database does not exist yet, `podman info` with a candidate would create it with
+    the candidate's values even when we then reject the candidate. A scratch static_dir/tmp_dir
+    avoids both (Podman >= 4.4 reads CONTAINERS_CONF_OVERRIDE; older ones ignore it).
+    """
+    path = os.path.join(scratch, "containers.conf")
+    with open(path, "w") as handle:
+        handle.write('[engine]\nstatic_dir = "%s"\ntmp_dir = "%s"\n'
+                     % (os.path.join(scratch, "static"), os.path.join(scratch, "tmp")))
+    return path
+
+
+def podman_store(run: Runner, podman: str, conf_path: Optional[str],
+                 scratch: Optional[str] = None) -> Dict[str, Any]:
     """What Podman reports for the store when reading `conf_path` (None: its own default).
 
-    StorageConfInvalid when Podman fails: for a candidate file this means Podman rejects it.
+    With `scratch` (an empty directory) Podman runs with a throw-away libpod database, so the
+    file alone is judged. StorageConfInvalid when Podman fails: for a candidate file this means
+    Podman rejects it.
     """
     env = {"CONTAINERS_STORAGE_CONF": conf_path} if conf_path else {}
+    if scratch:
+        env["CONTAINERS_CONF_OVERRIDE"] = scratch_engine_conf(scratch)
     rc, out, err = run([podman, "info", "--format", "json"], env)
     if rc != 0:
         raise StorageConfInvalid("podman info with this storage.conf failed (rc=%d): %s"

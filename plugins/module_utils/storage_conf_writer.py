@@ -13,6 +13,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import hashlib
 import os
+import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -23,6 +24,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf_ho
     clear_marker,
     podman_store,
 )
+
+
+DEFAULT_PATH = "/etc/containers/storage.conf"
 
 
 class StorageConfConflict(Exception):
@@ -92,12 +96,14 @@ def apply(module: Any) -> Dict[str, Any]:
 
     # The controller edited what it read; refuse to overwrite anything else.
     source_path = p["_source"] or path
-    current = read_bytes(source_path)
-    current_sha1 = sha1_of(current) if current is not None else ""
-    if p["_source_sha1"] is not None and current_sha1 != p["_source_sha1"]:
-        raise StorageConfConflict("%s changed on the host while it was being edited; run again" % source_path)
-
     existing = read_bytes(path)
+    if source_path != path and existing is not None:
+        raise StorageConfConflict("%s appeared on the host while it was being edited; run again" % path)
+    if p["_source_sha1"] is not None:
+        current = read_bytes(source_path)
+        if (sha1_of(current) if current is not None else "") != p["_source_sha1"]:
+            raise StorageConfConflict("%s changed on the host while it was being edited; run again" % source_path)
+
     if existing == content:
         return result
 
@@ -118,19 +124,43 @@ def apply(module: Any) -> Dict[str, Any]:
     tmp = write_candidate(path, content)
     try:
         if p["validate"]:
-            podman_store(run, podman, tmp)
+            scratch = tempfile.mkdtemp(prefix="idmapguard-storage-conf.")
+            try:
+                podman_store(run, podman, tmp, scratch=scratch)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         if p["backup"] and existing is not None:
             result["backup_file"] = module.backup_local(path)
         module.atomic_move(tmp, path, unsafe_writes=False)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    if p["validate"]:
+        # Read the file where it now is, the way every later Podman command reads it: Podman
+        # fills defaults differently for CONTAINERS_STORAGE_CONF than for its default path.
+        try:
+            result["podman"] = podman_store(run, podman, None if path == DEFAULT_PATH else path)
+        except StorageConfInvalid as exc:
+            restore(module, path, existing)
+            raise StorageConfInvalid("%s (at %s; the previous file was put back)" % (exc, path))
+        for key, wanted in sorted(p["_store_after"].items()):
+            reported = result["podman"].get(key)
+            if key in ("driver", "graphroot", "runroot") and wanted and reported and reported != wanted:
+                # libpod keeps the values it first recorded in its database and prefers them.
+                module.warn("storage.conf now says %s = %r but Podman still uses %r (recorded in libpod's "
+                            "database); `podman system reset` makes it follow storage.conf" % (key, wanted, reported))
     if safety.marker is not None:
         result["mount_program_marker"]["cleared"] = clear_marker(safety.marker)
-    if p["validate"]:
-        # What Podman uses now, read the way every later Podman command will read it.
-        result["podman"] = podman_store(run, podman, path if path != "/etc/containers/storage.conf" else None)
     return result
+
+
+def restore(module: Any, path: str, previous: Optional[bytes]) -> None:
+    """Put back the file as it was before the write (remove it if there was none)."""
+    if previous is None:
+        os.unlink(path)
+        return
+    tmp = write_candidate(path, previous)
+    module.atomic_move(tmp, path, unsafe_writes=False)
 
 
 def run_module(module: Any) -> None:

@@ -19,8 +19,11 @@ description:
   - The kernel and filesystem are judged by the C(idmapped-mount) helper's C(probe) on the filesystem
     holding graphroot (an idmapped mount with the map, and overlay on top of it). Deploy the helper
     with the C(idmapguard.storage.helper) role first.
-  - Podman's settings come from C(podman info --format json); when Podman fails (it does when the
-    graphroot has no free inode left) they are read from C(storage.conf).
+  - Podman's settings come from C(podman info --format json); when Podman fails or is missing they are
+    read from C(storage.conf). (C(podman info) itself still answers at 0 free inodes with Podman 4.3 and 5.8;
+    C(podman create) does not.)
+  - At 0 free inodes the probe cannot create its scratch directory on graphroot's filesystem (ENOSPC); the
+    verdict then falls back to release-number rules, says so in a warning and in its reasons.
   - Mapped copies are counted with the collection's store library (the same reader the remediation uses).
   - Without O(canary) the module changes nothing and reports C(changed=false). With O(canary=true) it
     imports a tiny image built from a few files, creates (never starts) a container with the
@@ -31,19 +34,22 @@ description:
   - The verdict rules and the Podman to containers/storage version table are documented in
     C(docs/verdicts.md) of the collection.
 author:
-  - idmapguard contributors
+  - idmapguard contributors (@idmapguard)
 requirements:
   - Python 3.8 or later on the host (standard library only).
   - The C(idmapped-mount) helper on the host (see O(helper)).
   - Root on the host (the probe mounts; Podman is rootful).
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode the canary is skipped (with a warning); everything else is read-only anyway.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: The module edits no file, so there is nothing to diff.
   facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 options:
   helper:
@@ -184,7 +190,9 @@ kernel:
       returned: always
       type: bool
     probe:
-      description: The helper's probe JSON as printed (version, kernel, path, fs_type, uidmap, gidmap, checks).
+      description:
+        - The helper's probe JSON as printed (version, kernel, path, fs_type, uidmap, gidmap, checks).
+        - "C({\"error\": \"...\"}) when the helper could not run the probe at all."
       returned: always
       type: dict
 graphroot:

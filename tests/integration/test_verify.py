@@ -50,7 +50,7 @@ def run_module(inventory_path: str, host, args: str = "", check: bool = False) -
         argv += ["-a", args]
     if check:
         argv.append("--check")
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     out = json.loads(proc.stdout)
     result = out["plays"][0]["tasks"][0]["hosts"][host.name]
     assert proc.returncode == 0 and not result.get("failed"), proc.stdout + proc.stderr
@@ -162,7 +162,7 @@ def test_missing_helper_fails_clearly(lab_host, inventory):
     inv = inventory(host)
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False")
     proc = subprocess.run(["ansible", "-i", inv, host.name, "-m", "idmapguard.storage.idmap_support"],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert "idmapguard.storage.helper" in proc.stdout and HELPER_DEST in proc.stdout
 

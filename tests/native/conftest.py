@@ -94,6 +94,17 @@ def ramfs_dir(tmp_path) -> Iterator[Path]:
         yield mnt
 
 
+@pytest.fixture(params=["xfs", "btrfs"])
+def other_disk_dir(request, tmp_path) -> Iterator[Path]:
+    """xfs and btrfs (minimum sizes ~300 MB and ~110 MB: sparse files, cheap)."""
+    img = tmp_path / ("scratch." + request.param)
+    with open(img, "wb") as f:
+        f.truncate(320 << 20)
+    subprocess.run(["mkfs." + request.param, "-q", "-f", str(img)], check=True, capture_output=True)
+    with mounted(tmp_path / request.param, ["mount", "-o", "loop", str(img)]) as mnt:
+        yield mnt
+
+
 @pytest.fixture(params=["ext4", "tmpfs"])
 def idmap_capable_dir(request) -> Path:
     return request.getfixturevalue(request.param + "_dir")

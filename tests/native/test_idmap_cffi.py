@@ -65,12 +65,12 @@ ALPHABET = "0123456789:,-" + "x 9"
 def test_c_and_python_agree_on_random_specs(cparser, seed):
     rng = random.Random(seed)
     pieces = ["0", "1", "65536", "1065537", "4294967295", "4294967294", "531571", "99999999999"]
-    for _ in range(2500):
+    for _round in range(2500):
         if rng.random() < 0.5:
-            spec = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 24)))
+            spec = "".join(rng.choice(ALPHABET) for _char in range(rng.randint(0, 24)))
         else:
-            spec = ",".join(":".join(rng.choice(pieces + [str(rng.randint(0, 300))]) for _ in range(3))
-                            for _ in range(rng.randint(1, 5)))
+            spec = ",".join(":".join(rng.choice(pieces + [str(rng.randint(0, 300))]) for _part in range(3))
+                            for _extent in range(rng.randint(1, 5)))
         extents, error = c_parse(cparser, spec.encode())
         try:
             py = pyidmap.parse_idmap(spec)

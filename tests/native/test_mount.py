@@ -24,10 +24,10 @@ def to_host(extents, container_id):
 
 def edge_ids(extents) -> List[int]:
     ids = []
-    for c, _, s in extents:
+    for c, _host, s in extents:
         ids += [c, c + s - 1]
     # one id just outside each extent that no other extent covers
-    ids += [c + s for c, _, s in extents if to_host(extents, c + s) is None]
+    ids += [c + s for c, _host, s in extents if to_host(extents, c + s) is None]
     return sorted(set(ids))
 
 

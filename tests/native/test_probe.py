@@ -37,6 +37,15 @@ def test_every_check_ok(helper, idmap_capable_dir):
     assert_clean(idmap_capable_dir, before)
 
 
+def test_xfs_and_btrfs(helper, other_disk_dir):
+    res, out = probe(helper, other_disk_dir)
+    assert res.returncode == 0, res.stderr
+    assert out["fs_type"] == other_disk_dir.name
+    for name in CHECKS:
+        assert out["checks"][name]["ok"] is True, out["checks"][name]
+    assert_clean(other_disk_dir)
+
+
 def test_fs_type_names(helper, ext4_dir, tmpfs_dir, ramfs_dir):
     for d, name in ((ext4_dir, "ext4"), (tmpfs_dir, "tmpfs"), (ramfs_dir, "ramfs")):
         assert probe(helper, d)[1]["fs_type"] == name
@@ -154,7 +163,7 @@ def test_signal_mid_probe_leaves_nothing(helper, ext4_dir, sig):
         assert len(inside) == 2, "expected the idmapped and overlay mounts inside the probe"
         assert probe_mounts() == [], "probe mounts leaked into the caller's namespace"
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        err = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -178,3 +187,21 @@ def test_planted_symlinks_are_not_followed(helper, tmpfs_dir, tmp_path):
     assert sorted(os.listdir(tmpfs_dir)) == before
     assert os.listdir(outside) == []
 
+
+def test_timeout_kills_a_stuck_worker_and_cleans_up(helper, ext4_dir):
+    """A worker that never finishes (held by the stop hook, as a hung filesystem would) is
+    killed after --timeout; the check says ETIMEDOUT and nothing is left."""
+    env = dict(os.environ, IDMAPPED_MOUNT_TEST_STOP_WORKER="1")
+    res = run([str(helper), "probe", "--timeout", "1", str(ext4_dir)], env=env)
+    assert res.returncode == 0, res.stderr
+    checks = json.loads(res.stdout)["checks"]
+    assert checks["mount_api"]["ok"] is True
+    assert checks["idmapped_mount"]["ok"] is False and checks["idmapped_mount"]["errno"] == "ETIMEDOUT"
+    assert checks["overlay_idmapped_lower"]["message"] == "not run: idmapped_mount failed"
+    assert_clean(ext4_dir)
+
+
+@pytest.mark.parametrize("value", ["0", "x", "", "3601"])
+def test_bad_timeout_is_a_usage_error(helper, value):
+    res = run([str(helper), "probe", "--timeout", value, "/tmp"])
+    assert res.returncode == 2 and b"--timeout" in res.stderr

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Regenerate idmap_specs.json (the long specs are easier to build than to type).
 
 The JSON file is what the tests read; edit the tables here, run this, review the diff.

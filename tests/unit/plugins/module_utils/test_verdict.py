@@ -18,8 +18,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import 
 OK = {"ok": True, "errno": None, "message": "ok"}
 
 
-def probe(fs="ext4", mount_api=OK, idm=OK, ovl=OK, release="6.18.4"):
-    """A probe result shaped like `idmapped-mount probe` prints it (issue 3)."""
+def probe(fs="ext4", mount_api=None, idm=None, ovl=None, release="6.18.4"):
+    """A probe result shaped like `idmapped-mount probe` prints it (issue 3); checks default to ok."""
+    mount_api, idm, ovl = (c if c is not None else dict(OK) for c in (mount_api, idm, ovl))
     return {"version": "1", "kernel": release, "path": "/var/lib/containers/storage", "fs_type": fs,
             "uidmap": [[0, 1065537, 65536], [531571, 531571, 1]], "gidmap": [[0, 1065537, 65536]],
             "checks": {"mount_api": mount_api, "idmapped_mount": idm, "overlay_idmapped_lower": ovl}}
@@ -32,6 +33,14 @@ def fail(errno, message="failed"):
 NOT_RUN = {"ok": False, "errno": None, "message": "not run: an earlier check failed"}
 GOOD = dict(kernel_release="6.18.4", probe=probe(), fs_type="ext4", podman_version="5.8.0",
             max_user_namespaces=63000)
+
+
+def host(**overrides):
+    """HostFacts of a good host (GOOD) with some facts changed."""
+    values = dict(GOOD)
+    values.update(overrides)
+    return HostFacts(**values)
+
 
 CASES = [
     # id, overrides of GOOD, verdict, reason codes (exactly, in order)
@@ -106,9 +115,7 @@ CASES = [
 
 @pytest.mark.parametrize("overrides,verdict,codes", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_verdict_table(overrides, verdict, codes):
-    facts = dict(GOOD)
-    facts.update(overrides)
-    result = evaluate(HostFacts(**facts))
+    result = evaluate(host(**overrides))
     assert result.verdict == verdict
     assert result.reason_codes == codes
     assert len(result.reasons) == len(codes)  # one human sentence per obstacle
@@ -122,17 +129,17 @@ def test_every_verdict_and_reason_code_is_exercised():
 
 
 def test_reasons_name_what_is_wrong():
-    r = evaluate(HostFacts(**dict(GOOD, mount_program="/usr/bin/fuse-overlayfs", disable_idmap_env=True,
-                                  disable_idmap_where=["/etc/systemd/system/podman.service.d/idmap.conf"])))
+    r = evaluate(host(mount_program="/usr/bin/fuse-overlayfs", disable_idmap_env=True,
+                      disable_idmap_where=["/etc/systemd/system/podman.service.d/idmap.conf"]))
     assert "/usr/bin/fuse-overlayfs" in r.reasons[0]
     assert "/etc/systemd/system/podman.service.d/idmap.conf" in r.reasons[1]
-    r = evaluate(HostFacts(**dict(GOOD, probe=probe(fs="ramfs", idm=fail("EINVAL", "mount_setattr"), ovl=NOT_RUN),
-                                  fs_type="ramfs")))
+    r = evaluate(host(probe=probe(fs="ramfs", idm=fail("EINVAL", "mount_setattr"), ovl=NOT_RUN),
+                      fs_type="ramfs"))
     assert "ramfs" in r.reasons[0] and "EINVAL" in r.reasons[0]
     assert r.idmapped_mount is False and r.overlay_idmapped_lower is False
-    r = evaluate(HostFacts(**dict(GOOD, kernel_release="5.4.0", probe=probe(idm=fail("ENOSPC"), ovl=NOT_RUN))))
+    r = evaluate(host(kernel_release="5.4.0", probe=probe(idm=fail("ENOSPC"), ovl=NOT_RUN)))
     assert "guessed" in r.reasons[0] and "ENOSPC" in r.reasons[0]
-    r = evaluate(HostFacts(**dict(GOOD, max_user_namespaces=0)))
+    r = evaluate(host(max_user_namespaces=0))
     assert "Supports shifting: false" in r.reasons[0]
 
 
@@ -176,5 +183,5 @@ MATRIX = _matrix_cases()
 def test_kernel_matrix_fixtures(release, fs, result):
     expected = [v for (prefix, f), v in MATRIX_EXPECTED.items() if release.startswith(prefix) and f == fs]
     assert expected, "add the expected verdict of %s on %s to MATRIX_EXPECTED" % (release, fs)
-    verdict = evaluate(HostFacts(**dict(GOOD, kernel_release=release, probe=result, fs_type=fs)))
+    verdict = evaluate(host(kernel_release=release, probe=result, fs_type=fs))
     assert (verdict.verdict, verdict.reason_codes) == expected[0]

@@ -16,7 +16,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors im
     NoFreeInodeError, TamperedStoreError,
 )
 
-from conftest import NONCONTIG, gid, standard  # pylint: disable=import-error
+from fake_store import NONCONTIG, gid, standard  # pylint: disable=import-error
 
 
 def make(fake_store):

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Benchmark: prune of N ID-mapped copies vs `rm -rf` of the same directories.
+
+On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N copies of a
+F-file image (a distinct non-contiguous map each). The copies' directories (overlay/<id>,
+its tar-split and l/<link>) are then cloned with `cp -a` into the same filesystem, and the
+baseline `rm -rf` of the clones is timed; then `idmapguard-prune` (planning, locks, JSON, the
+same deletion) is timed on the real copies. Both run inside the host on the same store
+filesystem, one after the other, measured in the same run. Prints the ratio (goal <= 1.5).
+
+    python tests/bench/bench_prune.py [--copies 100] [--files 2000] [--rounds 1]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+from tests.lab.lab import Lab  # noqa: E402
+import remediate_support as rs  # noqa: E402
+
+STORE = rs.STORE
+
+
+def make_copies(host, tag, first, count):
+    for index in range(first, first + count):
+        idmap = rs.noncontig_map(index)
+        host.podman("create", "--name", "b%d" % index, "--uidmap", idmap, "--gidmap", idmap, tag, "true", check=True)
+        host.podman("rm", "b%d" % index, check=True)
+
+
+def timed(host, script):
+    """Run a shell snippet inside the host and return its wall time measured there."""
+    out = host.exec("s=$(date +%%s.%%N); %s; e=$(date +%%s.%%N); echo \"$s $e\"" % script, check=True).stdout
+    start, end = out.strip().splitlines()[-1].split()
+    return float(end) - float(start)
+
+
+def one_round(host, tag, copies, first):
+    make_copies(host, tag, first, copies)
+    _proc, report = rs.guard(host, "--report", "--min-age", "0")
+    unused = [c for c in report["copies"] if not c["in_use"]]
+    assert len(unused) == copies, len(unused)
+    inodes = sum(c["inodes"] for c in unused)
+    # Clone exactly what a prune deletes, into the same filesystem.
+    clone = STORE + "/bench-clone"
+    parts = []
+    for copy in unused:
+        parts.append("%s/overlay/%s" % (STORE, copy["layer_id"]))
+        tar_split = "%s/overlay-layers/%s.tar-split.gz" % (STORE, copy["layer_id"])
+        parts.append(tar_split)
+        if copy.get("link"):
+            parts.append("%s/overlay/l/%s" % (STORE, copy["link"]))
+    host.exec("mkdir -p %s && for p in %s; do [ -e \"$p\" ] || [ -L \"$p\" ] && cp -a \"$p\" %s/; done; sync"
+              % (clone, " ".join(parts), clone), check=True)
+    used_before = host.inodes_used()
+    rm_time = timed(host, "rm -rf %s" % clone)
+    rm_freed = used_before - host.inodes_used()
+    host.exec("sync", check=True)
+    used_before = host.inodes_used()
+    prune_time = timed(host, "/usr/local/sbin/idmapguard-prune --min-age 0 > /tmp/bench-prune.json")
+    result = json.loads(host.exec(["cat", "/tmp/bench-prune.json"], check=True).stdout)
+    freed = used_before - host.inodes_used()
+    assert result["removed"] == copies and freed == result["inodes_freed"], (result, freed)
+    return {"copies": copies, "inodes": inodes, "rm_rf_s": rm_time, "rm_rf_inodes": rm_freed,
+            "prune_s": prune_time, "prune_inodes": freed, "ratio": prune_time / rm_time}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=100)
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_prune needs root (lab hosts)")
+    lab = Lab(log=lambda msg: print(msg, file=sys.stderr))
+    per_copy = args.files + 40
+    inodes = 2 * args.copies * per_copy + 20000
+    size_mb = max(600, (2 * args.copies * per_copy * 4096 * 13 // 10) >> 20)
+    host = lab.up(suite="bookworm", inodes=inodes, size="%dM" % size_mb)
+    try:
+        rs.install_guard(host)
+        tag = host.image(files=args.files)
+        print("host %s podman %s, store ext4 %d MB, %d inodes" % (host.name, host.podman_version(), size_mb, inodes))
+        results = []
+        for number in range(args.rounds):
+            started = time.time()
+            res = one_round(host, tag, args.copies, number * args.copies)
+            results.append(res)
+            print("round %d: %d copies, %d inodes: rm -rf %.3fs (%d inodes), prune %.3fs (%d inodes), "
+                  "ratio %.2f  [%.0fs incl. setup]" % (number, res["copies"], res["inodes"], res["rm_rf_s"],
+                                                      res["rm_rf_inodes"], res["prune_s"], res["prune_inodes"],
+                                                      res["ratio"], time.time() - started))
+        ratios = sorted(r["ratio"] for r in results)
+        print("RESULT prune/rm-rf ratio: %.2f (median of %d round(s); goal <= 1.5)" % (
+            ratios[len(ratios) // 2], len(ratios)))
+    finally:
+        host.down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+"""Safe deletion, usage counting, JSON writing, lock tokens and the guard's command line."""
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import guard, usage
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import TamperedStoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import read_json_list, write_json_list
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import is_valid_id
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, TOKEN_SIZE
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import remove_tree_at
+
+from fake_store import FakeStore, standard  # pylint: disable=import-error
+
+
+def _tree(root, width=30, depth=6):
+    path = root
+    for level in range(depth):
+        path = os.path.join(path, "d%d" % level)
+        os.makedirs(path)
+        for index in range(width):
+            with open(os.path.join(path, "f%d" % index), "w") as handle:
+                handle.write("x")
+        os.symlink("/etc/passwd", os.path.join(path, "link"))
+    return width * depth + depth * 2
+
+
+def test_remove_tree_streams_and_never_follows_symlinks(tmp_path):
+    target = tmp_path / "victim"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    target.mkdir()
+    count = _tree(str(target))
+    os.symlink(str(outside), str(target / "to-outside"))
+    assert usage.tree_usage(str(tmp_path), "victim")[0] == count + 2
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert remove_tree_at(fd, "victim") is True
+        assert remove_tree_at(fd, "victim") is False
+    finally:
+        os.close(fd)
+    assert not target.exists() and (outside / "keep").read_text() == "keep"
+
+
+def test_remove_tree_refuses_a_symlinked_root(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "file").write_text("x")
+    os.symlink(str(tmp_path / "real"), str(tmp_path / "link"))
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(TamperedStoreError):
+            remove_tree_at(fd, "link")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "real" / "file").exists()
+
+
+def test_json_round_trip_keeps_unknown_fields(tmp_path):
+    path = str(tmp_path / "layers.json")
+    records = [{"id": "a" * 64, "zzz-future": {"nested": [1, 2]}, "names": ["é"]}]
+    write_json_list(path, records)
+    assert read_json_list(path) == records
+    assert os.listdir(str(tmp_path)) == ["layers.json"]  # no temp file left
+    with open(path, "w") as handle:
+        handle.write("")
+    assert read_json_list(path) == []
+
+
+def test_lock_token_is_64_bytes_and_changes(tmp_path):
+    path = str(tmp_path / "layers.lock")
+    with open(path, "wb") as handle:
+        handle.write(b"\0" * 64)
+    lock = LockFile(path)
+    lock.acquire(exclusive=True)
+    tokens = set()
+    for _ in range(3):
+        lock.record_write()
+        with open(path, "rb") as handle:
+            tokens.add(handle.read())
+    lock.release()
+    assert len(tokens) == 3 and all(len(t) == TOKEN_SIZE for t in tokens)
+
+
+def test_lock_never_creates_the_file(tmp_path):
+    lock = LockFile(str(tmp_path / "missing.lock"))
+    with pytest.raises(Exception):
+        lock.acquire(exclusive=False)
+    assert not (tmp_path / "missing.lock").exists()
+
+
+def test_id_check():
+    assert is_valid_id("a" * 64)
+    for bad in ("A" * 64, "a" * 63, "../" + "a" * 61, None, 5, "a" * 64 + "\n"):
+        assert not is_valid_id(bad)
+
+
+def test_guard_threshold_and_prune(tmp_path, capsys):
+    built = FakeStore(tmp_path)
+    standard(built)
+    common = ["--graphroot", built.graphroot, "--runroot", built.runroot, "--min-age", "60"]
+    assert guard.main(common + ["--threshold", "100.1"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+    assert guard.main(common + ["--check"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["check"] is True and planned["removed"] == 3
+    assert guard.main(common + ["--keep-map", "0:1065537:65536,531571:531571:1/0:1065537:65536,531571:531571:1"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 0
+    assert guard.main(common) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 3
+    assert guard.main(common + ["--keep-map", "bogus"]) == 2

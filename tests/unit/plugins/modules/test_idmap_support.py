@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+"""idmap_support: the module's contract (facts shape, changed, check mode, failures), with
+Podman and the helper replaced by recorded outputs. Real Podman runs in tests/integration."""
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.common.warnings import get_warning_messages
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.idmapguard.storage.plugins.module_utils import support_facts
+from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
+
+CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
+                 "podman", "canary"}
+OK = {"ok": True, "errno": None, "message": "ok"}
+
+
+class Exit(Exception):
+    def __init__(self, kind, result):
+        super().__init__(kind)
+        self.kind = kind
+        self.result = result
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """A graphroot in tmp, a fake helper file, and recorded command outputs."""
+    graphroot = tmp_path / "storage"
+    graphroot.mkdir()
+    helper = tmp_path / "idmapped-mount"
+    helper.write_text("#!/bin/sh\nexit 99\n")
+    helper.chmod(0o755)
+    conf = tmp_path / "storage.conf"
+    conf.write_text('[storage]\ndriver = "overlay"\ngraphroot = "%s"\nrunroot = "%s"\n'
+                    '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
+                    % (graphroot, tmp_path / "run"))
+    state = {"podman_ok": True, "version": "5.8.6", "calls": []}
+    info = {"version": {"Version": "5.8.6"},
+            "store": {"configFile": str(conf), "graphDriverName": "overlay", "graphOptions": {},
+                      "graphRoot": str(graphroot), "runRoot": str(tmp_path / "run"),
+                      "graphStatus": {"Supports shifting": "true"}}}
+    probe = {"version": "0.1.0", "kernel": "6.18.4", "path": str(graphroot), "fs_type": "ext4",
+             "uidmap": [], "gidmap": [],
+             "checks": {"mount_api": OK, "idmapped_mount": OK, "overlay_idmapped_lower": OK}}
+
+    def run_command(self, argv, check_rc=False, **kwargs):
+        state["calls"].append(list(argv))
+        if argv[0] == str(helper):
+            return 0, json.dumps(probe), ""
+        if argv[1:] == ["--version"]:
+            return (0, "podman version %s\n" % state["version"], "") if state["podman_ok"] else (1, "", "boom")
+        if argv[1:] == ["info", "--format", "json"]:
+            if not state["podman_ok"]:
+                return 125, "", "Error: no space left on device"
+            info["version"]["Version"] = state["version"]
+            return 0, json.dumps(info), ""
+        raise AssertionError("unexpected command %r" % (argv,))
+
+    def exit_json(self, **kwargs):
+        raise Exit("exit", kwargs)
+
+    def fail_json(self, **kwargs):
+        raise Exit("fail", kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/bin/" + name)
+    state.update(helper=str(helper), conf=str(conf), graphroot=str(graphroot), probe=probe)
+    return state
+
+
+def call(args):
+    with patch_module_args(args):
+        with pytest.raises(Exit) as raised:
+            idmap_support.main()
+    return raised.value.kind, raised.value.result
+
+
+def test_read_only_run_returns_contract_facts_unchanged(host):
+    kind, result = call({"helper": host["helper"]})
+    assert kind == "exit"
+    assert result["changed"] is False
+    facts = result["ansible_facts"]["idmapguard"]
+    assert set(facts) == CONTRACT_KEYS
+    assert facts["verdict"] == "shares" and facts["canary"] is None
+    assert set(facts["kernel"]) == {"release", "idmapped_mount", "overlay_idmapped_lower", "probe"}
+    assert {"path", "fs_type", "inodes_total", "inodes_used", "inodes_free", "bytes_total", "bytes_used",
+            "bytes_free", "mapped_copies", "mapped_copy_inodes"} <= set(facts["graphroot"])
+    assert {"version", "driver", "mount_program", "graph_options", "runroot", "storage_conf", "source",
+            "supports_shifting", "userns_available", "disable_idmap_env"} <= set(facts["podman"])
+    assert facts["podman"]["supports_shifting"] is True
+    assert facts["graphroot"]["path"] == host["graphroot"]
+    # the probe ran on graphroot with the default non-contiguous maps
+    probe_call = [c for c in host["calls"] if c[0] == host["helper"]][0]
+    assert probe_call[-1] == host["graphroot"] and "531571:531571:1" in probe_call[3]
+
+
+def test_check_mode_skips_the_canary(host):
+    kind, result = call({"helper": host["helper"], "canary": True, "_ansible_check_mode": True})
+    assert kind == "exit" and result["changed"] is False and result["canary"] is None
+    assert not any("import" in c for c in host["calls"])
+    assert any("check mode" in w for w in get_warning_messages())
+
+
+def test_old_podman_needs_upgrade(host):
+    host["version"] = "5.4.2"
+    kind, result = call({"helper": host["helper"]})
+    assert result["verdict"] == "needs_podman_upgrade" and result["reason_codes"] == ["podman_too_old"]
+    kind, result = call({"helper": host["helper"], "podman_backport": True})
+    assert result["verdict"] == "shares" and result["podman"]["backport_declared"] is True
+
+
+def test_podman_failure_falls_back_to_storage_conf(host):
+    host["podman_ok"] = False
+    kind, result = call({"helper": host["helper"], "storage_conf": host["conf"]})
+    assert kind == "exit"
+    assert result["podman"]["source"] == "storage.conf"
+    assert result["podman"]["mount_program"] == "/usr/bin/fuse-overlayfs"
+    assert result["reason_codes"] == ["podman_missing", "mount_program"]
+
+
+def test_missing_helper_says_to_deploy_it(host, tmp_path):
+    kind, result = call({"helper": str(tmp_path / "nope")})
+    assert kind == "fail"
+    assert "idmapguard.storage.helper" in result["msg"] and str(tmp_path / "nope") in result["msg"]
+
+
+@pytest.mark.parametrize("bad", ["0:1:0", "0:1", "0:1:10,5:100:10", "a:b:c", ""])
+def test_invalid_map_fails_naming_it(host, bad):
+    kind, result = call({"helper": host["helper"], "uidmap": bad})
+    assert kind == "fail" and "invalid map" in result["msg"]
+
+
+def test_maps_validated_against_shared_vectors():
+    """The module validates with idmap.parse_idmap, tested on tests/vectors/idmap_specs.json;
+    check here that every vector reaches the module's error path the same way."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "vectors", "idmap_specs.json")
+    with open(path) as handle:
+        vectors = json.load(handle)
+    params = dict(helper="/nonexistent", uidmap="", gidmap="0:0:1")
+    checked = 0
+    for case in vectors.get("invalid", []):
+        spec = case["spec"] if isinstance(case, dict) else case
+        if not isinstance(spec, str):
+            continue
+        params["uidmap"] = spec
+        with pytest.raises(support_facts.SupportError, match="invalid map"):
+            support_facts.gather(support_facts.SupportParams(**params), lambda argv: (1, "", ""), False)
+        checked += 1
+    assert checked > 5
+
+
+def test_probe_enospc_is_a_warning_not_a_verdict(host):
+    host["probe"]["checks"]["idmapped_mount"] = {"ok": False, "errno": "ENOSPC", "message": "scratch dir"}
+    host["probe"]["checks"]["overlay_idmapped_lower"] = {"ok": False, "errno": None, "message": "not run"}
+    kind, result = call({"helper": host["helper"]})
+    assert result["verdict"] == "shares"  # 6.18 on ext4: guessed able
+    assert any("guessed from the release number" in w for w in get_warning_messages())

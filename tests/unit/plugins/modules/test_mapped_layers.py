@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+"""The mapped_layers module end to end on a synthetic store: check mode, diff, errors."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.idmapguard.storage.plugins.modules import mapped_layers
+
+_FAKE = os.path.join(os.path.dirname(__file__), "..", "module_utils", "store", "fake_store.py")
+_spec = importlib.util.spec_from_file_location("remediate_fake_store", _FAKE)
+fake = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fake)
+
+
+class Exit(Exception):
+    def __init__(self, result, failed):
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture
+def run_module(monkeypatch):
+    def exit_json(_self, **kwargs):
+        raise Exit(kwargs, False)
+
+    def fail_json(_self, **kwargs):
+        raise Exit(kwargs, True)
+
+    monkeypatch.setattr(mapped_layers.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(mapped_layers.AnsibleModule, "fail_json", fail_json)
+
+    def run(args, check=False, diff=False):
+        args = dict(args)
+        if check:
+            args["_ansible_check_mode"] = True
+        if diff:
+            args["_ansible_diff"] = True
+        with patch_module_args(args):
+            with pytest.raises(Exit) as exc:
+                mapped_layers.main()
+        return exc.value
+
+    return run
+
+
+@pytest.fixture
+def store(tmp_path):
+    built = fake.FakeStore(tmp_path)
+    ids = fake.standard(built)
+    return built, ids
+
+
+def _args(built, **extra):
+    args = {"graphroot": built.graphroot, "runroot": built.runroot, "min_age": 60}
+    args.update(extra)
+    return args
+
+
+def test_report_is_read_only(run_module, store):
+    built, ids = store
+    before = built.snapshot()
+    out = run_module(_args(built))
+    assert not out.failed and out.result["changed"] is False
+    assert out.result["mapped_copies"] == 4
+    assert out.result["filesystem"]["inodes_total"] >= 0
+    assert {c["layer_id"] for c in out.result["copies"]} == set(ids["copies"]) | {ids["copy2"]}
+    assert built.snapshot() == before
+
+
+def test_check_mode_is_the_exact_plan(run_module, store):
+    built, _ids = store
+    before = built.snapshot()
+    planned = run_module(_args(built, state="pruned"), check=True, diff=True)
+    assert planned.result["changed"] is True and len(planned.result["removed"]) == 3
+    assert planned.result["diff"]["before"]["mapped_copies"]
+    assert built.snapshot() == before
+    done = run_module(_args(built, state="pruned"))
+    assert sorted(c["layer_id"] for c in done.result["removed"]) == \
+        sorted(c["layer_id"] for c in planned.result["removed"])
+    assert done.result["inodes_freed"] == planned.result["inodes_freed"]
+    assert "diff" not in done.result
+    again = run_module(_args(built, state="pruned"))
+    assert again.result["changed"] is False
+
+
+def test_keep_maps_and_images(run_module, store):
+    built, ids = store
+    out = run_module(_args(built, state="pruned", images=["localhost/other:latest"],
+                           keep_maps=[{"uidmap": "0:1:1"}]), check=True)
+    assert [c["layer_id"] for c in out.result["removed"]] == [ids["copy2"]]
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"keep_maps": [{"uidmap": "0:1:0"}]}, "keep_maps"),
+    ({"min_age": -1}, "min_age"),
+    ({"graphroot": "relative/path"}, "absolute"),
+])
+def test_bad_parameters_fail_clearly(run_module, store, args, message):
+    built, _ids = store
+    before = built.snapshot()
+    out = run_module(dict(_args(built, state="pruned"), **args))
+    assert out.failed and message in out.result["msg"]
+    assert built.snapshot() == before
+
+
+def test_tampered_store_fails_and_deletes_nothing(run_module, store):
+    built, _ids = store
+    images = built.read("overlay-images/images.json")
+    images[0]["mapped-layers"].append("0" * 63 + "/")
+    with open(built.path("overlay-images", "images.json"), "w") as handle:
+        json.dump(images, handle)
+    before = built.snapshot()
+    out = run_module(_args(built, state="pruned"))
+    assert out.failed and "TamperedStoreError" in out.result["msg"] and "invalid id" in out.result["msg"]
+    assert built.snapshot() == before
