@@ -24,7 +24,7 @@ kernel-matrix-run: native
 kernel-matrix: kernel-matrix-run
 	@mkdir -p $(KMATRIX_FIXTURES)
 	rm -f $(KMATRIX_FIXTURES)/*.json
-	cp $(NATIVE_BUILD)/kernel-matrix/*.json $(KMATRIX_FIXTURES)/
+	cp $(NATIVE_BUILD)/kernel-matrix/[0-9]*.json $(KMATRIX_FIXTURES)/
 
 # Build, pytest with real mounts (tests/native), a bounded fuzz run, the kernel matrix.
 test-native: native

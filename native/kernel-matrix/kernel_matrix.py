@@ -14,6 +14,7 @@ hash of its inputs. Output: OUT/<kernel release>.json per kernel, plus OUT/matri
 Host needs: qemu-system-x86_64, busybox-static, e2fsprogs (mkfs.ext4), dpkg-deb, kmod (depmod).
 """
 import argparse
+import fcntl
 import hashlib
 import io
 import json
@@ -355,7 +356,12 @@ def main() -> int:
     args = ap.parse_args()
     accel = args.accel if args.accel != "auto" else ("kvm" if kvm_usable() else "tcg")
     os.makedirs(args.out, exist_ok=True)
-    results = [run_one(s, args.helper, args.out, accel) for s in args.suites.split(",")]
+    os.makedirs(CACHE, exist_ok=True)
+    # One matrix at a time per cache: runs from other checkouts share the kernels, and the
+    # initramfs of one must not be replaced while another boots it.
+    with open(os.path.join(CACHE, ".lock"), "w", encoding="ascii") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = [run_one(s, args.helper, args.out, accel) for s in args.suites.split(",")]
     with open(os.path.join(args.out, "matrix.json"), "w", encoding="utf-8") as f:
         json.dump({r["suite"]: r["kernel"] for r in results}, f, indent=1, sort_keys=True)
         f.write("\n")

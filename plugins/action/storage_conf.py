@@ -19,6 +19,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.toml_edit import (
+    TOMLKIT_IMPORT_ERROR,
     TomlEditError,
     apply_edits,
     store_view,
@@ -64,7 +65,10 @@ class ActionModule(ActionBase):
             "validate": {"type": "bool", "default": True},
             "allow_store_change": {"type": "bool", "default": False},
         }
-        _validated, args = self.validate_argument_spec(argument_spec=spec)
+        if TOMLKIT_IMPORT_ERROR is not None:
+            raise AnsibleActionFail("storage_conf needs the Python package tomlkit on the controller "
+                                    "(pip install tomlkit): %s" % TOMLKIT_IMPORT_ERROR)
+        dummy, args = self.validate_argument_spec(argument_spec=spec)
         path = args["path"]
 
         # /etc replaces the vendor file entirely: start from the vendor file so no default is lost.
@@ -91,14 +95,14 @@ class ActionModule(ActionBase):
             return result
 
         module_args = {k: args[k] for k in USER_ARGS}
-        module_args.update(
-            _content=edit.text,
-            _source=source,
-            _source_sha1=sha1,
-            _changed_keys=edit.changed_keys,
-            _store_before=store_view(text, source),
-            _store_after=store_view(edit.text, path),
-        )
+        module_args["_edit"] = {
+            "content": edit.text,
+            "source": source,
+            "source_sha1": sha1,
+            "changed_keys": edit.changed_keys,
+            "store_before": store_view(text, source),
+            "store_after": store_view(edit.text, path),
+        }
         module_result = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         result.update(module_result)
         if not module_result.get("failed") and module_result.get("changed"):

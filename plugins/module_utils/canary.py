@@ -19,6 +19,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import io
 import os
 import shutil
+import signal
 import tarfile
 import tempfile
 import uuid
@@ -35,6 +36,17 @@ CANARY_FILES = 8
 
 class CanaryError(RuntimeError):
     """The canary could not run to a conclusion (the store was cleaned up anyway)."""
+
+
+class _Interrupted(BaseException):
+    """SIGTERM/SIGHUP/SIGINT while the canary's objects exist: unwind through the cleanup."""
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise _Interrupted("signal %d" % signum)
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def write_image_tar(path: str, files: int = CANARY_FILES) -> None:
@@ -74,6 +86,8 @@ def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str,
     failure = None  # type: Optional[str]
     after_create = None  # type: Optional[Dict[str, Any]]
     cleanup_errors = []  # type: List[str]
+    # A task timeout or a cancelled run sends SIGTERM; unwind through the cleanup below.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _SIGNALS}
     try:
         tar_path = os.path.join(workdir, "rootfs.tar")
         write_image_tar(tar_path)
@@ -88,18 +102,24 @@ def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str,
                     uidmap, gidmap, rc, err.strip()[:300])
             else:
                 after_create = mapped_copies(settings)
+    except _Interrupted as exc:
+        failure = "interrupted by %s" % exc
     finally:
         # Remove whatever may exist, whichever step failed; a failed create can leave a copy
-        # behind, which goes with the image.
+        # behind, which goes with the image. A second signal must not cut the cleanup short.
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         rc, _out, err = _podman(run, podman, ["rm", "--force", "--ignore", container], gargs)
         if rc != 0:
             cleanup_errors.append("podman rm %s: %s" % (container, err.strip()[:200]))
-        rc, out, err = _podman(run, podman, ["image", "exists", image], gargs)
+        rc, _out, err = _podman(run, podman, ["image", "exists", image], gargs)
         if rc == 0:
             rc, _out, err = _podman(run, podman, ["rmi", "--force", image], gargs)
             if rc != 0:
                 cleanup_errors.append("podman rmi %s: %s" % (image, err.strip()[:200]))
         shutil.rmtree(workdir, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     after_copies = mapped_copies(settings)
     after_json = json_snapshot(settings)
     after_inodes = fs_usage(settings.graphroot)["inodes_used"]

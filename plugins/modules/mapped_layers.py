@@ -28,7 +28,7 @@ description:
   - The order of the steps leaves a store Podman uses without error if the run is killed at any point;
     a later run finishes the job.
 author:
-  - idmapguard contributors
+  - idmapguard contributors (@idmapguard)
 options:
   state:
     description:
@@ -103,7 +103,8 @@ notes:
     follows a symlink nor leaves the copy's own paths, and a store that does not look like what
     containers/storage writes fails the task with nothing deleted.
 seealso:
-  - name: containers/storage pull request 2346 (idmapped mounts for any map)
+  - name: containers/storage pull request 2346
+    description: Idmapped mounts for any ID map (containers/storage 1.59, Podman 5.6).
     link: https://github.com/containers/storage/pull/2346
 """
 

@@ -34,8 +34,17 @@ description:
     overlay does not understand. With O(allow_store_change=true), the module scans the store as
     containers/storage does. It removes the marker only when nothing in the store would be
     misread, so that containers/storage picks native overlay. When the scan finds something, it
-    refuses.
+    refuses. It also refuses while the store holds a container created with a non-contiguous ID map
+    through the mount program, because such a container fails to start on native overlay (measured with
+    Podman 5.8); remove it first and create it again afterwards.
+  - Validation runs Podman with a throw-away libpod database (C(CONTAINERS_CONF_OVERRIDE) with a scratch
+    C(static_dir)), because libpod prefers the driver, graphroot and runroot recorded in its database
+    over storage.conf and would otherwise record a rejected candidate's values on a fresh host.
+    After the write, Podman is asked again, the normal way; if it fails then, the old file is put back.
+    If Podman keeps using a driver or path recorded in its database, the module warns.
   - A malformed existing file fails with its line and column, and nothing changes.
+  - When neither O(path) nor O(vendor_path) exists, the edit starts from containers/storage's built-in
+    defaults (C(runroot) and C(graphroot) spelled out, which Podman requires in a file at the default path).
 author:
   - idmapguard contributors
 options:

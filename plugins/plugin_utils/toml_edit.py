@@ -19,9 +19,15 @@ __metaclass__ = type  # pylint: disable=invalid-name
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-import tomlkit
-from tomlkit.exceptions import ParseError, TOMLKitError
-from tomlkit.items import AoT, Item, Table, InlineTable
+try:
+    import tomlkit
+    from tomlkit.exceptions import ParseError, TOMLKitError
+    from tomlkit.items import AoT, Item, Table, InlineTable
+except ImportError as exc:  # reported by the action plugin, which cannot work without it
+    tomlkit = None
+    TOMLKIT_IMPORT_ERROR = exc
+else:
+    TOMLKIT_IMPORT_ERROR = None
 
 
 class TomlEditError(ValueError):
@@ -51,7 +57,7 @@ class EditResult:
 _MISSING = object()
 
 
-def parse(text: str, name: str = "document") -> tomlkit.TOMLDocument:
+def parse(text: str, name: str = "document") -> Any:
     """Parse `text`; a malformed document raises TomlEditError naming line and column."""
     try:
         return tomlkit.parse(text)

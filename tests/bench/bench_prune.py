@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: prune of N ID-mapped copies vs `rm -rf` of the same directories.
 
 On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N copies of a
@@ -93,10 +92,10 @@ def main():
             started = time.time()
             res = one_round(host, tag, args.copies, number * args.copies)
             results.append(res)
-            print("round %d: %d copies, %d inodes: rm -rf %.3fs (%d inodes), prune %.3fs (%d inodes), "
-                  "ratio %.2f  [%.0fs incl. setup]" % (number, res["copies"], res["inodes"], res["rm_rf_s"],
-                                                      res["rm_rf_inodes"], res["prune_s"], res["prune_inodes"],
-                                                      res["ratio"], time.time() - started))
+            line = "round %d: %d copies, %d inodes: rm -rf %.3fs (%d inodes), prune %.3fs (%d inodes), " % (
+                number, res["copies"], res["inodes"], res["rm_rf_s"], res["rm_rf_inodes"], res["prune_s"],
+                res["prune_inodes"])
+            print(line + "ratio %.2f  [%.0fs incl. setup]" % (res["ratio"], time.time() - started))
         ratios = sorted(r["ratio"] for r in results)
         print("RESULT prune/rm-rf ratio: %.2f (median of %d round(s); goal <= 1.5)" % (
             ratios[len(ratios) // 2], len(ratios)))

@@ -135,7 +135,7 @@ def main() -> int:
         say("  " + " ".join(argv))
         log = os.path.join(OUT, "rollout.log")
         with open(log, "w") as f:
-            proc = subprocess.run(argv, env=ansible_env(), stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+            proc = subprocess.run(argv, env=ansible_env(), stdout=f, stderr=subprocess.STDOUT, cwd=REPO, check=False)
         with open(log) as f:
             lines = f.read().splitlines()
         start = next((i for i, line in enumerate(lines) if line.startswith("PLAY RECAP")), len(lines))

@@ -12,8 +12,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 import remediate_support as rs
 
 TRIALS = int(os.environ.get("REMEDIATE_KILL_TRIALS", "3"))

@@ -34,14 +34,16 @@ def mapped_layers(host) -> int:
     return sum(len(img.get("mapped-layers") or []) for img in images)
 
 
-def create_with_map(host, image: str, idmap: str) -> None:
-    """`podman create` alone makes the copy on affected hosts; rm keeps it."""
+def create_with_map(host, image: str, idmap: str, keep: bool = False) -> None:
+    """`podman create` alone makes the copy on affected hosts; rm keeps it (unused, prunable);
+    KEEP leaves the container, so its copy is in use and must survive remediation."""
     args: List[str] = []
     for extent in idmap.split(","):
         args += ["--uidmap", extent, "--gidmap", extent]
     name = "rollout-%d" % abs(hash((idmap, image)))
     host.podman("create", "--name", name, *args, image, "/bin/true", check=True)
-    host.podman("rm", name, check=True)
+    if not keep:
+        host.podman("rm", name, check=True)
 
 
 def run_playbook(inventory_path: str, report_dir: str, *extra: str) -> subprocess.CompletedProcess:
@@ -51,8 +53,10 @@ def run_playbook(inventory_path: str, report_dir: str, *extra: str) -> subproces
             # the sid-fuse host's store was written through fuse-overlayfs: let configure check
             # it and clear the .has-mount-program marker (see docs/configure.md)
             "-e", "idmapguard_configure_allow_store_change=true",
+            # reclaim every unused copy now (the copies here are seconds old)
+            "-e", "idmapguard_remediate_policy=always", "-e", "idmapguard_remediate_min_age=0",
             "-e", '{"idmapguard_rollout_batches": [1, 2, "100%"]}', *extra]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO, check=False)
     print(proc.stdout[-6000:])
     return proc
 
@@ -110,17 +114,19 @@ def test_rollout_converges_and_reports(fleet, inventory, tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap(first.stdout).values())
 
-    # Podman itself: on the fixed sid-fuse host a new non-contiguous map adds no copy now ...
+    # Podman's own store: the unused copies are gone everywhere ...
+    assert {name: mapped_layers(h) for name, h in hosts.items()} == {
+        "bookworm": 0, "trixie": 0, "sid": 0, "sid_fuse": 0}
+    # ... on the fixed sid-fuse host a new non-contiguous map adds no copy now ...
     with open(conf) as f:
         assert "fuse-overlayfs" not in re.sub(r"(?m)^\s*#.*$", "", f.read())
-    copies = mapped_layers(fuse)
-    create_with_map(fuse, fuse.image_tag, NEW_MAP)
-    assert mapped_layers(fuse) == copies
-    # ... while bookworm still copies (it needs a Podman upgrade; the rollout says so)
+    create_with_map(fuse, fuse.image_tag, NEW_MAP, keep=True)
+    assert mapped_layers(fuse) == 0
+    # ... while bookworm still copies (it needs a Podman upgrade; the rollout says so). The
+    # container stays, so its copy is in use and the next run must leave it alone.
     old = hosts["bookworm"]
-    copies = mapped_layers(old)
-    create_with_map(old, old.image_tag, NEW_MAP)
-    assert mapped_layers(old) == copies + 1
+    create_with_map(old, old.image_tag, NEW_MAP, keep=True)
+    assert mapped_layers(old) == 1
 
     second = run_playbook(inv, report_dir)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr
@@ -136,6 +142,7 @@ def test_rollout_converges_and_reports(fleet, inventory, tmp_path):
     assert rows[hosts["trixie"].name]["verdict"] == "needs_podman_upgrade"
     assert rows[hosts["sid"].name]["verdict"] == "shares"
     assert rows[fuse.name]["verdict"] == "shares"
+    assert mapped_layers(old) == 1
     assert report["summary"]["check_mode"] is False
     for ext in ("md", "html"):
         with open(os.path.join(report_dir, "fleet-report." + ext)) as f:
@@ -148,14 +155,14 @@ def test_rollout_converges_and_reports(fleet, inventory, tmp_path):
 
 def test_failed_canary_stops_the_rollout(lab_host, inventory, tmp_path):
     """A canary host that fails stops the rollout: the next batch is never touched."""
-    canary = lab_host("sid")
-    other = lab_host("sid")
+    # the inventory lists hosts by name: the first one is the canary batch
+    canary, other = sorted([lab_host("sid"), lab_host("sid")], key=lambda h: h.name)
     inv = inventory(canary, other)
     report_dir = str(tmp_path / "report")
     # the helper cannot be installed where its directory is a file: the canary fails
     canary.exec(["sh", "-c", "mkdir -p /usr/local/libexec && : > /usr/local/libexec/idmapguard"], check=True)
     proc = run_playbook(inv, report_dir, "-e", '{"idmapguard_rollout_batches": [1, "100%"]}',
-                        "--limit", "%s,%s" % (canary.name, other.name))
+                        "-e", '{"idmapguard_rollout_steps": ["helper"]}')
     assert proc.returncode != 0
     rc = recap(proc.stdout)
     assert rc[canary.name]["failed"] == 1

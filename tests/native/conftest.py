@@ -59,7 +59,10 @@ def mounted(target: Path, argv: List[str]) -> Iterator[Path]:
     try:
         yield target
     finally:
-        subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
+        # A plain umount first: a lazy one could leave the ext4 image mounted while the next
+        # test mounts it again through another loop device.
+        if subprocess.run(["umount", str(target)], check=False, capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="session")

@@ -135,9 +135,22 @@ def _children(pid: int):
         return [int(x) for x in f.read().split()]
 
 
-def _state(pid: int) -> str:
+def _stat_fields(pid: int):
+    """Fields of /proc/PID/stat after the command name: [0] state, [19] start time."""
     with open("/proc/%d/stat" % pid, encoding="ascii") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _state(pid: int) -> str:
+    return _stat_fields(pid)[0]
+
+
+def _same_process_alive(pid: int, start: str) -> bool:
+    try:
+        fields = _stat_fields(pid)
+    except FileNotFoundError:
+        return False
+    return fields[19] == start and fields[0] != "Z"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -162,6 +175,7 @@ def test_signal_mid_probe_leaves_nothing(helper, ext4_dir, sig):
             inside = [ln for ln in f if "idmapped-mount-probe" in ln]
         assert len(inside) == 2, "expected the idmapped and overlay mounts inside the probe"
         assert probe_mounts() == [], "probe mounts leaked into the caller's namespace"
+        worker_start = _stat_fields(worker)[19]
         proc.send_signal(sig)
         err = proc.communicate(timeout=60)[1]
     finally:
@@ -171,7 +185,7 @@ def test_signal_mid_probe_leaves_nothing(helper, ext4_dir, sig):
     assert proc.returncode == 128 + sig
     assert b"interrupted" in err
     assert os.listdir(ext4_dir) == []
-    assert not os.path.exists("/proc/%d" % worker) or _state(worker) == "Z"
+    assert not _same_process_alive(worker, worker_start)
 
 
 def test_planted_symlinks_are_not_followed(helper, tmpfs_dir, tmp_path):

@@ -73,6 +73,11 @@ def inode_use_percent(path: str) -> float:
     return 100.0 * usage["inodes_used"] / usage["inodes_total"]
 
 
+def _emit(value: Dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     params = params_from_args(args)
@@ -80,7 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def hook(step: str) -> None:
         if sleep:
-            print("step %s" % step, file=sys.stderr, flush=True)
+            sys.stderr.write("step %s\n" % step)
+            sys.stderr.flush()
             time.sleep(sleep)
 
     try:
@@ -89,11 +95,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       imagestore=where["imagestore"], transient_store=where["transient_store"])
         use = inode_use_percent(where["graphroot"])
         if params["state"] == "pruned" and use < args.threshold:
-            print(json.dumps({"changed": False, "skipped": "inode use %.1f%% is below %.1f%%" % (use, args.threshold)}))
+            _emit({"changed": False, "skipped": "inode use %.1f%% is below %.1f%%" % (use, args.threshold)})
             return 0
         result = run_mapped_layers(params, run_command, args.check, hook)
     except (ParameterError, StoreError) as exc:
-        print("idmapguard-prune: %s" % exc, file=sys.stderr)
+        sys.stderr.write("idmapguard-prune: %s\n" % exc)
         return 2
     result.pop("diff", None)
     if params["state"] == "pruned":
@@ -102,7 +108,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    "bytes_freed": result.get("bytes_freed", 0), "inode_use_before": round(use, 1),
                    "check": args.check, "removed_layers": [c["layer_id"] for c in result.get("removed", [])],
                    "freed_first": result.get("freed_first", [])}
-        print(json.dumps(summary))
+        _emit(summary)
     else:
-        print(json.dumps(result))
+        _emit(result)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

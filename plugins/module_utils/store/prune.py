@@ -54,6 +54,7 @@ class Plan:
     """What a prune removes: exactly what check mode reports."""
 
     copies: List[MappedCopy] = field(default_factory=list)
+    min_age: float = 0.0  # the age rule the plan was made with; prune() re-applies it
 
     @property
     def layer_ids(self) -> List[str]:

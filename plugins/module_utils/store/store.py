@@ -76,11 +76,13 @@ class Store:
             state = self._load_with_mounts()
             inventory = build_inventory(state, min_age=min_age)
             names = {image["id"]: list(image.get("names") or []) for image in state.images}
-            plan = Plan(select_prunable(inventory, images, keep, names))
+            plan = Plan(select_prunable(inventory, images, keep, names), min_age=min_age)
         return plan
 
-    def prune(self, plan: Plan, min_age: float, hook: Optional[StepHook] = None) -> Result:
-        """Remove the copies of ``plan`` that are still unused when we hold the write locks."""
+    def prune(self, plan: Plan, min_age: Optional[float] = None, hook: Optional[StepHook] = None) -> Result:
+        """Remove the copies of ``plan`` that are still unused when we hold the write locks
+        (``min_age`` defaults to the plan's)."""
+        min_age = plan.min_age if min_age is None else min_age
         result = Result(fs_before=fs_usage(self.layout.graphroot))
         if not plan.copies:
             result.fs_after = result.fs_before

@@ -59,7 +59,7 @@ class FakeStore:
 
     def add_layer(self, name, parent=None, files=5, uidmap=None, age=3600.0, flags=None, extra=None, template=None):
         layer_id = gid(name)
-        link = "".join(self.rng.choice(string.ascii_uppercase) for _ in range(26))
+        link = "".join(self.rng.choice(string.ascii_uppercase) for _index in range(26))
         ldir = self.path("overlay", layer_id)
         os.makedirs(os.path.join(ldir, "diff", "etc", "sub"))
         for name_ in ("work", "merged"):

@@ -77,7 +77,7 @@ def test_lock_token_is_64_bytes_and_changes(tmp_path):
     lock = LockFile(path)
     lock.acquire(exclusive=True)
     tokens = set()
-    for _ in range(3):
+    for _round in range(3):
         lock.record_write()
         with open(path, "rb") as handle:
             tokens.add(handle.read())

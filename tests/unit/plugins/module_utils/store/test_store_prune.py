@@ -299,3 +299,19 @@ def test_parse_go_time():
     assert parse_go_time("1970-01-01T01:00:10+01:00") == 10.0
     assert parse_go_time("garbage") is None
     assert parse_go_time(None) is None
+
+
+def test_orphaned_copy_is_found_and_other_unreferenced_layers_are_not(fake_store):
+    ids = standard(fake_store)
+    orphan = ids["copies"][2]
+    fake_store.images[0]["mapped-layers"].remove(orphan)  # as a stop after the images step leaves it
+    # an unreferenced layer with a map that is no copy of any top layer: not ours to touch
+    stranger = fake_store.add_layer("stranger", parent=ids["base"], uidmap=NONCONTIG)
+    fake_store.save()
+    store = Store(fake_store.graphroot, fake_store.runroot)
+    plan = store.prune_plan(60)
+    assert orphan in plan.layer_ids and stranger not in plan.layer_ids
+    assert [c.image_id for c in plan.copies if c.layer_id == orphan] == [ids["image"]]
+    store.prune(plan)
+    assert os.path.isdir(fake_store.path("overlay", stranger, "diff"))
+    assert not os.path.exists(fake_store.path("overlay", orphan))

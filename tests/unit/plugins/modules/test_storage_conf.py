@@ -1,0 +1,257 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host side of storage_conf: refusal checks on store trees, and the write path with a fake module."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.module_utils import storage_conf_writer as writer
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf_host import (
+    StorageConfInvalid,
+    StorageConfRefused,
+    check_safety,
+    clear_marker,
+    containers_with_noncontiguous_maps,
+    count_layers,
+    find_mount_program_indicator,
+    podman_store,
+)
+
+LAYER_ID = "a" * 64
+
+
+def make_store(root, layers=1, marker=None, containers=()):
+    """A minimal overlay store tree: layers.json, the marker, containers.json."""
+    graphroot = root / "graph"
+    (graphroot / "overlay-layers").mkdir(parents=True)
+    (graphroot / "overlay-layers" / "layers.json").write_text(
+        json.dumps([{"id": "%064x" % i} for i in range(layers)]))
+    (graphroot / "overlay" / LAYER_ID / "diff").mkdir(parents=True)
+    if marker is not None:
+        (graphroot / "overlay" / ".has-mount-program").write_text(marker)
+    (graphroot / "overlay-containers").mkdir()
+    (graphroot / "overlay-containers" / "containers.json").write_text(json.dumps([
+        {"id": "%064x" % (100 + i), "names": [name], "layer": "%064x" % i, "uidmap": uidmap, "gidmap": uidmap}
+        for i, (name, uidmap) in enumerate(containers)]))
+    return str(graphroot)
+
+
+def view(graphroot, runroot, **kw):
+    base = {"driver": "overlay", "graphroot": graphroot, "runroot": runroot, "imagestore": None,
+            "mount_program": None}
+    base.update(kw)
+    return base
+
+
+NONCONTIGUOUS = [{"container_id": 0, "host_id": 1000000, "size": 65536},
+                 {"container_id": 531571, "host_id": 531571, "size": 1}]
+CONTIGUOUS = [{"container_id": 0, "host_id": 1000000, "size": 65536}]
+FUSE = "/usr/bin/fuse-overlayfs"
+
+
+def test_count_layers(tmp_path):
+    assert count_layers(str(tmp_path / "none")) == 0
+    graphroot = make_store(tmp_path, layers=3)
+    assert count_layers(graphroot) == 3
+    with open(os.path.join(graphroot, "overlay-layers", "layers.json"), "w") as f:
+        f.write("{broken")
+    assert count_layers(graphroot) == -1
+
+
+def test_store_key_change_is_refused_while_layers_exist(tmp_path):
+    graphroot = make_store(tmp_path, layers=2)
+    run = str(tmp_path / "run")
+    with pytest.raises(StorageConfRefused, match="holds 2 layer"):
+        check_safety(view(graphroot, run), view("/srv/new", run), allow_store_change=False)
+    report = check_safety(view(graphroot, run), view("/srv/new", run), allow_store_change=True)
+    assert report.store_changes == {"graphroot": {"before": graphroot, "after": "/srv/new"}}
+
+
+def test_store_key_change_on_an_empty_store_is_fine(tmp_path):
+    graphroot = make_store(tmp_path, layers=0)
+    run = str(tmp_path / "run")
+    report = check_safety(view(graphroot, run), view(graphroot, run, driver="vfs"), allow_store_change=False)
+    assert report.store_changes == {"driver": {"before": "overlay", "after": "vfs"}}
+
+
+def test_naming_the_driver_already_in_use_is_no_store_change(tmp_path):
+    graphroot = make_store(tmp_path, layers=2)
+    run = str(tmp_path / "run")
+    report = check_safety(view(graphroot, run, driver=None), view(graphroot, run), allow_store_change=False)
+    assert report.store_changes == {}
+    with pytest.raises(StorageConfRefused):
+        check_safety(view(graphroot, run, driver=None), view(graphroot, run, driver="vfs"), False)
+
+
+def test_removing_mount_program_without_marker_needs_nothing(tmp_path):
+    graphroot = make_store(tmp_path)
+    run = str(tmp_path / "run")
+    report = check_safety(view(graphroot, run, mount_program=FUSE), view(graphroot, run), False)
+    assert report.marker.content is None and report.marker.clear is False
+
+
+def test_removing_mount_program_with_marker_true_is_refused_by_default(tmp_path):
+    graphroot = make_store(tmp_path, marker="true")
+    run = str(tmp_path / "run")
+    with pytest.raises(StorageConfRefused, match="keeps using fuse-overlayfs"):
+        check_safety(view(graphroot, run, mount_program=FUSE), view(graphroot, run), False)
+
+
+def test_marker_is_cleared_when_the_scan_is_clean(tmp_path):
+    graphroot = make_store(tmp_path, marker="true\n", containers=[("plain", None), ("contig", CONTIGUOUS)])
+    run = str(tmp_path / "run")
+    report = check_safety(view(graphroot, run, mount_program=FUSE), view(graphroot, run), True)
+    assert report.marker.clear is True
+    assert clear_marker(report.marker) is True
+    assert not os.path.exists(report.marker.path)
+    assert clear_marker(report.marker) is False
+
+
+def test_aufs_whiteout_in_a_layer_is_refused_even_when_allowed(tmp_path):
+    graphroot = make_store(tmp_path, marker="true")
+    open(os.path.join(graphroot, "overlay", LAYER_ID, "diff", ".wh.etc"), "w").close()
+    assert find_mount_program_indicator(os.path.join(graphroot, "overlay")).endswith(".wh.etc")
+    run = str(tmp_path / "run")
+    with pytest.raises(StorageConfRefused, match="needs it"):
+        check_safety(view(graphroot, run, mount_program=FUSE), view(graphroot, run), True)
+    assert open(os.path.join(graphroot, "overlay", ".has-mount-program")).read() == "true"
+
+
+def test_container_with_noncontiguous_map_is_refused(tmp_path):
+    graphroot = make_store(tmp_path, marker="true", containers=[("web", NONCONTIGUOUS), ("db", CONTIGUOUS)])
+    run = str(tmp_path / "run")
+    assert containers_with_noncontiguous_maps(graphroot, run) == ["web"]
+    with pytest.raises(StorageConfRefused, match=r"container\(s\) web"):
+        check_safety(view(graphroot, run, mount_program=FUSE), view(graphroot, run), True)
+
+
+def test_podman_store_reads_podman_info_and_uses_a_scratch_database(tmp_path):
+    seen = {}
+
+    def run(argv, env):
+        seen.update(env)
+        return 0, json.dumps({"store": {"graphDriverName": "overlay", "graphRoot": "/g", "runRoot": "/r",
+                                        "graphOptions": {"overlay.mount_program": {"Executable": FUSE}}}}), ""
+    store = podman_store(run, "podman", "/etc/x.conf", scratch=str(tmp_path))
+    assert store["mount_program"] == FUSE and store["driver"] == "overlay"
+    assert seen["CONTAINERS_STORAGE_CONF"] == "/etc/x.conf"
+    assert 'static_dir = "%s/static"' % tmp_path in open(seen["CONTAINERS_CONF_OVERRIDE"]).read()
+    with pytest.raises(StorageConfInvalid, match="rc=125"):
+        podman_store(lambda argv, env: (125, "", "driver not supported"), "podman", None)
+
+
+class Exit(Exception):
+    pass
+
+
+class FakeModule:
+    """What writer.apply uses of AnsibleModule; podman answers from `podman_rc`."""
+
+    def __init__(self, params, check_mode=False, podman_rc=0):
+        self.params = dict({k: v.get("default") for k, v in writer.argument_spec().items()}, **params)
+        self.check_mode = check_mode
+        self.podman_rc = podman_rc
+        self.calls = []
+        self.warnings = []
+
+    def fail_json(self, **kw):
+        raise Exit(kw)
+
+    def exit_json(self, **kw):
+        raise Exit(kw)
+
+    def get_bin_path(self, name, required=False):
+        return "/usr/bin/" + name
+
+    def run_command(self, argv, environ_update=None, check_rc=False):
+        self.calls.append((argv, dict(environ_update or {})))
+        info = {"store": {"graphDriverName": "overlay", "graphRoot": "/var/lib/containers/storage",
+                          "runRoot": "/run/containers/storage", "graphOptions": {}}}
+        return self.podman_rc, json.dumps(info), "boom" if self.podman_rc else ""
+
+    def backup_local(self, path):
+        shutil.copy2(path, path + ".bak")
+        return path + ".bak"
+
+    def atomic_move(self, src, dest, unsafe_writes=False):
+        os.rename(src, dest)
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+def params_for(path, old, new, **kw):
+    sha = hashlib.sha1(old.encode()).hexdigest() if old is not None else None
+    base = dict(path=str(path), _content=new, _source=str(path), _source_sha1=sha,
+                _store_before={}, _store_after={}, validate=True, backup=True)
+    base.update(kw)
+    return base
+
+
+def test_writes_atomically_with_backup_and_keeps_the_mode(tmp_path):
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n")
+    os.chmod(path, 0o640)
+    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'))
+    result = writer.apply(module)
+    assert result["changed"] is True
+    assert path.read_text() == '[storage]\ndriver = "overlay"\n'
+    assert result["backup_file"] == str(path) + ".bak"
+    assert (tmp_path / "storage.conf.bak").read_text() == "[storage]\n"
+    assert result["podman"]["driver"] == "overlay"
+    # validated first with the candidate and a scratch database, then as Podman reads it
+    assert module.calls[0][1]["CONTAINERS_STORAGE_CONF"] != str(path)
+    assert "CONTAINERS_CONF_OVERRIDE" in module.calls[0][1]
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n")
+    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'), check_mode=True)
+    assert writer.apply(module)["changed"] is True
+    assert path.read_text() == "[storage]\n"
+    assert module.calls == []
+
+
+def test_rejected_candidate_leaves_the_file_and_no_temp(tmp_path):
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n")
+    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "bad"\n'), podman_rc=125)
+    with pytest.raises(StorageConfInvalid):
+        writer.apply(module)
+    assert path.read_text() == "[storage]\n"
+    assert os.listdir(tmp_path) == ["storage.conf"]
+
+
+def test_a_file_changed_since_the_controller_read_it_is_not_overwritten(tmp_path):
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n# edited meanwhile\n")
+    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'))
+    with pytest.raises(writer.StorageConfConflict):
+        writer.apply(module)
+
+
+def test_identical_content_is_no_change(tmp_path):
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n")
+    module = FakeModule(params_for(path, "[storage]\n", "[storage]\n"))
+    assert writer.apply(module)["changed"] is False
+    assert module.calls == []
+
+
+def test_refusal_becomes_fail_json_with_refused(tmp_path):
+    graphroot = make_store(tmp_path, layers=1)
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n")
+    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ngraphroot = "/srv"\n',
+                                   _store_before={"graphroot": graphroot}, _store_after={"graphroot": "/srv"}))
+    with pytest.raises(Exit) as info:
+        writer.run_module(module)
+    assert info.value.args[0]["refused"] is True
+    assert path.read_text() == "[storage]\n"
