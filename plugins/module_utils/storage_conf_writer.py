@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The module side of idmapguard.storage.storage_conf: check, validate, write atomically.
 
-The action plugin sends the edited text in `_content` along with the checksum of the text it
-edited (`_source_sha1`), so a file changed by someone else in between is never overwritten.
+The action plugin sends, in the internal `_edit` option, the edited text along with the checksum
+of the text it edited, so a file changed by someone else in between is never overwritten.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,13 +42,9 @@ def argument_spec() -> Dict[str, Any]:
         backup=dict(type="bool", default=False),
         validate=dict(type="bool", default=True),
         allow_store_change=dict(type="bool", default=False),
-        # Sent by the action plugin only (hidden: leading underscore).
-        _content=dict(type="str"),
-        _source=dict(type="str"),
-        _source_sha1=dict(type="str"),
-        _changed_keys=dict(type="list", elements="str", default=[]),
-        _store_before=dict(type="dict", default={}),
-        _store_after=dict(type="dict", default={}),
+        # Sent by the action plugin only: content, source, source_sha1, changed_keys,
+        # store_before, store_after (see plugins/action/storage_conf.py).
+        _edit=dict(type="dict"),
     )
 
 
@@ -88,26 +84,29 @@ def apply(module: Any) -> Dict[str, Any]:
     """Everything between the parameters and exit_json; raises the domain exceptions."""
     p = module.params
     path = p["path"]
-    if p["_content"] is None:
+    edit = p["_edit"]
+    if not edit or edit.get("content") is None:
         module.fail_json(msg="storage_conf runs through its action plugin; call it as idmapguard.storage.storage_conf")
-    content = p["_content"].encode("utf-8")
-    result: Dict[str, Any] = dict(changed=False, path=path, source=p["_source"] or path,
-                                  changed_keys=p["_changed_keys"])
+    content = edit["content"].encode("utf-8")
+    store_before = edit.get("store_before") or {}
+    store_after = edit.get("store_after") or {}
+    result: Dict[str, Any] = dict(changed=False, path=path, source=edit.get("source") or path,
+                                  changed_keys=edit.get("changed_keys") or [])
 
     # The controller edited what it read; refuse to overwrite anything else.
-    source_path = p["_source"] or path
+    source_path = edit.get("source") or path
     existing = read_bytes(path)
     if source_path != path and existing is not None:
         raise StorageConfConflict("%s appeared on the host while it was being edited; run again" % path)
-    if p["_source_sha1"] is not None:
+    if edit.get("source_sha1") is not None:
         current = read_bytes(source_path)
-        if (sha1_of(current) if current is not None else "") != p["_source_sha1"]:
+        if (sha1_of(current) if current is not None else "") != edit["source_sha1"]:
             raise StorageConfConflict("%s changed on the host while it was being edited; run again" % source_path)
 
     if existing == content:
         return result
 
-    safety = check_safety(p["_store_before"], p["_store_after"], p["allow_store_change"])
+    safety = check_safety(store_before, store_after, p["allow_store_change"])
     result["store_changes"] = safety.store_changes
     if safety.marker is not None:
         result["mount_program_marker"] = dict(path=safety.marker.path, content=safety.marker.content,
@@ -143,7 +142,7 @@ def apply(module: Any) -> Dict[str, Any]:
         except StorageConfInvalid as exc:
             restore(module, path, existing)
             raise StorageConfInvalid("%s (at %s; the previous file was put back)" % (exc, path))
-        for key, wanted in sorted(p["_store_after"].items()):
+        for key, wanted in sorted(store_after.items()):
             reported = result["podman"].get(key)
             if key in ("driver", "graphroot", "runroot") and wanted and reported and reported != wanted:
                 # libpod keeps the values it first recorded in its database and prefers them.

@@ -46,7 +46,7 @@ description:
   - When neither O(path) nor O(vendor_path) exists, the edit starts from containers/storage's built-in
     defaults (C(runroot) and C(graphroot) spelled out, which Podman requires in a file at the default path).
 author:
-  - idmapguard contributors
+  - idmapguard contributors (@idmapguard)
 options:
   path:
     description: The storage.conf to edit.
@@ -87,6 +87,12 @@ options:
         The marker is cleared only when a scan finds no AUFS-style whiteout or fuse-overlayfs xattr.
     type: bool
     default: false
+  _edit:
+    description:
+      - Internal. The action plugin of this module fills it with the edited text and what it was made
+        from (C(content), C(source), C(source_sha1), C(changed_keys), C(store_before), C(store_after)).
+        Never set it yourself.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -95,6 +101,10 @@ attributes:
     support: full
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   platform:
     platforms: posix
 extends_documentation_fragment:

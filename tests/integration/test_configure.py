@@ -79,7 +79,7 @@ def playbook(tmp_path, inventory: str, tasks: str, *args: str) -> Tuple[int, str
                ANSIBLE_RETRY_FILES_ENABLED="False")
     proc = subprocess.run(["ansible-playbook", "-i", inventory, str(book), *args], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                          timeout=600)
+                          timeout=600, check=False)
     print(proc.stdout)
     result = json.loads(out.read_text()) if out.exists() else {}
     return proc.returncode, proc.stdout, result
@@ -122,13 +122,13 @@ def test_sid_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inven
     conf_sha = file_sha(host, CONF)
 
     # Default: refused, because the marker keeps fuse-overlayfs in use and guards the store.
-    rc, out, _ = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
+    rc, out, dummy = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
     assert rc != 0
     assert "refusing to remove mount_program" in out and ".has-mount-program" in out
     assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
 
     # Allowed, but c1 was created through fuse-overlayfs with a non-contiguous map: refused.
-    rc, out, _ = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
+    rc, out, dummy = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
     assert rc != 0
     assert "container(s) c1" in out
     assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"

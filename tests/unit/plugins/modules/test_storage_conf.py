@@ -187,10 +187,9 @@ class FakeModule:
 
 def params_for(path, old, new, **kw):
     sha = hashlib.sha1(old.encode()).hexdigest() if old is not None else None
-    base = dict(path=str(path), _content=new, _source=str(path), _source_sha1=sha,
-                _store_before={}, _store_after={}, validate=True, backup=True)
-    base.update(kw)
-    return base
+    edit = dict(content=new, source=str(path), source_sha1=sha, changed_keys=[], store_before={}, store_after={})
+    edit.update(kw)
+    return dict(path=str(path), _edit=edit, validate=True, backup=True)
 
 
 def test_writes_atomically_with_backup_and_keeps_the_mode(tmp_path):
@@ -250,7 +249,7 @@ def test_refusal_becomes_fail_json_with_refused(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
     module = FakeModule(params_for(path, "[storage]\n", '[storage]\ngraphroot = "/srv"\n',
-                                   _store_before={"graphroot": graphroot}, _store_after={"graphroot": "/srv"}))
+                                   store_before={"graphroot": graphroot}, store_after={"graphroot": "/srv"}))
     with pytest.raises(Exit) as info:
         writer.run_module(module)
     assert info.value.args[0]["refused"] is True

@@ -52,8 +52,8 @@ def test_starts_from_the_vendor_file_when_etc_is_absent():
     result = action.run(task_vars={})
     [(name, args)] = calls
     assert name == "idmapguard.storage.storage_conf"
-    assert args["_source"] == "/usr/share/containers/storage.conf"
-    assert args["_content"] == vendor.replace('mountopt = "nodev"\n', "")
+    assert args["_edit"]["source"] == "/usr/share/containers/storage.conf"
+    assert args["_edit"]["content"] == vendor.replace('mountopt = "nodev"\n', "")
     assert result["diff"]["before"] == vendor
     assert "absent; vendor file" in result["diff"]["before_header"]
 
@@ -70,8 +70,8 @@ def test_neither_file_starts_from_builtin_defaults():
     action, calls = make_action({"settings": {"storage.driver": "overlay"}}, {})
     action.run(task_vars={})
     args = calls[0][1]
-    assert args["_source"] == "(built-in defaults)" and args["_source_sha1"] is None
-    assert args["_content"] == BUILTIN_DEFAULTS + 'driver = "overlay"\n'
+    assert args["_edit"]["source"] == "(built-in defaults)" and args["_edit"]["source_sha1"] is None
+    assert args["_edit"]["content"] == BUILTIN_DEFAULTS + 'driver = "overlay"\n'
 
 
 def test_store_views_sent_to_the_module():
@@ -80,8 +80,8 @@ def test_store_views_sent_to_the_module():
                                 {"/etc/containers/storage.conf": text})
     action.run(task_vars={})
     args = calls[0][1]
-    assert args["_store_before"]["mount_program"] == "/usr/bin/fuse-overlayfs"
-    assert args["_store_after"]["mount_program"] is None
+    assert args["_edit"]["store_before"]["mount_program"] == "/usr/bin/fuse-overlayfs"
+    assert args["_edit"]["store_after"]["mount_program"] is None
     assert args["allow_store_change"] is True
 
 
@@ -96,7 +96,7 @@ def test_malformed_file_fails_with_line_and_column_and_calls_no_module():
 
 def test_module_failure_has_no_diff():
     action = make_action({"settings": {"storage.driver": "vfs"}},
-                            {"/etc/containers/storage.conf": '[storage]\ndriver = "overlay"\n'},
-                            module_result={"failed": True, "msg": "refusing", "changed": False})[0]
+                         {"/etc/containers/storage.conf": '[storage]\ndriver = "overlay"\n'},
+                         module_result={"failed": True, "msg": "refusing", "changed": False})[0]
     result = action.run(task_vars={})
     assert result["failed"] is True and "diff" not in result
