@@ -30,7 +30,7 @@ test-rollout: deps test-ee
 test-molecule: deps
 	@set -e; export MOLECULE_PODMAN_EXECUTABLE=$(MOLECULE_DIR)/podman-private; \
 	  export IDMAPGUARD_MOLECULE_IMAGE=$$($(MOLECULE_DIR)/build-image sid); \
-	  cd $(CURDIR) && molecule test --scenario-name default
+	  cd $(CURDIR) && NO_COLOR=1 molecule test --scenario-name default
 
 # A converged re-run of the rollout against a bare play (ping + podman info), same lab hosts.
 bench-rollout: deps

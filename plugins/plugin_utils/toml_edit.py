@@ -72,7 +72,7 @@ def parse(text: str, name: str = "document") -> Any:
         raise TomlEditError("%s is not valid TOML: %s" % (name, exc))
 
 
-def _parse_reason(exc: ParseError) -> str:
+def _parse_reason(exc: Exception) -> str:
     # ParseError's str() ends with " at line L col C"; keep only the reason.
     text = str(exc)
     cut = text.rfind(" at line ")

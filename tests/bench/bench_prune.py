@@ -2,9 +2,9 @@
 
 On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N copies of a
 F-file image (a distinct non-contiguous map each). The copies' directories (overlay/<id>,
-its tar-split and l/<link>) are then cloned with `cp -a` into the same filesystem, and the
-baseline `rm -rf` of the clones is timed; then `idmapguard-prune` (planning, locks, JSON, the
-same deletion) is timed on the real copies. Both run inside the host on the same store
+its tar-split and l/<link>) are then cloned twice with `cp -a` into the same filesystem; the
+baseline is the mean time of `rm -rf` of one clone just before and of the other just after
+`idmapguard-prune` (planning, locks, JSON, the same deletion) runs on the real copies. Both run inside the host on the same store
 filesystem, one after the other, measured in the same run. Prints the ratio (goal <= 1.5).
 
     python tests/bench/bench_prune.py [--copies 100] [--files 2000] [--rounds 1]
@@ -46,26 +46,39 @@ def one_round(host, tag, copies, first):
     unused = [c for c in report["copies"] if not c["in_use"]]
     assert len(unused) == copies, len(unused)
     inodes = sum(c["inodes"] for c in unused)
-    # Clone exactly what a prune deletes, into the same filesystem.
-    clone = STORE + "/bench-clone"
+    # Clone exactly what a prune deletes, twice, into the same filesystem: rm -rf of one clone
+    # before the prune and of the other after it brackets the prune in time, so drifting load
+    # on the machine does not favour either side.
     parts = []
     for copy in unused:
         parts.append("%s/overlay/%s" % (STORE, copy["layer_id"]))
-        tar_split = "%s/overlay-layers/%s.tar-split.gz" % (STORE, copy["layer_id"])
-        parts.append(tar_split)
+        parts.append("%s/overlay-layers/%s.tar-split.gz" % (STORE, copy["layer_id"]))
         if copy.get("link"):
             parts.append("%s/overlay/l/%s" % (STORE, copy["link"]))
-    host.exec("mkdir -p %s && for p in %s; do [ -e \"$p\" ] || [ -L \"$p\" ] && cp -a \"$p\" %s/; done; sync"
-              % (clone, " ".join(parts), clone), check=True)
-    used_before = host.inodes_used()
-    rm_time = timed(host, "rm -rf %s" % clone)
-    rm_freed = used_before - host.inodes_used()
+    rm_times = []
+    rm_freed = []
+    for clone in (STORE + "/bench-clone-a", STORE + "/bench-clone-b"):
+        host.exec("mkdir -p %s && for p in %s; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then cp -a \"$p\" %s/; fi; done"
+                  % (clone, " ".join(parts), clone), check=True)
     host.exec("sync", check=True)
+
+    def rm_clone(clone):
+        used_before = host.inodes_used()
+        rm_times.append(timed(host, "rm -rf %s" % clone))
+        host.exec("sync", check=True)
+        rm_freed.append(used_before - host.inodes_used())
+
+    rm_clone(STORE + "/bench-clone-a")
     used_before = host.inodes_used()
     prune_time = timed(host, "/usr/local/sbin/idmapguard-prune --min-age 0 > /tmp/bench-prune.json")
+    host.exec("sync", check=True)
     result = json.loads(host.exec(["cat", "/tmp/bench-prune.json"], check=True).stdout)
     freed = used_before - host.inodes_used()
     assert result["removed"] == copies and freed == result["inodes_freed"], (result, freed)
+    rm_clone(STORE + "/bench-clone-b")
+    rm_time = sum(rm_times) / len(rm_times)
+    print("  rm -rf before/after the prune: %.3fs / %.3fs, inodes %s" % (rm_times[0], rm_times[1], rm_freed))
+    rm_freed = rm_freed[0]
     return {"copies": copies, "inodes": inodes, "rm_rf_s": rm_time, "rm_rf_inodes": rm_freed,
             "prune_s": prune_time, "prune_inodes": freed, "ratio": prune_time / rm_time}
 
@@ -80,8 +93,8 @@ def main():
         sys.exit("bench_prune needs root (lab hosts)")
     lab = Lab(log=lambda msg: print(msg, file=sys.stderr))
     per_copy = args.files + 40
-    inodes = 2 * args.copies * per_copy + 20000
-    size_mb = max(600, (2 * args.copies * per_copy * 4096 * 13 // 10) >> 20)
+    inodes = 3 * args.copies * per_copy + 20000
+    size_mb = max(600, (3 * args.copies * per_copy * 4096 * 13 // 10) >> 20)
     host = lab.up(suite="bookworm", inodes=inodes, size="%dM" % size_mb)
     try:
         rs.install_guard(host)

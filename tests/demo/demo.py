@@ -131,6 +131,9 @@ def main() -> int:
                 # the sid-fuse store was written through fuse-overlayfs: let configure scan it
                 # and clear its .has-mount-program marker when that is safe
                 "-e", "idmapguard_configure_allow_store_change=true",
+                # reclaim every unused copy now: the demo's copies are seconds old, and the
+                # role's default policy waits for 80 % inode use and copies older than 5 min
+                "-e", "idmapguard_remediate_policy=always", "-e", "idmapguard_remediate_min_age=0",
                 "-e", '{"idmapguard_rollout_batches": [1, 2, "100%"]}']
         say("  " + " ".join(argv))
         log = os.path.join(OUT, "rollout.log")

@@ -247,3 +247,28 @@ def test_trixie_module_edits_vendor_file_and_refuses_bad_files(lab_host, invento
     assert "is not valid TOML: line %d, column" % line in result["msg"], result["msg"]
     assert result["line"] == line
     assert read(host, CONF) == broken
+
+
+def test_sid_disable_idmap_env_in_a_unit_gets_a_dropin(lab_host, inventory, tmp_path):
+    host = lab_host("sid")
+    host.write_file("/usr/lib/systemd/system/podman.service.d/50-site.conf",
+                    "[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    host.write_file("/etc/environment", "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    inv = inventory(host)
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
+    assert rc == 0, out
+    assert result["verdict_facts"] == "fixable_by_config"
+    dropin = "/etc/systemd/system/podman.service.d/90-idmapguard-allow-idmap.conf"
+    assert result["dropins"] == [dropin]
+    assert "UnsetEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP\n" in read(host, dropin)
+    assert result["not_fixed"] == ["/etc/environment"]
+    assert read(host, "/etc/environment") == "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n"
+    # The sid vendor file leaves the driver to detection; the role writes it down.
+    assert 'driver = "overlay"' in read(host, CONF)
+    assert podman_store(host)["graphDriverName"] == "overlay"
+
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
+    assert rc == 0, out
+    assert result["action"] == "unchanged"
+    assert result["dropins"] == []
+    assert recap_changed(out) == 0
