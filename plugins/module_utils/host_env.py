@@ -17,7 +17,7 @@ import glob
 import os
 import re
 import shlex
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 DISABLE_VAR = "_CONTAINERS_OVERLAY_DISABLE_IDMAP"
 # containers/storage compares the value with "yes" exactly.
@@ -66,6 +66,7 @@ def is_chrooted(proc: str = "/proc") -> bool:
 
 _ENV_LINE = re.compile(r"^\s*Environment\s*=\s*(.*)$")
 _ENVFILE_LINE = re.compile(r"^\s*EnvironmentFile\s*=\s*-?(.*)$")
+_UNSETENV_LINE = re.compile(r"^\s*UnsetEnvironment\s*=\s*(.*)$")
 
 
 def _assignments(words: List[str]) -> Dict[str, str]:
@@ -104,20 +105,80 @@ def _env_file_sets(path: str) -> bool:
     return False
 
 
-def _unit_files(root: str) -> List[str]:
-    found = []  # type: List[str]
+def _unit_files(root: str) -> Dict[str, List[str]]:
+    """Unit name -> its unit files and drop-ins; "" holds the drop-ins of every service."""
+    units = {}  # type: Dict[str, List[str]]
     for unit_dir in UNIT_DIRS:
         base = root + unit_dir
+        paths = []  # type: List[str]
         for pattern in UNIT_GLOBS:
-            found.extend(sorted(glob.glob(os.path.join(base, pattern))))
-            found.extend(sorted(glob.glob(os.path.join(base, pattern + ".d", "*.conf"))))
+            paths.extend(sorted(glob.glob(os.path.join(base, pattern))))
+            paths.extend(sorted(glob.glob(os.path.join(base, pattern + ".d", "*.conf"))))
         # drop-ins for every service ("service.d") apply to Podman's units too
-        found.extend(sorted(glob.glob(os.path.join(base, "service.d", "*.conf"))))
-    return found
+        paths.extend(sorted(glob.glob(os.path.join(base, "service.d", "*.conf"))))
+        for path in paths:
+            parent = os.path.basename(os.path.dirname(path))
+            if parent == "service.d":
+                name = ""
+            elif parent.endswith(".d"):
+                name = parent[:-2]
+            else:
+                name = os.path.basename(path)
+            units.setdefault(name, []).append(path)
+    return units
+
+
+def _service_lines(text: str) -> List[str]:
+    """The lines of a unit's [Service] section: only they shape the environment Podman runs with
+    (a quadlet's [Container] Environment= is the container's, not Podman's)."""
+    lines = []  # type: List[str]
+    section = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1]
+        elif section == "Service":
+            lines.append(line)
+    return lines
+
+
+def _unit_effect(root: str, path: str) -> Tuple[List[str], bool]:
+    """(places in this file that set the variable to "yes", whether it unsets the variable)."""
+    text = _read(path)
+    sets = []  # type: List[str]
+    unsets = False
+    if text is None:
+        return sets, unsets
+    for line in _service_lines(text):
+        m = _ENV_LINE.match(line)
+        if m:
+            try:
+                words = shlex.split(m.group(1))
+            except ValueError:
+                words = m.group(1).split()
+            if _assignments(words).get(DISABLE_VAR) == DISABLE_VALUE:
+                sets.append(path[len(root):] if root else path)
+        m = _ENVFILE_LINE.match(line)
+        if m and m.group(1).strip():
+            env_file = m.group(1).strip()
+            if _env_file_sets(root + env_file):
+                sets.append(env_file)
+        m = _UNSETENV_LINE.match(line)
+        if m:
+            # systemd applies UnsetEnvironment= last, after Environment= and EnvironmentFile=:
+            # a bare name removes the variable whatever its value, NAME=VALUE only that value.
+            for word in m.group(1).split():
+                if word in (DISABLE_VAR, DISABLE_VAR + "=" + DISABLE_VALUE):
+                    unsets = True
+    return sets, unsets
 
 
 def disable_idmap_env(root: str = "", environ: Optional[Mapping[str, str]] = None) -> Dict[str, object]:
-    """{"set": bool, "where": [files or "process environment"]} for _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes."""
+    """{"set": bool, "where": [files or "process environment"]} for _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes.
+
+    A unit counts only when its files set the variable and none of them (nor a drop-in for every
+    service) unsets it again with UnsetEnvironment=, which is how the configure role fixes it.
+    """
     where = []  # type: List[str]
     env = os.environ if environ is None else environ
     if env.get(DISABLE_VAR) == DISABLE_VALUE:
@@ -125,24 +186,15 @@ def disable_idmap_env(root: str = "", environ: Optional[Mapping[str, str]] = Non
     for path in ENV_FILES:
         if _env_file_sets(root + path):
             where.append(path)
-    for unit in _unit_files(root):
-        text = _read(unit)
-        if text is None:
+    units = _unit_files(root)
+    global_effects = [_unit_effect(root, path) for path in units.pop("", [])]
+    global_unsets = any(unsets for _, unsets in global_effects)
+    for name in units:
+        effects = [_unit_effect(root, path) for path in units[name]] + global_effects
+        if global_unsets or any(unsets for _, unsets in effects):
             continue
-        for line in text.splitlines():
-            m = _ENV_LINE.match(line)
-            if m:
-                try:
-                    words = shlex.split(m.group(1))
-                except ValueError:
-                    words = m.group(1).split()
-                if _assignments(words).get(DISABLE_VAR) == DISABLE_VALUE:
-                    where.append(unit[len(root):] if root else unit)
-            m = _ENVFILE_LINE.match(line)
-            if m and m.group(1).strip():
-                env_file = m.group(1).strip()
-                if _env_file_sets(root + env_file) and env_file not in where:
-                    where.append(env_file)
+        for sets, _ in effects:
+            where.extend(sets)
     unique = []  # type: List[str]
     for item in where:
         if item not in unique:

@@ -93,8 +93,8 @@ def main():
         sys.exit("bench_prune needs root (lab hosts)")
     lab = Lab(log=lambda msg: print(msg, file=sys.stderr))
     per_copy = args.files + 40
-    inodes = 3 * args.copies * per_copy + 20000
-    size_mb = max(600, (3 * args.copies * per_copy * 4096 * 13 // 10) >> 20)
+    inodes = 3 * args.copies * per_copy * 12 // 10 + 20000
+    size_mb = max(600, (3 * args.copies * per_copy * 4096 * 18 // 10) >> 20)
     host = lab.up(suite="bookworm", inodes=inodes, size="%dM" % size_mb)
     try:
         rs.install_guard(host)

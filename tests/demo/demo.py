@@ -157,10 +157,11 @@ def main() -> int:
             say("  (no fleet report: the rollout failed early, see the log)")
         rows = []
         for n, (label, host) in enumerate(hosts.items()):
+            after = (host.inodes_used(), mapped_layers(host))  # before the measurement below
             cost = map_cost(host, images[label], 900 + n)
             row = report.get(host.name, {})
             rows.append((label, host.podman_version(), row.get("verdict_before", "?"), row.get("verdict", "?"),
-                         before[label][0], host.inodes_used(), before[label][1], mapped_layers(host),
+                         before[label][0], after[0], before[label][1], after[1],
                          "failed" if cost is None else "%d" % cost))
         hdr = ("host", "podman", "verdict before", "verdict after", "inodes before", "after",
                "copies before", "after", "new map costs (inodes)")
@@ -171,6 +172,11 @@ def main() -> int:
         for r in rows:
             say(fmt % r)
         say()
+        try:
+            with open(os.path.join(report_dir, "fleet-report.json")) as f:
+                say("  report summary: " + json.load(f)["summary_line"])
+        except (OSError, ValueError, KeyError):
+            pass
         say("  fleet report: %s/fleet-report.html (and .md, .json)" % report_dir)
         say("  demo took %ds" % (time.time() - started))
         return proc.returncode

@@ -51,3 +51,34 @@ def test_chroot_seen_in_mountinfo(tmp_path):
     assert host_env.is_chrooted(str(proc)) is True
     write(proc, "/self/mountinfo", "36 25 8:1 / / rw - ext4 /dev/sda1 rw\n")
     assert host_env.is_chrooted(str(proc)) is False
+
+
+def test_unset_environment_dropin_cancels_the_unit_it_belongs_to(tmp_path):
+    # what the configure role writes: the unit still sets the variable, its drop-in unsets it
+    write(tmp_path, "/usr/lib/systemd/system/podman.service",
+          "[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    write(tmp_path, "/etc/systemd/system/podman.service.d/90-idmapguard.conf",
+          "[Service]\nUnsetEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP\n")
+    # another unit that sets it stays reported: the drop-in is not for it
+    write(tmp_path, "/etc/systemd/system/podman-restart.service",
+          "[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    found = host_env.disable_idmap_env(root=str(tmp_path), environ={})
+    assert found == {"set": True, "where": ["/etc/systemd/system/podman-restart.service"]}
+
+
+def test_unset_environment_for_every_service_and_by_value(tmp_path):
+    write(tmp_path, "/etc/systemd/system/podman.service",
+          "[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    write(tmp_path, "/etc/systemd/system/service.d/10-x.conf",
+          "[Service]\nUnsetEnvironment=FOO _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    assert host_env.disable_idmap_env(root=str(tmp_path), environ={}) == {"set": False, "where": []}
+
+
+def test_quadlet_container_environment_is_the_containers_not_podmans(tmp_path):
+    write(tmp_path, "/etc/systemd/system/web.container",
+          "[Container]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    assert host_env.disable_idmap_env(root=str(tmp_path), environ={}) == {"set": False, "where": []}
+    write(tmp_path, "/etc/systemd/system/web.container",
+          "[Container]\nImage=x\n[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    assert host_env.disable_idmap_env(root=str(tmp_path), environ={})["where"] == [
+        "/etc/systemd/system/web.container"]
