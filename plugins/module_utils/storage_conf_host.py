@@ -46,6 +46,13 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
     from_storage_json,
     is_contiguous,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import (
+    count_layers,
+    drivers_in_use,
+    find_mount_program_indicator,
+    read_marker,
+    remove_marker,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
@@ -54,9 +61,6 @@ Runner = Callable[[List[str], Dict[str, str]], Tuple[int, str, str]]
 
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
 DEFAULT_RUNROOT = "/run/containers/storage"
-MARKER_NAME = ".has-mount-program"
-WHITEOUT_PREFIX = ".wh."
-FUSE_XATTR_PREFIXES = ("user.fuseoverlayfs.", "user.containers.")
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
 
 
@@ -97,77 +101,6 @@ def effective(view: Dict[str, Any]) -> Dict[str, Any]:
         "imagestore": view.get("imagestore") or "",
         "mount_program": view.get("mount_program") or "",
     }
-
-
-def count_layers(root: str) -> int:
-    """Number of layers recorded in `<root>/*-layers/layers.json` (0 for no store).
-
-    A read-only look at the layer index: enough to know whether moving or reinterpreting the
-    store would leave data behind. An unreadable index counts as "holds layers" (-1): when we
-    cannot tell, we must not assume the store is empty.
-    """
-    total = 0
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return 0
-    for name in sorted(names):
-        if not name.endswith("-layers"):
-            continue
-        index = os.path.join(root, name, "layers.json")
-        if not os.path.exists(index):
-            continue
-        try:
-            with open(index, "rb") as handle:
-                layers = json.loads(handle.read().decode("utf-8") or "[]")
-        except (OSError, ValueError):
-            return -1
-        if isinstance(layers, list):
-            total += len(layers)
-    return total
-
-
-def drivers_in_use(root: str) -> List[str]:
-    """Drivers whose layer index exists under `root` (`overlay` for `overlay-layers/layers.json`)."""
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return []
-    return sorted(n[: -len("-layers")] for n in names
-                  if n.endswith("-layers") and os.path.exists(os.path.join(root, n, "layers.json")))
-
-
-def read_marker(graphroot: str) -> Tuple[str, Optional[str]]:
-    """Path and stripped content of the overlay mount-program marker (None when absent)."""
-    path = os.path.join(graphroot, "overlay", MARKER_NAME)
-    try:
-        with open(path, "rb") as handle:
-            return path, handle.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return path, None
-
-
-def find_mount_program_indicator(overlay_home: str) -> Optional[str]:
-    """The first file or directory native overlay would misread, as containers/storage scans.
-
-    Names starting with ".wh." (AUFS-style whiteouts) and directories carrying
-    user.fuseoverlayfs.* or user.containers.* xattrs. None when the store holds neither.
-    """
-    listxattr = getattr(os, "listxattr", None)
-    for dirpath, dirnames, filenames in os.walk(overlay_home):
-        for name in dirnames + filenames:
-            if name.startswith(WHITEOUT_PREFIX):
-                return os.path.join(dirpath, name)
-        if listxattr is None:
-            continue
-        try:
-            attrs = listxattr(dirpath, follow_symlinks=False)
-        except OSError:
-            attrs = []
-        for attr in attrs:
-            if attr.startswith(FUSE_XATTR_PREFIXES):
-                return "%s (xattr %s)" % (dirpath, attr)
-    return None
 
 
 def check_safety(before: Dict[str, Any], after: Dict[str, Any], allow_store_change: bool) -> SafetyReport:
@@ -258,11 +191,7 @@ def clear_marker(plan: MarkerPlan) -> bool:
     """Remove the marker so containers/storage re-derives it; True when a file was removed."""
     if not plan.clear:
         return False
-    try:
-        os.unlink(plan.path)
-    except FileNotFoundError:
-        return False
-    return True
+    return remove_marker(plan.path)
 
 
 def scratch_engine_conf(scratch: str) -> str:

@@ -172,3 +172,11 @@ def test_failed_canary_stops_the_rollout(lab_host, inventory, tmp_path):
         rows = {row["host"]: row for row in json.load(f)["hosts"]}
     assert rows[canary.name]["failed"] is True
     assert rows[other.name]["verdict"] == "not_reached"
+
+    # a host of an architecture the controller has no binary for fails clearly, installs nothing
+    proc = run_playbook(inv, str(tmp_path / "report-arch"), "--limit", other.name,
+                        "-e", "ansible_architecture=aarch64", "-e", '{"idmapguard_rollout_steps": ["helper"]}')
+    assert proc.returncode != 0
+    assert "is aarch64 but the controller builds for" in proc.stdout
+    assert "idmapguard_helper_binaries" in proc.stdout
+    assert not os.path.exists(other.path("/usr/local/libexec/idmapguard/idmapped-mount"))
