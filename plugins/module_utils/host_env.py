@@ -188,12 +188,11 @@ def disable_idmap_env(root: str = "", environ: Optional[Mapping[str, str]] = Non
             where.append(path)
     units = _unit_files(root)
     global_effects = [_unit_effect(root, path) for path in units.pop("", [])]
-    global_unsets = any(unsets for _, unsets in global_effects)
-    for name in units:
-        effects = [_unit_effect(root, path) for path in units[name]] + global_effects
-        if global_unsets or any(unsets for _, unsets in effects):
+    for paths in units.values():
+        effects = [_unit_effect(root, path) for path in paths] + global_effects
+        if any(unsets for _sets, unsets in effects):
             continue
-        for sets, _ in effects:
+        for sets, _unsets in effects:
             where.extend(sets)
     unique = []  # type: List[str]
     for item in where:
