@@ -28,8 +28,11 @@ test-sanity: sanity-tree sanity-getpip
 test-build: deps
 	rm -rf $(BUILD)/dist $(BUILD)/install && mkdir -p $(BUILD)/dist $(BUILD)/install
 	ansible-galaxy collection build --output-path $(BUILD)/dist .
-	ansible-galaxy collection install --offline -p $(BUILD)/install $(BUILD)/dist/idmapguard-storage-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install ansible-galaxy collection install --offline --force \
+	  -p $(BUILD)/install $(BUILD)/dist/idmapguard-storage-*.tar.gz
 	test -f $(BUILD)/install/ansible_collections/idmapguard/storage/MANIFEST.json
-	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install ansible-galaxy collection list idmapguard.storage -p $(BUILD)/install
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install ansible-doc idmapguard.storage.mapped_layers >/dev/null
+	@# nothing from outside the collection content went into the tarball
+	! tar -tzf $(BUILD)/dist/idmapguard-storage-*.tar.gz | grep -E '^(\.build|\.venv|\.ci|\.git|native/build|tests/output|mk|scripts)/'
 
 TEST_TARGETS += test-build test-sanity

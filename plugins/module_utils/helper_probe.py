@@ -12,8 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import hashlib
 import json
 import os
+import stat
 from typing import Any, Callable, Dict, List, Tuple
 
 Runner = Callable[[List[str]], Tuple[int, str, str]]
@@ -64,3 +66,55 @@ def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str
         if not isinstance(check, dict) or "ok" not in check:
             raise ProbeError("%s printed no '%s' check" % (" ".join(argv), name))
     return data
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def helper_identity(run: Runner, helper: str) -> Dict[str, Any]:
+    """What is installed at `helper`, so that a caller (the rollout) can tell a converged helper
+    from one to (re)install without a second look at the host: present, sha256, owner and mode
+    of the file and of its directory, `--version` (which also proves it runs), and the host's
+    architecture (which binary it needs)."""
+    identity = {
+        "path": helper,
+        "present": False,
+        "sha256": None,
+        "version": None,
+        "runs": False,
+        "uid": None,
+        "gid": None,
+        "mode": None,
+        "dir_uid": None,
+        "dir_gid": None,
+        "dir_mode": None,
+        "architecture": os.uname().machine,
+    }  # type: Dict[str, Any]
+    try:
+        parent = os.stat(os.path.dirname(helper) or "/")
+        if stat.S_ISDIR(parent.st_mode):
+            identity.update(dir_uid=parent.st_uid, dir_gid=parent.st_gid,
+                            dir_mode="%04o" % stat.S_IMODE(parent.st_mode))
+        info = os.stat(helper)
+    except OSError:
+        return identity
+    if not stat.S_ISREG(info.st_mode):
+        return identity
+    identity.update(present=True, uid=info.st_uid, gid=info.st_gid, mode="%04o" % stat.S_IMODE(info.st_mode))
+    try:
+        identity["sha256"] = _sha256(helper)
+    except (OSError, IOError):
+        return identity
+    if os.access(helper, os.X_OK):
+        try:
+            rc, out, _err = run([helper, "--version"])
+        except OSError:
+            rc, out = 1, ""
+        if rc == 0 and out.strip():
+            identity.update(runs=True, version=out.strip())
+    return identity

@@ -20,6 +20,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.canary import C
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import (
     HelperMissingError,
     ProbeError,
+    helper_identity,
     probe_directory,
     run_probe,
 )
@@ -56,6 +57,10 @@ class SupportParams:
     podman: str = "podman"
     podman_args: List[str] = field(default_factory=list)
     storage_conf: Optional[str] = None
+    # "fail": a missing helper fails (the facts need its probe). "report": the facts fall back
+    # to release-number rules and `helper.present` says it is missing, for a caller (the
+    # rollout) that installs the helper next and then asks again.
+    helper_missing: str = "fail"
 
 
 @dataclass
@@ -63,6 +68,8 @@ class SupportResult:
     facts: Dict[str, Any]
     changed: bool
     warnings: List[str]
+    # what is installed at params.helper (helper_probe.helper_identity); not a host fact
+    helper: Dict[str, Any] = field(default_factory=dict)
 
 
 def _podman_runner(run: Runner, params: SupportParams) -> Runner:
@@ -129,7 +136,10 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     try:
         probe = run_probe(run, params.helper, directory, params.uidmap, params.gidmap)
     except HelperMissingError as exc:
-        raise SupportError(str(exc))
+        if params.helper_missing != "report":
+            raise SupportError(str(exc))
+        # no warning: the caller asked to be told, and installs the helper before it trusts a verdict
+        probe_error = str(exc)
     except ProbeError as exc:
         # The probe needs a free inode on graphroot's filesystem for its scratch directory;
         # at 0 free inodes (the state this collection repairs) it cannot run. The verdict then
@@ -218,4 +228,4 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         },
         "canary": canary,
     }
-    return SupportResult(facts=facts, changed=changed, warnings=warnings)
+    return SupportResult(facts=facts, changed=changed, warnings=warnings, helper=helper_identity(run, params.helper))

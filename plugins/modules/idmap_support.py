@@ -58,6 +58,16 @@ options:
       - The module fails, saying to deploy it, when it is not there.
     type: path
     default: /usr/local/libexec/idmapguard/idmapped-mount
+  helper_missing:
+    description:
+      - What a missing O(helper) does.
+      - C(fail) fails the module, saying to deploy the helper.
+      - C(report) returns the facts anyway, with kernel and filesystem support guessed from the
+        release number (C(kernel.probe) holds the error) and RV(helper.present=false), for a caller
+        that installs the helper next and then runs this module again (the rollout playbook does).
+    type: str
+    choices: [fail, report]
+    default: fail
   uidmap:
     description:
       - UID map for the probe and the canary, in Podman's C(container:host:size[,...]) syntax.
@@ -312,6 +322,62 @@ podman:
       description: The value of O(podman_backport).
       returned: always
       type: bool
+helper:
+  description:
+    - What is installed at O(helper), so that a caller can tell an installed, current helper from one
+      to (re)install without looking at the host again. Not part of the host facts.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: The O(helper) path.
+      returned: always
+      type: str
+    present:
+      description: A regular file is there.
+      returned: always
+      type: bool
+    sha256:
+      description: Its SHA-256 checksum, or null.
+      returned: always
+      type: str
+    version:
+      description: What C(--version) printed (for example C(idmapped-mount 0.1.0)), or null when it did not run.
+      returned: always
+      type: str
+    runs:
+      description: C(--version) ran and succeeded.
+      returned: always
+      type: bool
+    uid:
+      description: Owner of the file, or null.
+      returned: always
+      type: int
+    gid:
+      description: Group of the file, or null.
+      returned: always
+      type: int
+    mode:
+      description: Permission bits of the file in octal (C(0755)), or null.
+      returned: always
+      type: str
+    dir_uid:
+      description: Owner of the directory holding it, or null when there is no such directory.
+      returned: always
+      type: int
+    dir_gid:
+      description: Group of that directory, or null.
+      returned: always
+      type: int
+    dir_mode:
+      description: Permission bits of that directory in octal, or null.
+      returned: always
+      type: str
+    architecture:
+      description: The host's machine architecture (C(uname -m)), which decides the binary it needs.
+      returned: always
+      type: str
+      sample: x86_64
 canary:
   description: The live canary's result, or null when it did not run.
   returned: always
@@ -384,6 +450,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             helper=dict(type="path", default=DEFAULT_HELPER),
+            helper_missing=dict(type="str", default="fail", choices=["fail", "report"]),
             uidmap=dict(type="str", default=DEFAULT_UIDMAP),
             gidmap=dict(type="str", default=DEFAULT_GIDMAP),
             canary=dict(type="bool", default=False),
@@ -404,7 +471,8 @@ def main():
     else:
         for warning in result.warnings:
             module.warn(warning)
-        module.exit_json(changed=result.changed, ansible_facts={"idmapguard": result.facts}, **result.facts)
+        module.exit_json(changed=result.changed, ansible_facts={"idmapguard": result.facts},
+                         helper=result.helper, **result.facts)
 
 
 if __name__ == "__main__":
