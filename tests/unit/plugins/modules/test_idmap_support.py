@@ -161,3 +161,23 @@ def test_probe_enospc_is_a_warning_not_a_verdict(host):
     kind, result = call({"helper": host["helper"]})
     assert result["verdict"] == "shares"  # 6.18 on ext4: guessed able
     assert any("guessed from the release number" in w for w in host["warnings"])
+
+
+def test_helper_identity_is_returned_outside_the_facts(host):
+    kind, result = call({"helper": host["helper"]})
+    assert kind == "exit"
+    assert result["helper"]["present"] is True and result["helper"]["path"] == host["helper"]
+    assert len(result["helper"]["sha256"]) == 64 and result["helper"]["runs"] is True
+    assert "helper" not in result["ansible_facts"]["idmapguard"]
+
+
+def test_missing_helper_reported_when_asked(host, tmp_path):
+    missing = str(tmp_path / "nope")
+    kind, result = call({"helper": missing, "helper_missing": "report"})
+    assert kind == "exit" and result["changed"] is False
+    assert result["helper"]["present"] is False
+    facts = result["ansible_facts"]["idmapguard"]
+    assert set(facts) == CONTRACT_KEYS
+    assert missing in facts["kernel"]["probe"]["error"]
+    # the caller installs the helper and asks again: no warning about a guessed verdict
+    assert not any("guessed" in w for w in host["warnings"])

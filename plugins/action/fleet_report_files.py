@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin idmapguard.storage.fleet_report_files: write the fleet report on the controller.
+
+In-process, so the report costs the rollout no module run (a local module run costs about as
+much as a round trip to a host). The writing itself lives in plugin_utils/report_files.py.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.report_files import (
+    ReportFilesError,
+    report_json,
+    write_report_files,
+)
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("dest", "report", "markdown", "html"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        _spec, args = self.validate_argument_spec(argument_spec={
+            "dest": {"type": "path", "required": True},
+            "report": {"type": "dict", "required": True},
+            "markdown": {"type": "str", "required": True},
+            "html": {"type": "str", "required": True},
+        })
+        files = {
+            "fleet-report.md": args["markdown"],
+            "fleet-report.html": args["html"],
+            "fleet-report.json": report_json(args["report"]),
+        }
+        try:
+            written = write_report_files(args["dest"], files)
+        except ReportFilesError as exc:
+            raise AnsibleActionFail(str(exc))
+        # a run artefact on the controller, never a change to a managed host
+        result.update(changed=False, dest=args["dest"], written=written,
+                      files=["%s/%s" % (args["dest"].rstrip("/"), name) for name in sorted(files)])
+        return result
