@@ -13,12 +13,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import hashlib
-import json
 import os
 import stat
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict
 
-Runner = Callable[[List[str]], Tuple[int, str, str]]
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, run_json
+
 
 # Where roles/helper installs it (idmapguard_helper_dest).
 DEFAULT_HELPER = "/usr/local/libexec/idmapguard/idmapped-mount"
@@ -49,17 +49,8 @@ def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str
             "the idmapped-mount helper is not installed at %s: deploy it with the idmapguard.storage.helper "
             "role (or set helper: to where it is)" % helper)
     argv = [helper, "probe", "--uidmap", uidmap, "--gidmap", gidmap, directory]
-    try:
-        rc, out, err = run(argv)
-    except OSError as exc:
-        raise ProbeError("cannot run %s: %s" % (helper, exc))
-    if rc != 0:
-        raise ProbeError("%s failed (rc=%d): %s" % (" ".join(argv), rc, (err or out or "").strip()[:500]))
-    try:
-        data = json.loads(out)
-    except ValueError as exc:
-        raise ProbeError("%s printed no JSON: %s" % (" ".join(argv), exc))
-    if not isinstance(data, dict) or not isinstance(data.get("checks"), dict):
+    data = run_json(run, argv, ProbeError)
+    if not isinstance(data.get("checks"), dict):
         raise ProbeError("%s printed JSON without 'checks'" % " ".join(argv))
     for name in CHECKS:
         check = data["checks"].get(name)

@@ -15,11 +15,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, run_json
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.mini_toml import (
     TomlError,
@@ -27,7 +28,6 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.mini_toml impor
     loads,
 )
 
-Runner = Callable[[List[str]], Tuple[int, str, str]]
 
 # containers/storage looks for its configuration in this order (rootful).
 DEFAULT_STORAGE_CONF = "/etc/containers/storage.conf"
@@ -94,20 +94,7 @@ def podman_version(run: Runner, podman: str = "podman") -> Optional[str]:
 
 def podman_info(run: Runner, podman: str = "podman") -> Dict[str, Any]:
     """`podman info --format json` as a dict; PodmanError when it fails or prints no JSON."""
-    argv = [podman, "info", "--format", "json"]
-    try:
-        rc, out, err = run(argv)
-    except OSError as exc:
-        raise PodmanError("cannot run %s: %s" % (podman, exc))
-    if rc != 0:
-        raise PodmanError("%s failed (rc=%d): %s" % (" ".join(argv), rc, (err or out or "").strip()[:500]))
-    try:
-        info = json.loads(out)
-    except ValueError as exc:
-        raise PodmanError("%s printed no JSON: %s" % (" ".join(argv), exc))
-    if not isinstance(info, dict):
-        raise PodmanError("%s printed JSON that is not an object" % " ".join(argv))
-    return info
+    return run_json(run, [podman, "info", "--format", "json"], PodmanError)
 
 
 def _as_bool(value: Any) -> Optional[bool]:

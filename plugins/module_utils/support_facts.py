@@ -13,10 +13,11 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
 from ansible_collections.idmapguard.storage.plugins.module_utils.canary import CanaryError, run_canary
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import (
     HelperMissingError,
     ProbeError,
@@ -40,7 +41,6 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage imp
 from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import mapped_copies
 from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import HostFacts, evaluate, probe_conclusive
 
-Runner = Callable[[List[str]], Tuple[int, str, str]]
 
 
 class SupportError(RuntimeError):

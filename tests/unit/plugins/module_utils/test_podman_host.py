@@ -207,3 +207,28 @@ def test_find_storage_conf_order(tmp_path):
     env_conf.write_text("")
     assert podman_host.find_storage_conf(None, {"CONTAINERS_STORAGE_CONF": str(env_conf)}) == str(env_conf)
     assert podman_host.find_storage_conf(str(env_conf), {}) == str(env_conf)
+
+
+def test_run_json_names_the_command_in_every_failure():
+    from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import run_json
+
+    class Boom(RuntimeError):
+        pass
+
+    def runner(result):
+        def run(argv):
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return run
+
+    cases = [(OSError(2, "No such file"), "cannot run x"), ((1, "", "bad"), "x a failed (rc=1): bad"),
+             ((0, "not json", ""), "x a printed no JSON"), ((0, "[1]", ""), "x a printed JSON that is not an object")]
+    for result, message in cases:
+        try:
+            run_json(runner(result), ["x", "a"], Boom)
+        except Boom as exc:
+            assert message in str(exc)
+        else:
+            raise AssertionError("no error for %r" % (result,))
+    assert run_json(runner((0, '{"a": 1}', "")), ["x"], Boom) == {"a": 1}

@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a command that answers with one JSON object (`podman info --format json`, the helper's
+`probe`), with one shape of error for every way that can go wrong."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+from typing import Any, Callable, Dict, List, Tuple, Type
+
+# What the logic needs from AnsibleModule.run_command, so it can be tested without Ansible.
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+
+
+def run_json(run: Runner, argv: List[str], error: Type[Exception]) -> Dict[str, Any]:
+    """The JSON object `argv` prints; `error` (with the command and its output) otherwise."""
+    command = " ".join(argv)
+    try:
+        rc, out, err = run(argv)
+    except OSError as exc:
+        raise error("cannot run %s: %s" % (argv[0], exc))
+    if rc != 0:
+        raise error("%s failed (rc=%d): %s" % (command, rc, (err or out or "").strip()[:500]))
+    try:
+        data = json.loads(out)
+    except ValueError as exc:
+        raise error("%s printed no JSON: %s" % (command, exc))
+    if not isinstance(data, dict):
+        raise error("%s printed JSON that is not an object" % command)
+    return data
