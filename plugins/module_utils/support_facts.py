@@ -42,7 +42,6 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store_view impo
 from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import HostFacts, evaluate, probe_conclusive
 
 
-
 class SupportError(RuntimeError):
     """Anything that stops idmap_support from producing facts (message says what to do)."""
 

@@ -10,8 +10,6 @@ from typing import Dict, List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIB_INSIDE = "/usr/local/lib/idmapguard"
 PKG = "ansible_collections/idmapguard/storage/plugins/module_utils"
-# What the guard needs of module_utils (the remediate role copies the same list).
-LIB_FILES = ["idmap.py", "podman_host.py", "mini_toml.py"]
 STORE = "/var/lib/containers/storage"
 
 
@@ -22,11 +20,11 @@ def install_guard(host) -> None:
     if os.path.exists(dest):
         shutil.rmtree(dest)
     os.makedirs(os.path.join(dest, "store"))
-    for name in LIB_FILES:
-        shutil.copy2(os.path.join(src, name), os.path.join(dest, name))
-    for name in os.listdir(os.path.join(src, "store")):
-        if name.endswith(".py"):
-            shutil.copy2(os.path.join(src, "store", name), os.path.join(dest, "store", name))
+    # all of module_utils, as the role copies it
+    for sub in ("", "store"):
+        for name in os.listdir(os.path.join(src, sub)):
+            if name.endswith(".py"):
+                shutil.copy2(os.path.join(src, sub, name), os.path.join(dest, sub, name))
     script = host.path("/usr/local/sbin/idmapguard-prune")
     shutil.copy2(os.path.join(REPO, "roles", "remediate", "files", "idmapguard-prune"), script)
     os.chmod(script, 0o755)
