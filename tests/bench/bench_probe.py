@@ -2,7 +2,7 @@
 
     bench_probe.py --helper native/build/idmapped-mount [--runs 9] [--suite sid] [--local]
 
-On a lab host (when tests/lab/READY exists; --local forces the fallback) the helper is copied
+On a lab host (the default; --local uses this machine instead) the helper is copied
 into the host and both commands are timed *inside* it by a small Python timer, so entering the
 host costs neither side anything. Without the lab, this machine's Podman is used with a
 throw-away --root/--runroot under /tmp and a private CONTAINERS_CONF, never the machine's own
@@ -99,11 +99,10 @@ def main() -> int:
     ap.add_argument("--helper", default=str(REPO / "native" / "build" / "idmapped-mount"))
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--suite", default="sid")
-    ap.add_argument("--local", action="store_true", help="do not use the lab even if it is ready")
+    ap.add_argument("--local", action="store_true", help="time on this machine with a throw-away store instead of a lab host")
     args = ap.parse_args()
     helper = os.path.abspath(args.helper)
-    use_lab = not args.local and (REPO / "tests" / "lab" / "READY").exists()
-    out = on_lab(helper, args.runs, args.suite) if use_lab else local(helper, args.runs)
+    out = local(helper, args.runs) if args.local else on_lab(helper, args.runs, args.suite)
     probe, info = out["median"]["probe"], out["median"]["podman_info"]
     print("where:        %s" % out["where"])
     print("runs:         %d each (median; one warm-up round not counted)" % out["runs"])
