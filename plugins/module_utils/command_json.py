@@ -23,7 +23,8 @@ def run_json(run: Runner, argv: List[str], error: Type[Exception]) -> Dict[str, 
     except OSError as exc:
         raise error("cannot run %s: %s" % (argv[0], exc))
     if rc != 0:
-        raise error("%s failed (rc=%d): %s" % (command, rc, (err or out or "").strip()[:500]))
+        # the end of the output: Podman and the helper say what went wrong last
+        raise error("%s failed (rc=%d): %s" % (command, rc, (err or out or "").strip()[-800:]))
     try:
         data = json.loads(out)
     except ValueError as exc:

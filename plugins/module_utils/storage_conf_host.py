@@ -36,11 +36,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import run_json
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
     IDMapError,
     from_storage_json,
@@ -222,14 +222,8 @@ def podman_store(run: Runner, podman: str, conf_path: Optional[str],
     env = {"CONTAINERS_STORAGE_CONF": conf_path} if conf_path else {}
     if scratch:
         env["CONTAINERS_CONF_OVERRIDE"] = scratch_engine_conf(scratch)
-    rc, out, err = run([podman, "info", "--format", "json"], env)
-    if rc != 0:
-        raise StorageConfInvalid("podman info with this storage.conf failed (rc=%d): %s"
-                                 % (rc, (err or out or "").strip()[-800:]))
-    try:
-        store = json.loads(out).get("store") or {}
-    except (ValueError, AttributeError) as exc:
-        raise StorageConfInvalid("podman info printed no JSON object: %s" % exc)
+    info = run_json(lambda argv: run(argv, env), [podman, "info", "--format", "json"], StorageConfInvalid)
+    store = info.get("store") or {}
     options = store.get("graphOptions") or {}
     mount_program = options.get("overlay.mount_program")
     if isinstance(mount_program, dict):
