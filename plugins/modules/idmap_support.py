@@ -439,7 +439,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import DEFAULT_HELPER
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import DEFAULT_GIDMAP, DEFAULT_UIDMAP
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
-from ansible_collections.idmapguard.storage.plugins.module_utils.support_facts import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import (
     SupportError,
     SupportParams,
     gather,

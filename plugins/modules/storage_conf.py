@@ -181,7 +181,7 @@ podman:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf_writer import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.write import (
     argument_spec,
     run_module,
 )

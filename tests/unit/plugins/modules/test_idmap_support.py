@@ -10,7 +10,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.idmapguard.storage.plugins.module_utils import support_facts
+from ansible_collections.idmapguard.storage.plugins.module_utils import idmap_support as backend
 from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
 
 CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
@@ -149,8 +149,8 @@ def test_maps_validated_against_shared_vectors():
         if not isinstance(spec, str):
             continue
         params["uidmap"] = spec
-        with pytest.raises(support_facts.SupportError, match="invalid map"):
-            support_facts.gather(support_facts.SupportParams(**params), lambda argv: (1, "", ""), False)
+        with pytest.raises(backend.SupportError, match="invalid map"):
+            backend.gather(backend.SupportParams(**params), lambda argv: (1, "", ""), False)
         checked += 1
     assert checked > 5
 

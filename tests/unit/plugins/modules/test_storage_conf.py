@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from ansible_collections.idmapguard.storage.plugins.module_utils import storage_conf_writer as writer
-from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf_host import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import write as writer
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import (
     StorageConfInvalid,
     StorageConfRefused,
     check_safety,

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Host side of idmapguard.storage.storage_conf: is an edit safe, does Podman accept it, write it.
+"""storage_conf backend: is an edit safe, and does Podman accept the file.
 
 The controller (action plugin) has already edited the TOML text; it sends the new text and the
 store-relevant settings before and after the edit. Here, on the host, with the standard

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The module side of idmapguard.storage.storage_conf: check, validate, write atomically.
+"""storage_conf backend: check, validate, write atomically; the module's argument spec.
 
 The action plugin sends, in the internal `_edit` option, the edited text along with the checksum
 of the text it edited, so a file changed by someone else in between is never overwritten.
@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf_host import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import (
     StorageConfInvalid,
     StorageConfRefused,
     check_safety,
