@@ -62,6 +62,9 @@ class StorageSettings:
     config_file: Optional[str] = None
     supports_shifting: Optional[bool] = None
     backing_filesystem: Optional[str] = None
+    # podman info's graphStatus as printed (the driver's own view: "Supports shifting",
+    # "Supports d_type", "Native Overlay Diff", ...); empty when read from storage.conf.
+    graph_status: Dict[str, str] = field(default_factory=dict)
 
 
 def run_adapter(module: Any) -> Runner:
@@ -154,6 +157,7 @@ def settings_from_info(info: Dict[str, Any]) -> StorageSettings:
         config_file=store.get("configFile"),
         supports_shifting=_as_bool(status.get("Supports shifting")),
         backing_filesystem=status.get("Backing Filesystem"),
+        graph_status={str(k): str(v) for k, v in status.items()} if isinstance(status, dict) else {},
     )
 
 

@@ -11,7 +11,9 @@ reason found is reported):
   unsupported_kernel      the kernel cannot make idmapped mounts, or overlay on idmapped lowers
   unsupported_filesystem  the kernel can, but not on the filesystem holding graphroot
   needs_podman_upgrade    Podman's containers/storage copies layers for non-contiguous maps
-  fixable_by_config       all of the above are able; a setting stands in the way
+  fixable_by_config       all of the above are able; a setting (or a stale cached probe) stands in the way
+  copies_unexplained      every rule expects sharing, yet Podman copies (canary) or says it will not
+                          shift: the cause is unknown, so no remedy is guessed
   shares                  no obstacle: non-contiguous maps share the image's layers
 """
 
@@ -23,9 +25,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-VERDICTS = ("shares", "fixable_by_config", "needs_podman_upgrade", "unsupported_kernel", "unsupported_filesystem")
+VERDICTS = ("shares", "fixable_by_config", "needs_podman_upgrade", "unsupported_kernel", "unsupported_filesystem",
+            "copies_unexplained")
 # Most fundamental first: an obstacle higher up makes the remedies below it pointless.
-_PRECEDENCE = ("unsupported_kernel", "unsupported_filesystem", "needs_podman_upgrade", "fixable_by_config")
+_PRECEDENCE = ("unsupported_kernel", "unsupported_filesystem", "needs_podman_upgrade", "fixable_by_config",
+               "copies_unexplained")
 
 # Podman 5.6.0 is the first release vendoring containers/storage 1.59 (PR #2346: idmapped
 # mounts for any map with native overlay). Sources in docs/verdicts.md.
@@ -48,12 +52,18 @@ REASON_VERDICT = {
     "fs_no_idmap": "unsupported_filesystem",
     "podman_missing": "needs_podman_upgrade",
     "podman_too_old": "needs_podman_upgrade",
-    "canary_copied": "needs_podman_upgrade",
     "driver_not_overlay": "fixable_by_config",
+    "driver_vfs": "fixable_by_config",
+    "probe_cache_stale": "fixable_by_config",
+    "probe_cache_unproven": "fixable_by_config",
     "mount_program": "fixable_by_config",
     "disable_idmap_env": "fixable_by_config",
     "no_userns": "fixable_by_config",
     "chrooted": "fixable_by_config",
+    "canary_copied": "copies_unexplained",
+    "podman_no_shifting": "copies_unexplained",
+    # Decides no verdict: says how the copies that another reason causes behave.
+    "additional_image_store": None,
 }
 
 _REMEDY = {
@@ -68,8 +78,33 @@ _REMEDY = {
                             "the mapped copies left behind.",
     "fixable_by_config": "Fix the configuration listed in reasons (the idmapguard.storage.configure role does the "
                          "storage.conf part), then prune the mapped copies left behind.",
+    "copies_unexplained": "Do not upgrade or reconfigure on this basis: kernel, filesystem, Podman version, "
+                          "configuration and containers/storage's cached probes all allow sharing, so the cause "
+                          "is not one these rules know; keep the evidence in reasons (with the output of "
+                          "`podman --log-level=debug create --uidmap ...`) for a bug report, and prune mapped "
+                          "copies regularly meanwhile.",
     "shares": "Nothing to change: this host shares image layers across non-contiguous maps; prune any mapped "
               "copies left from before.",
+}
+
+
+# Remedies of single reasons, put before the verdict's own remedy when they are found.
+_CODE_REMEDY = {
+    "probe_cache_stale": "Remove the stale cached probe answer(s) %(stale_files)s (the idmapguard.storage.configure "
+                         "role removes exactly those files; containers/storage probes again at the next Podman "
+                         "command), then prove with the canary that a new non-contiguous map adds no copy",
+    "probe_cache_unproven": "Free inodes on graphroot's filesystem (idmapguard.storage.remediate) and verify again: "
+                            "once the helper's probe proves support there, configure removes the cached negative "
+                            "answer(s) %(unproven_files)s",
+    "driver_vfs": "Switch the storage driver to overlay (images must then be pulled again: the vfs store is not "
+                  "read by the overlay driver; storage_conf refuses that change on a store in use unless "
+                  "allow_store_change is set)",
+}
+_WHY_COPY = {
+    "overlay": "native overlay does not work on graphroot, so containers/storage falls back to fuse-overlayfs "
+               "(which copies for every non-contiguous map) or fails",
+    "idmapped-lower-dir": "overlay cannot use idmapped lower layers, so Podman reports Supports shifting: false "
+                          "and every container with an ID map gets a chowned copy of the image's top layer",
 }
 
 
@@ -88,8 +123,14 @@ class HostFacts:
     disable_idmap_where: List[str] = field(default_factory=list)
     max_user_namespaces: Optional[int] = None
     chrooted: bool = False
-    supports_shifting: Optional[bool] = None
+    supports_shifting: Optional[bool] = None       # podman info's "Supports shifting" (None: not printed)
     canary_new_mapped_layers: Optional[int] = None  # None: the canary did not run
+    canary_new_mapped_layer_inodes: Optional[int] = None
+    # containers/storage's cached probe answers in the runroot (probe_cache.read_probe_cache):
+    # feature -> answer, and feature -> file; None when the cache could not be read
+    probe_cache: Optional[Dict[str, bool]] = None
+    probe_cache_files: Dict[str, str] = field(default_factory=dict)
+    additional_image_stores: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +142,9 @@ class Verdict:
     shares_noncontiguous: bool
     idmapped_mount: Optional[bool]
     overlay_idmapped_lower: Optional[bool]
+    # cached negative probe answers (features) that the helper's probe disproves: configure
+    # removes exactly these files
+    stale_probe_cache: List[str] = field(default_factory=list)
 
 
 def parse_version(text: Optional[str]) -> Optional[Tuple[int, ...]]:
@@ -209,7 +253,10 @@ def _podman(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
 
 
 def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
-    if facts.driver and facts.driver != "overlay":
+    if facts.driver == "vfs":
+        out.append(("driver_vfs", "storage driver is vfs: it stores a full copy of the image for every container, "
+                    "with or without an ID map; only native overlay shares layers"))
+    elif facts.driver and facts.driver != "overlay":
         out.append(("driver_not_overlay", "storage driver is %s, not overlay: only native overlay shares layers "
                     "through idmapped mounts" % facts.driver))
     if facts.mount_program:
@@ -228,15 +275,98 @@ def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
                     "run it in a mount namespace with pivot_root (a container) or on the host" % shifting))
 
 
+def _cache_file(facts: HostFacts, feature: str) -> str:
+    return facts.probe_cache_files.get(feature) or "%s-false" % feature
+
+
+def _probe_cache(facts: HostFacts, idm_ok: Optional[bool], ovl_ok: Optional[bool],
+                 out: List[Tuple[str, str]]) -> Tuple[List[str], List[str]]:
+    """containers/storage's cached negative answers; returns (stale, unproven) features.
+
+    The helper's probe on graphroot's filesystem is the judge: it mounts overlay on an idmapped
+    lower layer with the map, which is what both cached probes test (and more). Where it passes,
+    a negative cache is stale; where it fails, the kernel/filesystem reason already stands and
+    the cache agrees (said in that reason); where it could not run, nothing is proven.
+    """
+    if facts.driver not in (None, "", "overlay") or not facts.probe_cache:
+        return [], []
+    negative = [f for f in ("overlay", "idmapped-lower-dir") if facts.probe_cache.get(f) is False]
+    if not negative:
+        return [], []
+    conclusive = probe_conclusive(facts.probe) and _check(facts.probe, "overlay_idmapped_lower") is not None
+    fs = facts.fs_type or (facts.probe or {}).get("fs_type") or "unknown"
+    if conclusive and idm_ok and ovl_ok:
+        for feature in negative:
+            out.append(("probe_cache_stale", "containers/storage cached a negative probe answer in %s: %s; but the "
+                        "helper's probe on graphroot's filesystem (%s, kernel %s) just mounted overlay on an "
+                        "idmapped lower layer with the map, so the cached answer is stale (left by a probe that "
+                        "failed once, e.g. at 0 free inodes, or written by hand) and holds until it is removed "
+                        "or the host reboots" % (_cache_file(facts, feature), _WHY_COPY[feature], fs,
+                                                  facts.kernel_release)))
+        return negative, []
+    if conclusive:
+        # the probe confirms it: say so in the kernel/filesystem reason, leave the file alone
+        for index, (code, text) in enumerate(out):
+            if REASON_VERDICT.get(code) in ("unsupported_kernel", "unsupported_filesystem"):
+                out[index] = (code, "%s (containers/storage's own cached probe agrees: %s)"
+                              % (text, ", ".join(_cache_file(facts, f) for f in negative)))
+                break
+        return [], []
+    for feature in negative:
+        out.append(("probe_cache_unproven", "containers/storage cached a negative probe answer in %s: %s; the "
+                    "helper's probe could not run to a conclusion on graphroot's filesystem, so whether the "
+                    "answer is stale is not proven and it is left in place" % (_cache_file(facts, feature),
+                                                                              _WHY_COPY[feature])))
+    return [], negative
+
+
+def _unexplained(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
+    """Podman copies, or says it will not shift, while every rule expects sharing."""
+    evidence = "kernel %s, filesystem %s, Podman %s, driver %s, cached probes %s" % (
+        facts.kernel_release, facts.fs_type or (facts.probe or {}).get("fs_type") or "unknown",
+        facts.podman_version, facts.driver or "overlay",
+        ", ".join("%s=%s" % (k, str(v).lower()) for k, v in sorted((facts.probe_cache or {}).items())) or "none")
+    if facts.canary_new_mapped_layers:
+        out.append(("canary_copied", "the live canary's non-contiguous map added %d mapped copy(ies)%s although "
+                    "no rule explains it (%s; Podman reports Supports shifting: %s): the cause is unexplained"
+                    % (facts.canary_new_mapped_layers,
+                       " (%d inodes)" % facts.canary_new_mapped_layer_inodes
+                       if facts.canary_new_mapped_layer_inodes is not None else "",
+                       evidence, "unknown" if facts.supports_shifting is None else str(facts.supports_shifting).lower())))
+    elif facts.supports_shifting is False and facts.canary_new_mapped_layers is None:
+        out.append(("podman_no_shifting", "Podman reports Supports shifting: false, so containers with an ID map "
+                    "get copies, although no rule explains it (%s): the cause is unexplained" % evidence))
+
+
+def _copies(codes: List[str], facts: HostFacts) -> bool:
+    """Some reason found makes this host copy layers for ID-mapped containers."""
+    return bool(codes) or bool(facts.canary_new_mapped_layers)
+
+
+def _remedy(verdict: str, codes: List[str], stale_files: str, unproven_files: str) -> str:
+    if verdict != "fixable_by_config":
+        return _REMEDY[verdict]
+    parts = [_CODE_REMEDY[c] % {"stale_files": stale_files, "unproven_files": unproven_files}
+             for c in dict.fromkeys(codes) if c in _CODE_REMEDY]
+    if not parts or any(REASON_VERDICT.get(c) == "fixable_by_config" and c not in _CODE_REMEDY for c in codes):
+        parts.append(_REMEDY[verdict].rstrip("."))
+    return ". ".join(parts) + "."
+
+
 def evaluate(facts: HostFacts) -> Verdict:
     """Apply every rule; the verdict is the most fundamental obstacle found."""
     found = []  # type: List[Tuple[str, str]]
     idm_ok, ovl_ok = _kernel_and_fs(facts, found)
     _podman(facts, found)
     _config(facts, found)
-    if facts.canary_new_mapped_layers and not found:
-        found.append(("canary_copied", "the live canary's non-contiguous map added %d mapped copy(ies) although "
-                      "nothing else explains it: this Podman build does not share" % facts.canary_new_mapped_layers))
+    stale, unproven = _probe_cache(facts, idm_ok, ovl_ok, found)
+    if not found:
+        _unexplained(facts, found)
+    if facts.additional_image_stores and _copies([c for c, _t in found], facts):
+        found.append(("additional_image_store", "images in the read-only additional image store(s) %s get a copy "
+                      "per container, not per map, where this host copies: those copies are not mapped-layers "
+                      "entries (not counted or pruned by this collection) and are freed only with their container"
+                      % ", ".join(facts.additional_image_stores)))
     codes = [code for code, _text in found]
     verdict = "shares"
     for candidate in _PRECEDENCE:
@@ -247,8 +377,10 @@ def evaluate(facts: HostFacts) -> Verdict:
         verdict=verdict,
         reasons=[text for _code, text in found],
         reason_codes=codes,
-        remedy=_REMEDY[verdict],
+        remedy=_remedy(verdict, codes, ", ".join(_cache_file(facts, f) for f in stale),
+                       ", ".join(_cache_file(facts, f) for f in unproven)),
         shares_noncontiguous=(verdict == "shares"),
         idmapped_mount=idm_ok,
         overlay_idmapped_lower=ovl_ok,
+        stale_probe_cache=stale,
     )

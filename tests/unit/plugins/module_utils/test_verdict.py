@@ -53,13 +53,57 @@ CASES = [
     ("podman-5.5-declared-backport", {"podman_version": "5.5.2", "podman_backport": True}, "shares", []),
     ("podman-missing", {"podman_version": None}, "needs_podman_upgrade", ["podman_missing"]),
     ("canary-shared-overrides-version", {"podman_version": "5.4.2", "canary_new_mapped_layers": 0}, "shares", []),
-    ("canary-copied-unexplained", {"canary_new_mapped_layers": 1}, "needs_podman_upgrade", ["canary_copied"]),
+    # a Podman that shares is never told to upgrade: a copy no rule explains is said to be unexplained
+    ("canary-copied-unexplained", {"canary_new_mapped_layers": 1}, "copies_unexplained", ["canary_copied"]),
+    ("podman-says-no-shifting-unexplained", {"supports_shifting": False}, "copies_unexplained",
+     ["podman_no_shifting"]),
+    ("podman-says-no-shifting-canary-shared", {"supports_shifting": False, "canary_new_mapped_layers": 0},
+     "shares", []),
+    ("podman-says-no-shifting-explained-by-userns", {"supports_shifting": False, "max_user_namespaces": 0},
+     "fixable_by_config", ["no_userns"]),
     ("canary-copied-explained-by-fuse", {"canary_new_mapped_layers": 1, "mount_program": "/usr/bin/fuse-overlayfs"},
      "fixable_by_config", ["mount_program"]),
     ("mount-program", {"mount_program": "/usr/bin/fuse-overlayfs"}, "fixable_by_config", ["mount_program"]),
     ("disable-env", {"disable_idmap_env": True, "disable_idmap_where": ["/etc/systemd/system/podman.service.d/x.conf"]},
      "fixable_by_config", ["disable_idmap_env"]),
-    ("vfs-driver", {"driver": "vfs"}, "fixable_by_config", ["driver_not_overlay"]),
+    ("vfs-driver", {"driver": "vfs"}, "fixable_by_config", ["driver_vfs"]),
+    ("btrfs-driver", {"driver": "btrfs"}, "fixable_by_config", ["driver_not_overlay"]),
+    # containers/storage's cached probe answers in the runroot (the helper's probe judges them)
+    ("cache-idmapped-stale", {"probe_cache": {"idmapped-lower-dir": False, "overlay": True},
+                              "supports_shifting": False},
+     "fixable_by_config", ["probe_cache_stale"]),
+    ("cache-idmapped-stale-canary-copied", {"probe_cache": {"idmapped-lower-dir": False},
+                                            "supports_shifting": False, "canary_new_mapped_layers": 1},
+     "fixable_by_config", ["probe_cache_stale"]),
+    ("cache-overlay-stale", {"probe_cache": {"overlay": False}}, "fixable_by_config", ["probe_cache_stale"]),
+    ("cache-both-stale", {"probe_cache": {"overlay": False, "idmapped-lower-dir": False}},
+     "fixable_by_config", ["probe_cache_stale", "probe_cache_stale"]),
+    ("cache-positive", {"probe_cache": {"idmapped-lower-dir": True, "overlay": True, "metacopy()": False,
+                                        "native-diff()": False, "volatile": False}}, "shares", []),
+    ("cache-stale-and-fuse", {"probe_cache": {"idmapped-lower-dir": False}, "mount_program": "/usr/bin/fuse-overlayfs"},
+     "fixable_by_config", ["mount_program", "probe_cache_stale"]),
+    ("cache-stale-old-podman", {"probe_cache": {"idmapped-lower-dir": False}, "podman_version": "5.4.2"},
+     "needs_podman_upgrade", ["podman_too_old", "probe_cache_stale"]),
+    ("cache-confirmed-by-probe-fs", {"probe_cache": {"idmapped-lower-dir": False}, "fs_type": "ramfs",
+                                     "probe": probe(fs="ramfs", idm=fail("EINVAL"), ovl=NOT_RUN)},
+     "unsupported_filesystem", ["fs_no_idmap"]),
+    ("cache-confirmed-by-probe-kernel", {"probe_cache": {"idmapped-lower-dir": False},
+                                         "probe": probe(ovl=fail("EINVAL"))},
+     "unsupported_kernel", ["kernel_no_overlay_idmap"]),
+    ("cache-unproven-probe-enospc", {"probe_cache": {"idmapped-lower-dir": False},
+                                     "probe": probe(idm=fail("ENOSPC"), ovl=NOT_RUN)},
+     "fixable_by_config", ["probe_cache_unproven"]),
+    ("cache-unproven-no-probe", {"probe_cache": {"idmapped-lower-dir": False}, "probe": None},
+     "fixable_by_config", ["probe_cache_unproven"]),
+    ("cache-ignored-with-vfs", {"probe_cache": {"idmapped-lower-dir": False}, "driver": "vfs"},
+     "fixable_by_config", ["driver_vfs"]),
+    # read-only additional image stores: copies per container where the host copies, nothing where it shares
+    ("additional-store-sharing-host", {"additional_image_stores": ["/var/lib/shared"]}, "shares", []),
+    ("additional-store-old-podman", {"additional_image_stores": ["/var/lib/shared"], "podman_version": "4.3.1"},
+     "needs_podman_upgrade", ["podman_too_old", "additional_image_store"]),
+    ("additional-store-stale-cache", {"additional_image_stores": ["/var/lib/shared"],
+                                      "probe_cache": {"idmapped-lower-dir": False}},
+     "fixable_by_config", ["probe_cache_stale", "additional_image_store"]),
     ("no-userns", {"max_user_namespaces": 0}, "fixable_by_config", ["no_userns"]),
     ("chroot", {"chrooted": True}, "fixable_by_config", ["chrooted"]),
     ("all-config-obstacles", {"mount_program": "/usr/bin/fuse-overlayfs", "disable_idmap_env": True,
@@ -126,6 +170,44 @@ def test_verdict_table(overrides, verdict, codes):
 def test_every_verdict_and_reason_code_is_exercised():
     assert {c[2] for c in CASES} == set(VERDICTS)
     assert {code for c in CASES for code in c[3]} == set(REASON_VERDICT)
+    assert set(v for v in REASON_VERDICT.values() if v) | {"shares"} == set(VERDICTS)
+
+
+def test_stale_cache_names_the_file_and_is_the_only_thing_to_clear():
+    marker = "/run/containers/storage/overlay/idmapped-lower-dir-false"
+    r = evaluate(host(probe_cache={"idmapped-lower-dir": False, "overlay": True},
+                      probe_cache_files={"idmapped-lower-dir": marker, "overlay": marker[:-25] + "overlay-true"},
+                      supports_shifting=False, canary_new_mapped_layers=1))
+    assert r.stale_probe_cache == ["idmapped-lower-dir"]
+    assert marker in r.reasons[0] and "stale" in r.reasons[0] and "Supports shifting: false" in r.reasons[0]
+    assert marker in r.remedy and "canary" in r.remedy and "pgrade" not in r.remedy
+    # confirmed or unproven negative answers are never cleared
+    for facts in (dict(probe=probe(fs="ramfs", idm=fail("EINVAL"), ovl=NOT_RUN), fs_type="ramfs"),
+                  dict(probe=probe(idm=fail("ENOSPC"), ovl=NOT_RUN))):
+        r = evaluate(host(probe_cache={"idmapped-lower-dir": False}, probe_cache_files={"idmapped-lower-dir": marker},
+                          **facts))
+        assert r.stale_probe_cache == []
+    r = evaluate(host(probe_cache={"idmapped-lower-dir": False}, probe_cache_files={"idmapped-lower-dir": marker},
+                      probe=probe(fs="ramfs", idm=fail("EINVAL"), ovl=NOT_RUN), fs_type="ramfs"))
+    assert "cached probe agrees: %s" % marker in r.reasons[0]
+    r = evaluate(host(probe_cache={"idmapped-lower-dir": False}, probe=None))
+    assert "remediate" in r.remedy and "idmapped-lower-dir-false" in r.remedy
+
+
+def test_a_podman_that_shares_is_never_told_to_upgrade():
+    r = evaluate(host(podman_version="5.8.6", canary_new_mapped_layers=1, canary_new_mapped_layer_inodes=352,
+                      supports_shifting=True, probe_cache={"idmapped-lower-dir": True}))
+    assert r.verdict == "copies_unexplained"
+    assert "pgrade" not in r.reasons[0] and "does not share" not in r.reasons[0]
+    assert "352 inodes" in r.reasons[0] and "5.8.6" in r.reasons[0] and "idmapped-lower-dir=true" in r.reasons[0]
+    assert r.remedy.startswith("Do not upgrade")
+
+
+def test_vfs_and_mixed_remedies():
+    r = evaluate(host(driver="vfs"))
+    assert "every container" in r.reasons[0] and "overlay" in r.remedy and "pulled again" in r.remedy
+    r = evaluate(host(probe_cache={"idmapped-lower-dir": False}, mount_program="/usr/bin/fuse-overlayfs"))
+    assert "idmapped-lower-dir-false" in r.remedy and "Fix the configuration" in r.remedy
 
 
 def test_reasons_name_what_is_wrong():
