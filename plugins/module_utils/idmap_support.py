@@ -36,6 +36,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     read_storage_conf,
     settings_from_info,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import read_probe_cache
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import mapped_copies
@@ -158,6 +159,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     except StoreError as exc:
         raise SupportError("cannot read the store at %s: %s" % (settings.graphroot, exc))
 
+    # c/storage's own cached probe answers, read before the canary (whose Podman may probe anew)
+    cache = read_probe_cache(settings.runroot, settings.driver or "overlay")
     disable = host_env.disable_idmap_env()
     max_userns = host_env.max_user_namespaces()
     chrooted = host_env.is_chrooted()
@@ -189,7 +192,12 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         chrooted=chrooted,
         supports_shifting=settings.supports_shifting,
         canary_new_mapped_layers=canary["new_mapped_layers"] if canary else None,
+        canary_new_mapped_layer_inodes=canary["new_mapped_layer_inodes"] if canary else None,
+        probe_cache=dict(cache["markers"]) if cache["present"] else None,
+        probe_cache_files=dict(cache["files"]),
+        additional_image_stores=list(settings.additional_image_stores),
     ))
+    cache["stale"] = [cache["files"][f] for f in verdict.stale_probe_cache if f in cache["files"]]
     facts = {
         "verdict": verdict.verdict,
         "reasons": verdict.reasons,
@@ -219,6 +227,9 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             "storage_conf": settings.config_file or find_storage_conf(params.storage_conf),
             "source": settings.source,
             "supports_shifting": settings.supports_shifting,
+            "graph_status": dict(settings.graph_status),
+            "probe_cache": cache,
+            "additional_image_stores": list(settings.additional_image_stores),
             "userns_available": bool((max_userns is None or max_userns > 0) and not chrooted),
             "max_user_namespaces": max_userns,
             "chrooted": chrooted,

@@ -181,3 +181,21 @@ def test_missing_helper_reported_when_asked(host, tmp_path):
     assert missing in facts["kernel"]["probe"]["error"]
     # the caller installs the helper and asks again: no warning about a guessed verdict
     assert not any("guessed" in w for w in host["warnings"])
+
+
+def test_stale_negative_probe_cache_is_fixable_and_named(host, tmp_path):
+    """c/storage cached `idmapped-lower-dir-false` and Podman says it will not shift; the helper's
+    probe passes: the cache is stale, the one file to clear is in the facts."""
+    cache = tmp_path / "run" / "overlay"
+    cache.mkdir(parents=True)
+    (cache / "idmapped-lower-dir-false").write_text("")
+    (cache / "overlay-true").write_text("")
+    (cache / "native-diff()-true").write_text("")
+    kind, result = call({"helper": host["helper"]})
+    assert kind == "exit" and result["changed"] is False
+    assert result["verdict"] == "fixable_by_config" and result["reason_codes"] == ["probe_cache_stale"]
+    probe_cache = result["podman"]["probe_cache"]
+    assert probe_cache["markers"] == {"idmapped-lower-dir": False, "overlay": True, "native-diff()": True}
+    assert probe_cache["stale"] == [str(cache / "idmapped-lower-dir-false")]
+    assert result["podman"]["graph_status"] == {"Supports shifting": "true"}
+    assert (cache / "idmapped-lower-dir-false").exists()  # reading never changes anything
