@@ -14,7 +14,8 @@ description:
   - Computes, from the verify facts (C(ansible_facts.idmapguard)) and the role's variables, whether
     the host is configured, skipped or undecided, and for each step of the role whether it runs and why.
   - The result has C(action), C(reason), C(verdict), and one entry per step, each with C(run) and
-    C(reason) - C(storage_conf) (C(settings), C(absent)) and C(disable_idmap_env) (C(units), C(not_fixed)).
+    C(reason) - C(storage_conf) (C(settings), C(absent)), C(disable_idmap_env) (C(units), C(not_fixed)) and
+    C(probe_cache) (C(runroot), C(features), C(files): stale cached probe answers of containers/storage).
   - The same plugin file provides C(configure_outcome), which turns the plan and the registered
     results of the role's tasks into the C(idmapguard_configure) fact.
 options:
@@ -79,11 +80,11 @@ def configure_plan_filter(facts, verdict="", settings=None, absent=None, unset_d
                                           unset_disable_idmap_env=boolean(unset_disable_idmap_env)))
 
 
-def configure_outcome_filter(plan, storage_conf=None, dropins=None, restart_units=None):
-    """``plan | configure_outcome(conf_result, dropins_result, restart_units)``."""
+def configure_outcome_filter(plan, storage_conf=None, dropins=None, restart_units=None, probe_cache=None):
+    """``plan | configure_outcome(conf_result, dropins_result, restart_units, probe_cache_result)``."""
     if not isinstance(plan, dict) or "action" not in plan:
         raise AnsibleFilterError("configure_outcome expects a plan made by configure_plan")
-    return configure_outcome(plan, storage_conf, dropins, list(restart_units or []))
+    return configure_outcome(plan, storage_conf, dropins, list(restart_units or []), probe_cache)
 
 
 class FilterModule:

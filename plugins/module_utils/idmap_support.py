@@ -197,7 +197,7 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         probe_cache_files=dict(cache["files"]),
         additional_image_stores=list(settings.additional_image_stores),
     ))
-    cache["stale"] = [cache["files"][f] for f in verdict.stale_probe_cache if f in cache["files"]]
+    cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
     facts = {
         "verdict": verdict.verdict,
         "reasons": verdict.reasons,

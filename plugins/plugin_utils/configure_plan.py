@@ -25,8 +25,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.host_env import UNIT_DIRS
 
-# Verdicts no storage.conf edit can change.
-UNFIXABLE = ("needs_podman_upgrade", "unsupported_kernel", "unsupported_filesystem")
+# Verdicts no storage.conf edit can change (copies_unexplained: no known cause, so nothing to change).
+UNFIXABLE = ("needs_podman_upgrade", "unsupported_kernel", "unsupported_filesystem", "copies_unexplained")
 # What a fixable_by_config host needs: native overlay, no mount program (both spellings).
 FIX_SETTINGS = {"storage.driver": "overlay"}
 FIX_ABSENT = ["storage.options.overlay.mount_program", "storage.options.mount_program"]
@@ -113,11 +113,34 @@ def disable_idmap_env_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[
     return {"run": run, "reason": reason, "units": units, "not_fixed": not_fixed}
 
 
+def probe_cache_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[str, Any]:
+    """Remove the negative answers containers/storage cached in its runroot that verify proved stale.
+
+    Only those in `podman.probe_cache.stale`: idmap_support lists a cached answer there only where
+    the helper's probe on graphroot's filesystem passed. A negative answer the probe confirms, or
+    could not judge, is never in that list and stays.
+    """
+    podman = inputs.facts.get("podman") or {}
+    cache = podman.get("probe_cache") or {}
+    stale = [str(f) for f in cache.get("stale") or []]
+    files = [str((cache.get("files") or {}).get(f) or f) for f in stale]
+    run = host.action == "configure" and host.verdict == "fixable_by_config" and bool(stale)
+    if run:
+        reason = "stale cached probe answer(s): %s" % ", ".join(files)
+    elif stale:
+        reason = "host not configured"
+    else:
+        reason = "no stale cached probe answer"
+    return {"run": run, "reason": reason, "runroot": podman.get("runroot") or "/run/containers/storage",
+            "features": stale if run else [], "files": files if run else []}
+
+
 Step = Callable[[ConfigureInputs, HostDecision], Dict[str, Any]]
 # Run by the role in this order, each task guarded by `plan.<name>.run`.
 STEPS = (
     ("storage_conf", storage_conf_step),
     ("disable_idmap_env", disable_idmap_env_step),
+    ("probe_cache", probe_cache_step),
 )  # type: Tuple[Tuple[str, Step], ...]
 
 
@@ -134,10 +157,12 @@ def _changed(result: Optional[Mapping[str, Any]]) -> bool:
 
 
 def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[str, Any]],
-                      dropins: Optional[Mapping[str, Any]], restart_units: List[str]) -> Dict[str, Any]:
+                      dropins: Optional[Mapping[str, Any]], restart_units: List[str],
+                      probe_cache: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The `idmapguard_configure` fact from the plan and the registered results of its steps."""
     conf = storage_conf or {}
-    changed = _changed(conf) or _changed(dropins)
+    # a running Podman service keeps the driver's answers in memory: a cleared cache restarts it too
+    changed = _changed(conf) or _changed(dropins) or _changed(probe_cache)
     if plan["action"] == "skipped":
         action = "skipped"
     else:
@@ -153,5 +178,6 @@ def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[st
         "podman": conf.get("podman"),
         "dropins": written,
         "not_fixed": list(plan["disable_idmap_env"]["not_fixed"]),
+        "probe_cache_cleared": list((probe_cache or {}).get("removed") or []) if _changed(probe_cache) else [],
         "restarted": list(restart_units) if changed else [],
     }

@@ -196,6 +196,8 @@ def test_stale_negative_probe_cache_is_fixable_and_named(host, tmp_path):
     assert result["verdict"] == "fixable_by_config" and result["reason_codes"] == ["probe_cache_stale"]
     probe_cache = result["podman"]["probe_cache"]
     assert probe_cache["markers"] == {"idmapped-lower-dir": False, "overlay": True, "native-diff()": True}
-    assert probe_cache["stale"] == [str(cache / "idmapped-lower-dir-false")]
+    assert probe_cache["stale"] == ["idmapped-lower-dir"]
+    assert probe_cache["files"]["idmapped-lower-dir"] == str(cache / "idmapped-lower-dir-false")
+    assert str(cache / "idmapped-lower-dir-false") in result["reasons"][0]
     assert result["podman"]["graph_status"] == {"Supports shifting": "true"}
     assert (cache / "idmapped-lower-dir-false").exists()  # reading never changes anything

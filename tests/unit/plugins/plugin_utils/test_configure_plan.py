@@ -173,3 +173,47 @@ def test_filters_are_registered_and_check_their_input():
             configure_plan_filter(bad.pop("facts"), **bad)
     with pytest.raises(AnsibleFilterError):
         configure_outcome_filter({"reason": "no action"})
+
+
+MARKER = "/run/containers/storage/overlay/idmapped-lower-dir-false"
+
+
+def cache_facts(verdict, stale):
+    out = facts(verdict)
+    out["podman"] = {"runroot": "/run/containers/storage",
+                     "probe_cache": {"markers": {"idmapped-lower-dir": False}, "stale": list(stale),
+                                     "files": {"idmapped-lower-dir": MARKER}}}
+    return out
+
+
+@pytest.mark.parametrize("verdict,stale,run,reason", [
+    ("fixable_by_config", ["idmapped-lower-dir"], True, "stale cached probe answer(s): " + MARKER),
+    # a negative answer the probe confirms or could not judge is never listed as stale: left alone
+    ("fixable_by_config", [], False, "no stale cached probe answer"),
+    ("unsupported_filesystem", [], False, "no stale cached probe answer"),
+    # on a host that cannot share anyway the file stays (old Podman: upgrade first)
+    ("needs_podman_upgrade", ["idmapped-lower-dir"], False, "host not configured"),
+    ("copies_unexplained", [], False, "no stale cached probe answer"),
+])
+def test_probe_cache_step(verdict, stale, run, reason):
+    plan = configure_plan(ConfigureInputs(facts=cache_facts(verdict, stale)))
+    step = plan["probe_cache"]
+    assert (step["run"], step["reason"]) == (run, reason)
+    assert step["features"] == (["idmapped-lower-dir"] if run else [])
+    assert step["runroot"] == "/run/containers/storage"
+
+
+def test_copies_unexplained_is_left_alone():
+    plan = configure_plan(ConfigureInputs(facts=facts("copies_unexplained", ["canary copied, no rule explains it"])))
+    assert plan["action"] == "skipped" and "no rule explains it" in plan["reason"]
+    assert not plan["storage_conf"]["run"]
+
+
+def test_outcome_of_a_cleared_cache():
+    plan = configure_plan(ConfigureInputs(facts=cache_facts("fixable_by_config", ["idmapped-lower-dir"])))
+    out = configure_outcome(plan, {"changed": False}, None, ["podman.socket"],
+                            {"changed": True, "removed": [MARKER]})
+    assert out["action"] == "configured" and out["probe_cache_cleared"] == [MARKER]
+    assert out["restarted"] == ["podman.socket"]  # a Podman service keeps the old answer in memory
+    out = configure_outcome(plan, {"changed": False}, None, [], {"changed": False, "removed": [], "absent": [MARKER]})
+    assert out["action"] == "unchanged" and out["probe_cache_cleared"] == []
