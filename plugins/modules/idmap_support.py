@@ -153,7 +153,9 @@ verdict:
       C(fixable_by_config) kernel, filesystem and Podman are able but a setting stands in the way;
       C(needs_podman_upgrade) Podman's containers/storage copies layers for non-contiguous maps;
       C(unsupported_kernel) the kernel cannot make idmapped mounts or overlay on idmapped lowers;
-      C(unsupported_filesystem) the filesystem holding graphroot cannot be idmapped on this kernel.
+      C(unsupported_filesystem) the filesystem holding graphroot cannot be idmapped on this kernel;
+      C(copies_unexplained) every rule expects sharing but the canary's map was copied, or Podman says it will
+      not shift: the cause is unknown and no upgrade or configuration change is recommended.
     - The most fundamental obstacle decides; see RV(reasons) for all of them.
   returned: always
   type: str
@@ -168,7 +170,8 @@ reason_codes:
   description:
     - Machine-readable codes of RV(reasons), same order. One of C(kernel_no_mount_api), C(kernel_no_idmap),
       C(kernel_no_overlay_idmap), C(fs_no_idmap), C(podman_missing), C(podman_too_old), C(canary_copied),
-      C(driver_not_overlay), C(mount_program), C(disable_idmap_env), C(no_userns), C(chrooted).
+      C(podman_no_shifting), C(driver_vfs), C(driver_not_overlay), C(mount_program), C(disable_idmap_env),
+      C(no_userns), C(chrooted), C(probe_cache_stale), C(probe_cache_unproven), C(additional_image_store).
   returned: always
   type: list
   elements: str
@@ -292,6 +295,53 @@ podman:
       description: Podman's own C(Supports shifting) from podman info, or null when it does not print it.
       returned: always
       type: bool
+    graph_status:
+      description: C(podman info)'s graph status as printed (C(Supports shifting), C(Native Overlay Diff), ...); empty from storage.conf.
+      returned: always
+      type: dict
+    additional_image_stores:
+      description: Read-only additional image stores in effect.
+      returned: always
+      type: list
+      elements: str
+    probe_cache:
+      description:
+        - The answers containers/storage cached in C(<runroot>/overlay) (C(<feature>-true) or C(-false)).
+        - C(stale) lists the negative answers about C(overlay) or C(idmapped-lower-dir) that the helper's probe
+          disproved; the configure role removes exactly those files.
+      returned: always
+      type: dict
+      contains:
+        dir:
+          description: The cache directory, or null for a driver other than overlay.
+          returned: always
+          type: str
+        present:
+          description: The directory could be read.
+          returned: always
+          type: bool
+        markers:
+          description: Feature name to cached answer.
+          returned: always
+          type: dict
+        files:
+          description: Feature name to the file holding the answer.
+          returned: always
+          type: dict
+        texts:
+          description: Feature name to the text in its file, where there is one.
+          returned: always
+          type: dict
+        negative_sharing:
+          description: Features with a negative answer that makes containers/storage copy layers.
+          returned: always
+          type: list
+          elements: str
+        stale:
+          description: Those of them the helper's probe disproved.
+          returned: always
+          type: list
+          elements: str
     userns_available:
       description: Podman can create user namespaces (max_user_namespaces above 0 and not under a plain chroot).
       returned: always

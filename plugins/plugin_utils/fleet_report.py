@@ -29,7 +29,7 @@ HOST_RECORD_KEYS = (
 # Verdicts in the order an operator cares about them (worst news last).
 VERDICT_ORDER = (
     "shares", "fixable_by_config", "needs_podman_upgrade",
-    "unsupported_kernel", "unsupported_filesystem", "not_reached", "unknown", "failed",
+    "unsupported_kernel", "unsupported_filesystem", "copies_unexplained", "not_reached", "unknown", "failed",
 )
 
 VERDICT_COLOURS = {
@@ -38,6 +38,7 @@ VERDICT_COLOURS = {
     "needs_podman_upgrade": "#c62828",
     "unsupported_kernel": "#6a1b9a",
     "unsupported_filesystem": "#6a1b9a",
+    "copies_unexplained": "#e65100",
     "not_reached": "#9e9e9e",
     "unknown": "#757575",
     "failed": "#212121",
