@@ -15,7 +15,7 @@ description:
     the host is configured, skipped or undecided, and for each step of the role whether it runs and why.
   - The result has C(action), C(reason), C(verdict), and one entry per step, each with C(run) and
     C(reason) - C(storage_conf) (C(settings), C(absent)), C(disable_idmap_env) (C(units), C(not_fixed)) and
-    C(probe_cache) (C(runroot), C(features), C(files): stale cached probe answers of containers/storage).
+    C(probe_cache) (C(runroot), C(features), C(files), the stale cached probe answers of containers/storage).
   - The same plugin file provides C(configure_outcome), which turns the plan and the registered
     results of the role's tasks into the C(idmapguard_configure) fact.
 options:

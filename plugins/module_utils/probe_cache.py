@@ -134,4 +134,3 @@ def clear_negative_marker(runroot: str, feature: str, check_mode: bool = False,
                 return {"path": path, "existed": False, "removed": False, "text": text}
             raise ProbeCacheError("cannot remove %s: %s (nothing was changed)" % (path, exc))
     return {"path": path, "existed": True, "removed": True, "text": text}
-

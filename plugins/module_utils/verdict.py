@@ -301,8 +301,8 @@ def _probe_cache(facts: HostFacts, idm_ok: Optional[bool], ovl_ok: Optional[bool
                         "helper's probe on graphroot's filesystem (%s, kernel %s) just mounted overlay on an "
                         "idmapped lower layer with the map, so the cached answer is stale (left by a probe that "
                         "failed once, e.g. at 0 free inodes, or written by hand) and holds until it is removed "
-                        "or the host reboots" % (_cache_file(facts, feature), _WHY_COPY[feature], fs,
-                                                  facts.kernel_release)))
+                        "or the host reboots"
+                        % (_cache_file(facts, feature), _WHY_COPY[feature], fs, facts.kernel_release)))
         return negative, []
     if conclusive:
         # the probe confirms it: say so in the kernel/filesystem reason, leave the file alone
@@ -315,8 +315,8 @@ def _probe_cache(facts: HostFacts, idm_ok: Optional[bool], ovl_ok: Optional[bool
     for feature in negative:
         out.append(("probe_cache_unproven", "containers/storage cached a negative probe answer in %s: %s; the "
                     "helper's probe could not run to a conclusion on graphroot's filesystem, so whether the "
-                    "answer is stale is not proven and it is left in place" % (_cache_file(facts, feature),
-                                                                              _WHY_COPY[feature])))
+                    "answer is stale is not proven and it is left in place"
+                    % (_cache_file(facts, feature), _WHY_COPY[feature])))
     return [], negative
 
 

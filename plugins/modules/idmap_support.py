@@ -155,7 +155,7 @@ verdict:
       C(unsupported_kernel) the kernel cannot make idmapped mounts or overlay on idmapped lowers;
       C(unsupported_filesystem) the filesystem holding graphroot cannot be idmapped on this kernel;
       C(copies_unexplained) every rule expects sharing but the canary's map was copied, or Podman says it will
-      not shift: the cause is unknown and no upgrade or configuration change is recommended.
+      not shift; the cause is unknown and no upgrade or configuration change is recommended.
     - The most fundamental obstacle decides; see RV(reasons) for all of them.
   returned: always
   type: str

@@ -17,8 +17,8 @@ description:
     C(<runroot>/overlay/<feature>-true) or C(<feature>-false) until the runroot is cleared (normally at
     boot). A negative answer about C(overlay) or C(idmapped-lower-dir) makes it copy image layers for
     every ID-mapped container.
-  - This module removes the C(<feature>-false) file of each feature listed, and nothing else: never a
-    directory, a symbolic link or a positive answer. The next Podman command probes again and records a
+  - This module removes the C(<feature>-false) file of each feature listed, and nothing else (never a
+    directory, a symbolic link or a positive answer). The next Podman command probes again and records a
     fresh answer.
   - It does not judge whether the answer is stale; the C(idmapguard.storage.configure) role calls it only
     for the files that C(idmapguard.storage.idmap_support) reports in C(podman.probe_cache.stale), that is

@@ -17,10 +17,18 @@ class Exit(Exception):
         self.kind, self.result = kind, result
 
 
+def _exit_json(self, **kwargs):
+    raise Exit("exit", kwargs)
+
+
+def _fail_json(self, **kwargs):
+    raise Exit("fail", kwargs)
+
+
 @pytest.fixture(autouse=True)
 def exits(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", lambda self, **kw: (_ for _ in ()).throw(Exit("exit", kw)))
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **kw: (_ for _ in ()).throw(Exit("fail", kw)))
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
 
 
 def call(args):
