@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -37,6 +38,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     settings_from_info,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import read_probe_cache
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import read_marker
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import mapped_copies
@@ -161,6 +163,10 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
 
     # c/storage's own cached probe answers, read before the canary (whose Podman may probe anew)
     cache = read_probe_cache(settings.runroot, settings.driver or "overlay")
+    # and its decision to keep a mount program: with this marker "true" it takes fuse-overlayfs
+    # from PATH although none is configured (podman info then shows no graph option for it)
+    marker_path, marker = read_marker(settings.graphroot)
+    fuse_in_path = shutil.which("fuse-overlayfs")
     disable = host_env.disable_idmap_env()
     max_userns = host_env.max_user_namespaces()
     chrooted = host_env.is_chrooted()
@@ -196,6 +202,9 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         probe_cache=dict(cache["markers"]) if cache["present"] else None,
         probe_cache_files=dict(cache["files"]),
         additional_image_stores=list(settings.additional_image_stores),
+        mount_program_marker=marker,
+        mount_program_marker_path=marker_path,
+        implicit_mount_program=fuse_in_path,
     ))
     cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
     facts = {
@@ -230,6 +239,7 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             "graph_status": dict(settings.graph_status),
             "probe_cache": cache,
             "additional_image_stores": list(settings.additional_image_stores),
+            "mount_program_marker": {"path": marker_path, "content": marker, "fuse_overlayfs": fuse_in_path},
             "userns_available": bool((max_userns is None or max_userns > 0) and not chrooted),
             "max_user_namespaces": max_userns,
             "chrooted": chrooted,

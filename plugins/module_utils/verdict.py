@@ -57,6 +57,7 @@ REASON_VERDICT = {
     "probe_cache_stale": "fixable_by_config",
     "probe_cache_unproven": "fixable_by_config",
     "mount_program": "fixable_by_config",
+    "mount_program_marker": "fixable_by_config",
     "disable_idmap_env": "fixable_by_config",
     "no_userns": "fixable_by_config",
     "chrooted": "fixable_by_config",
@@ -96,6 +97,10 @@ _CODE_REMEDY = {
     "probe_cache_unproven": "Free inodes on graphroot's filesystem (idmapguard.storage.remediate) and verify again: "
                             "once the helper's probe proves support there, configure removes the cached negative "
                             "answer(s) %(unproven_files)s",
+    "mount_program_marker": "The marker records that layers were written through a mount program (they may hold "
+                            "AUFS-style .wh. whiteouts native overlay misreads): reset the store (podman system "
+                            "reset, then pull again), or remove the marker once the store holds no .wh. file and "
+                            "no fuse-overlayfs xattr (the scan storage_conf makes with allow_store_change)",
     "driver_vfs": "Switch the storage driver to overlay (images must then be pulled again: the vfs store is not "
                   "read by the overlay driver; storage_conf refuses that change on a store in use unless "
                   "allow_store_change is set)",
@@ -131,6 +136,11 @@ class HostFacts:
     probe_cache: Optional[Dict[str, bool]] = None
     probe_cache_files: Dict[str, str] = field(default_factory=dict)
     additional_image_stores: List[str] = field(default_factory=list)
+    # graphroot's overlay/.has-mount-program (content, None when absent) and the fuse-overlayfs
+    # containers/storage would then take from PATH (None: not found)
+    mount_program_marker: Optional[str] = None
+    mount_program_marker_path: Optional[str] = None
+    implicit_mount_program: Optional[str] = None
 
 
 @dataclass
@@ -262,6 +272,12 @@ def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
     if facts.mount_program:
         out.append(("mount_program", "mount_program %s is set: containers/storage then copies layers for every "
                     "non-contiguous map; remove it to use native overlay" % facts.mount_program))
+    if (facts.driver in (None, "", "overlay") and not facts.mount_program and facts.mount_program_marker == "true"
+            and facts.implicit_mount_program):
+        out.append(("mount_program_marker", "%s says true, so containers/storage uses %s from PATH although no "
+                    "mount_program is configured (podman info shows no option for it, only Native Overlay Diff: "
+                    "false), and copies layers for every non-contiguous map"
+                    % (facts.mount_program_marker_path or "overlay/.has-mount-program", facts.implicit_mount_program)))
     if facts.disable_idmap_env:
         where = ", ".join(facts.disable_idmap_where) or "the environment"
         out.append(("disable_idmap_env", "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set for Podman in %s: "

@@ -171,7 +171,8 @@ reason_codes:
     - Machine-readable codes of RV(reasons), same order. One of C(kernel_no_mount_api), C(kernel_no_idmap),
       C(kernel_no_overlay_idmap), C(fs_no_idmap), C(podman_missing), C(podman_too_old), C(canary_copied),
       C(podman_no_shifting), C(driver_vfs), C(driver_not_overlay), C(mount_program), C(disable_idmap_env),
-      C(no_userns), C(chrooted), C(probe_cache_stale), C(probe_cache_unproven), C(additional_image_store).
+      C(no_userns), C(chrooted), C(probe_cache_stale), C(probe_cache_unproven), C(mount_program_marker),
+      C(additional_image_store).
   returned: always
   type: list
   elements: str
@@ -297,6 +298,12 @@ podman:
       type: bool
     graph_status:
       description: C(podman info)'s graph status as printed (C(Supports shifting), C(Native Overlay Diff), ...); empty from storage.conf.
+      returned: always
+      type: dict
+    mount_program_marker:
+      description:
+        - graphroot's C(overlay/.has-mount-program) (C(path), C(content) or null) and the C(fuse_overlayfs) found
+          in E(PATH), which containers/storage uses while the marker says C(true), configured or not.
       returned: always
       type: dict
     additional_image_stores:

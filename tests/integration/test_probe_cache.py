@@ -136,3 +136,22 @@ def test_stale_negative_cache_verify_rollout_then_no_copy(lab_host, inventory, t
     second = rollout(inv, report_dir)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr
     assert changed_count(second.stdout, host) == 0
+
+
+def test_mount_program_marker_without_mount_program_is_found(lab_host, inventory):
+    """graphroot's overlay/.has-mount-program says true (layers were once written through a mount
+    program): c/storage takes fuse-overlayfs from PATH with nothing configured, and copies."""
+    host = lab_host("sid")
+    install_helper(host)
+    image = host.image(files=40)
+    marker = STORE + "/overlay/.has-mount-program"
+    host.exec(["sh", "-c", "printf true > %s" % marker], check=True)
+    store = podman_info(host)["store"]
+    assert store["graphOptions"] == {} and store["graphStatus"]["Native Overlay Diff"] == "false"
+    assert new_map_cost(host, image, 2000000)["mapped_layers"] == 1
+    result = run_module(inventory(host), host)
+    print(json.dumps(excerpt(result), indent=1))
+    assert result["verdict"] == "fixable_by_config" and result["reason_codes"] == ["mount_program_marker"]
+    assert result["podman"]["mount_program"] is None
+    assert result["podman"]["mount_program_marker"]["content"] == "true"
+    assert marker in result["reasons"][0] and "pgrade" not in result["remedy"]
