@@ -260,6 +260,10 @@ def _podman(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
         out.append(("podman_too_old",
                     "Podman %s vendors containers/storage older than 1.59, which stores a chowned copy of the "
                     "image's top layer for every non-contiguous map" % facts.podman_version))
+    elif ver < FIRST_SHARING_PODMAN and facts.canary_new_mapped_layers:
+        out.append(("podman_too_old",
+                    "Podman %s is older than 5.6 and declared to carry a backport (podman_backport), but the live "
+                    "canary's non-contiguous map was copied: the declaration does not hold" % facts.podman_version))
 
 
 def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:

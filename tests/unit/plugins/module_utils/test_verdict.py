@@ -51,6 +51,9 @@ CASES = [
     ("podman-5.4-trixie", {"podman_version": "5.4.2"}, "needs_podman_upgrade", ["podman_too_old"]),
     ("podman-4.3-bookworm", {"podman_version": "4.3.1"}, "needs_podman_upgrade", ["podman_too_old"]),
     ("podman-5.5-declared-backport", {"podman_version": "5.5.2", "podman_backport": True}, "shares", []),
+    ("podman-5.5-declared-backport-canary-copied", {"podman_version": "5.5.2", "podman_backport": True,
+                                                    "canary_new_mapped_layers": 1},
+     "needs_podman_upgrade", ["podman_too_old"]),
     ("podman-missing", {"podman_version": None}, "needs_podman_upgrade", ["podman_missing"]),
     ("canary-shared-overrides-version", {"podman_version": "5.4.2", "canary_new_mapped_layers": 0}, "shares", []),
     # a Podman that shares is never told to upgrade: a copy no rule explains is said to be unexplained
