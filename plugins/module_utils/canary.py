@@ -10,14 +10,24 @@ copy in affected versions), counts the store's mapped copies before and after, a
 container and the image; removing the image removes any copy. Every path out, including
 failures, goes through the cleanup. The store's JSON (minus timestamps) and the inode count of
 its filesystem are compared before and after, and reported.
+
+A SIGKILL skips every cleanup, so every object a canary (or the correctness proof, which uses
+the same names) makes is named after its run's process: `idmapguard-canary-<pid>-<start time>-
+<token>`, the start time being the process's in clock ticks since boot (/proc/PID/stat), so a
+reused pid does not pass for the dead process. Each run first removes the leftovers whose
+process is gone -- containers, images (their mapped copies go with them) and work directories
+-- and never those of a canary still running.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import glob
 import io
+import json
 import os
+import re
 import shutil
 import signal
 import tarfile
@@ -32,6 +42,8 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store_view impo
 Runner = Callable[[List[str]], Tuple[int, str, str]]
 NAME_PREFIX = "idmapguard-canary-"
 CANARY_FILES = 8
+# idmapguard-canary-<pid>-<start time>-<token>, also inside image references and work dirs
+_OWNER_RE = re.compile(re.escape(NAME_PREFIX) + r"(\d+)-(\d+)-[0-9a-z]+")
 
 
 class CanaryError(RuntimeError):
@@ -47,6 +59,78 @@ def _interrupt(signum: int, _frame: Any) -> None:
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def process_start_time(pid: int, proc: str = "/proc") -> Optional[str]:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    try:
+        with open(os.path.join(proc, str(pid), "stat")) as handle:
+            stat = handle.read()
+    except (IOError, OSError):
+        return None
+    # the command name (field 2) may hold spaces and parentheses: count from the last ')'
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def run_owner() -> str:
+    """`<pid>-<start time>` of this process: what names this run's objects."""
+    pid = os.getpid()
+    return "%d-%s" % (pid, process_start_time(pid) or "0")
+
+
+def object_name(owner: Optional[str] = None) -> str:
+    """A unique name for one object of this run (container, image, work directory)."""
+    return "%s%s-%s" % (NAME_PREFIX, owner or run_owner(), uuid.uuid4().hex[:8])
+
+
+def owner_alive(name: str, proc: str = "/proc") -> Optional[bool]:
+    """Whether the process named in NAME still runs; None when NAME is not a canary object."""
+    match = _OWNER_RE.search(name)
+    if not match:
+        return None
+    return process_start_time(int(match.group(1)), proc) == match.group(2)
+
+
+def _names(run: Runner, podman: str, gargs: List[str], args: List[str]) -> List[str]:
+    rc, out, _err = _podman(run, podman, args + ["--format", "json"], gargs)
+    if rc != 0:
+        return []
+    try:
+        records = json.loads(out or "[]") or []
+    except ValueError:
+        return []
+    names = []  # type: List[str]
+    for record in records if isinstance(records, list) else []:
+        for name in record.get("Names") or []:
+            names.append(name)
+    return names
+
+
+def remove_leftovers(run: Runner, podman: str = "podman", global_args: Optional[List[str]] = None,
+                     tmpdir: Optional[str] = None, proc: str = "/proc") -> List[str]:
+    """Remove the containers, images and work directories of canary runs whose process is gone.
+
+    Objects of a live run (pid alive with the same start time) are left alone, so concurrent
+    canaries do not remove each other's. Returns what was removed.
+    """
+    gargs = list(global_args or [])
+    removed = []  # type: List[str]
+    for name in _names(run, podman, gargs, ["ps", "--all"]):
+        if owner_alive(name, proc) is False:
+            rc, _out, _err = _podman(run, podman, ["rm", "--force", "--ignore", name], gargs)
+            if rc == 0:
+                removed.append("container " + name)
+    for name in _names(run, podman, gargs, ["images"]):
+        if owner_alive(name, proc) is False:
+            rc, _out, _err = _podman(run, podman, ["rmi", "--force", name], gargs)
+            if rc == 0:
+                removed.append("image " + name)
+    for path in glob.glob(os.path.join(tmpdir or tempfile.gettempdir(), NAME_PREFIX + "*")):
+        if os.path.isdir(path) and owner_alive(os.path.basename(path), proc) is False:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append("directory " + path)
+    return removed
 
 
 def write_image_tar(path: str, files: int = CANARY_FILES) -> None:
@@ -76,13 +160,14 @@ def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str,
                global_args: Optional[List[str]] = None, tmpdir: Optional[str] = None) -> Dict[str, Any]:
     """Run the canary; return the `canary` facts. Raises CanaryError when it could not conclude."""
     gargs = list(global_args or [])
-    token = uuid.uuid4().hex[:12]
-    image = "localhost/%s%s:latest" % (NAME_PREFIX, token)
-    container = NAME_PREFIX + token
+    leftovers = remove_leftovers(run, podman, gargs, tmpdir)
+    owner = run_owner()
+    image = "localhost/%s:latest" % object_name(owner)
+    container = object_name(owner)
     before_json = json_snapshot(settings)
     before_copies = mapped_copies(settings)
     before_inodes = fs_usage(settings.graphroot)["inodes_used"]
-    workdir = tempfile.mkdtemp(prefix=NAME_PREFIX, dir=tmpdir)
+    workdir = tempfile.mkdtemp(prefix=object_name(owner) + "-", dir=tmpdir)
     failure = None  # type: Optional[str]
     after_create = None  # type: Optional[Dict[str, Any]]
     cleanup_errors = []  # type: List[str]
@@ -138,6 +223,7 @@ def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str,
         "inodes_delta": after_inodes - before_inodes,
         "store_restored": restored,
         "cleanup_errors": cleanup_errors,
+        "leftovers_removed": leftovers,
         "error": failure,
     }  # type: Dict[str, Any]
     if failure is not None:
