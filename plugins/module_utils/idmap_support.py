@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
 from ansible_collections.idmapguard.storage.plugins.module_utils.canary import CanaryError, run_canary
+from ansible_collections.idmapguard.storage.plugins.module_utils.sharing_proof import CHECKS, ProofError, run_proof
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import (
     HelperMissingError,
@@ -55,6 +56,11 @@ class SupportParams:
     uidmap: str
     gidmap: str
     canary: bool = False
+    # the correctness proof (sharing_proof.py), where the verdict is `shares`
+    proof: bool = False
+    # checks whose failure is reported but does not fail the proof (a known upstream bug the
+    # operator accepts for this fleet)
+    proof_accept: List[str] = field(default_factory=list)
     podman_backport: bool = False
     podman: str = "podman"
     podman_args: List[str] = field(default_factory=list)
@@ -116,6 +122,38 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> Optio
     except (OSError, IOError):
         return None
     return best_type
+
+
+def _proof(run: Runner, params: SupportParams, verdict: str, check_mode: bool,
+           warnings: List[str]) -> Optional[Dict[str, Any]]:
+    """The `proof` facts: None when not asked for; {ran: false, ...} when it did not run."""
+    if not params.proof:
+        return None
+    unknown = sorted(set(params.proof_accept) - set(CHECKS))
+    if unknown:
+        raise SupportError("proof_accept names unknown checks %s (known: %s)" % (", ".join(unknown), ", ".join(CHECKS)))
+    if check_mode:
+        warnings.append("the correctness proof would run (verdict %s) but is skipped in check mode: it starts and "
+                        "commits containers" % verdict if verdict == "shares" else
+                        "the correctness proof would not run: verdict %s, not shares" % verdict)
+        return {"ran": False, "passed": None, "would_run": verdict == "shares", "checks": {}, "failed_checks": [],
+                "skipped": "check mode"}
+    if verdict != "shares":
+        return {"ran": False, "passed": None, "would_run": False, "checks": {}, "failed_checks": [],
+                "skipped": "verdict %s: nothing shares layers here, so there is nothing to prove" % verdict}
+    try:
+        proof = run_proof(run, params.uidmap, params.gidmap, podman=params.podman)
+    except ProofError as exc:
+        raise SupportError("the correctness proof could not run: %s" % exc)
+    accepted = [name for name in proof["failed_checks"] if name in params.proof_accept]
+    proof["accepted_failures"] = accepted
+    proof["passed"] = not [name for name in proof["failed_checks"] if name not in accepted]
+    for name in proof["failed_checks"]:
+        check = proof["checks"][name]
+        warnings.append("proof check %s failed%s: %s (%s; workaround: %s)" % (
+            name, " (accepted by proof_accept)" if name in accepted else "", check["message"],
+            check["reference"], check.get("workaround", "none known")))
+    return proof
 
 
 def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release: Optional[str] = None) -> SupportResult:
@@ -207,6 +245,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         implicit_mount_program=fuse_in_path,
     ))
     cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
+    proof = _proof(prun, params, verdict.verdict, check_mode, warnings)
+    changed = changed or bool(proof and proof.get("ran"))
     facts = {
         "verdict": verdict.verdict,
         "reasons": verdict.reasons,
@@ -247,5 +287,6 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             "backport_declared": params.podman_backport,
         },
         "canary": canary,
+        "proof": proof,
     }
     return SupportResult(facts=facts, changed=changed, warnings=warnings, helper=helper_identity(run, params.helper))

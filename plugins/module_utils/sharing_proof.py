@@ -272,6 +272,7 @@ def run_proof(run: canary.Runner, uidmap: str, gidmap: str, podman: str = "podma
         tools = find_toolbox()
     except ProofImageError as exc:
         raise ProofError(str(exc))
+    leftovers = canary.remove_leftovers(run, podman, [], tmpdir, proc)
     owner = canary.run_owner()
     image = "localhost/%s:latest" % canary.object_name(owner)
     committed = "localhost/%s:latest" % canary.object_name(owner)
@@ -352,4 +353,5 @@ def run_proof(run: canary.Runner, uidmap: str, gidmap: str, podman: str = "podma
         "checks": checks,
         "failed_checks": failed,
         "cleanup_errors": cleanup_errors,
+        "leftovers_removed": leftovers,
     }

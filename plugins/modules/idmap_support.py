@@ -31,6 +31,14 @@ description:
     and the image (which removes any copy). It then reports C(changed=true), because it created and
     removed those objects, even though the store is left as it was found (C(canary.store_restored)).
   - The canary never runs in check mode.
+  - With O(proof=true), where the verdict (after the canary) is C(shares), the correctness proof runs: it builds a
+    small image offline from the host's own programs (BusyBox if present, else C(sh), C(stat), C(cat), C(touch),
+    C(chown), C(true) with the shared libraries they load), starts a container with the non-contiguous map,
+    commits it and starts a container of the committed image, and checks C(start), C(ownership), C(file_caps)
+    and C(commit) from inside and outside (RV(proof.checks)). Everything it made is removed again. It never runs
+    in check mode (RV(proof.would_run) says whether it would).
+  - Every object the canary and the proof make is named C(idmapguard-canary-<pid>-<start time>-<token>); each run
+    first removes the objects of runs whose process is gone (a killed run), never those of a live one.
   - The verdict rules and the Podman to containers/storage version table are documented in
     C(docs/verdicts.md) of the collection.
 author:
@@ -85,6 +93,21 @@ options:
       - Run the live canary (see the description). Never in check mode.
     type: bool
     default: false
+  proof:
+    description:
+      - Run the correctness proof (see the description) where the verdict is C(shares). Never in check mode.
+      - A failed check does not fail the module; it is reported in RV(proof) and as a warning, with the
+        upstream reference and the workaround.
+    type: bool
+    default: false
+  proof_accept:
+    description:
+      - Proof checks whose failure is reported but does not make RV(proof.passed) false (a known upstream bug
+        this fleet accepts, for example C(commit) where no one commits containers).
+    type: list
+    elements: str
+    choices: [start, ownership, file_caps, commit]
+    default: []
   podman_backport:
     description:
       - Declare that the installed Podman, although older than 5.6, carries the containers/storage
@@ -489,6 +512,78 @@ canary:
       description: Always null in a returned result (a canary that fails makes the module fail).
       returned: when the canary ran
       type: str
+    leftovers_removed:
+      description: Objects of earlier canary or proof runs whose process is gone (killed), removed first.
+      returned: when the canary ran
+      type: list
+      elements: str
+proof:
+  description: The correctness proof's result, or null when O(proof) is false.
+  returned: always
+  type: dict
+  contains:
+    ran:
+      description: The proof ran (false in check mode and where the verdict is not C(shares)).
+      returned: when O(proof=true)
+      type: bool
+    would_run:
+      description: In check mode or when it did not run, whether it would have run (the verdict is C(shares)).
+      returned: when the proof did not run
+      type: bool
+    skipped:
+      description: Why the proof did not run.
+      returned: when the proof did not run
+      type: str
+    passed:
+      description: Every check passed, or failed and is listed in O(proof_accept); null when it did not run.
+      returned: when O(proof=true)
+      type: bool
+    checks:
+      description:
+        - One entry per check, C(start), C(ownership), C(file_caps), C(commit), each with C(ok) (true, false, or
+          null when not run because the container did not start), C(message), C(evidence) (what was seen
+          inside and on disk), C(reference) (the upstream issue it guards against) and, when failed,
+          C(workaround).
+      returned: when O(proof=true)
+      type: dict
+      sample: {"start": {"ok": true, "message": "the container started with the map", "evidence": {"rc": 0}}}
+    failed_checks:
+      description: Names of the checks whose C(ok) is not true.
+      returned: when O(proof=true)
+      type: list
+      elements: str
+    accepted_failures:
+      description: Failed checks listed in O(proof_accept).
+      returned: when the proof ran
+      type: list
+      elements: str
+    ids:
+      description: Container ids the proof's files are owned by (C(mapped), C(unmapped)) and the v3 capability's C(cap_rootid).
+      returned: when the proof ran
+      type: dict
+    image_files:
+      description: The host files copied into the proof's image.
+      returned: when the proof ran
+      type: list
+      elements: str
+    uidmap:
+      description: UID map used.
+      returned: when the proof ran
+      type: str
+    gidmap:
+      description: GID map used.
+      returned: when the proof ran
+      type: str
+    cleanup_errors:
+      description: Errors of the cleanup steps, if any.
+      returned: when the proof ran
+      type: list
+      elements: str
+    leftovers_removed:
+      description: Objects of earlier runs whose process is gone, removed first.
+      returned: when the proof ran
+      type: list
+      elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -511,6 +606,9 @@ def main():
             uidmap=dict(type="str", default=DEFAULT_UIDMAP),
             gidmap=dict(type="str", default=DEFAULT_GIDMAP),
             canary=dict(type="bool", default=False),
+            proof=dict(type="bool", default=False),
+            proof_accept=dict(type="list", elements="str", default=[],
+                              choices=["start", "ownership", "file_caps", "commit"]),
             podman_backport=dict(type="bool", default=False),
             podman=dict(type="str", default="podman"),
             podman_args=dict(type="list", elements="str", default=[]),

@@ -78,7 +78,26 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     row["podman_version"] = str(record.get("podman_version") or "")
     proof = record.get("proof")
     row["proof"] = dict(proof) if isinstance(proof, Mapping) else None
+    row["proof_checks"] = proof_checks(row["proof"])
     return row
+
+
+# The correctness proof's checks, in the order they build on each other (sharing_proof.CHECKS).
+PROOF_CHECKS = ("start", "ownership", "file_caps", "commit")
+
+
+def proof_checks(proof: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The proof's named checks as rows: name, ok, message, reference, workaround."""
+    checks = (proof or {}).get("checks") or {}
+    if not isinstance(checks, Mapping):
+        return []
+    names = [n for n in PROOF_CHECKS if n in checks] + sorted(n for n in checks if n not in PROOF_CHECKS)
+    rows = []
+    for name in names:
+        check = checks[name] if isinstance(checks[name], Mapping) else {}
+        rows.append({"name": name, "ok": check.get("ok"), "message": str(check.get("message") or ""),
+                     "reference": str(check.get("reference") or ""), "workaround": str(check.get("workaround") or "")})
+    return rows
 
 
 def _sum(rows: Sequence[Mapping[str, Any]], key: str) -> int:

@@ -58,7 +58,9 @@ def store(monkeypatch, tmp_path):
 
 
 def verbs(state):
-    return [c[0] for c in state["calls"]]
+    """The verbs after the leftover listing (ps, images) every run starts with."""
+    assert [c[0] for c in state["calls"][:2]] == ["ps", "images"]
+    return [c[0] for c in state["calls"][2:]]
 
 
 def test_canary_that_copies(store):
@@ -67,7 +69,7 @@ def test_canary_that_copies(store):
     assert result["store_restored"] is True and result["inodes_delta"] == 0
     assert verbs(store) == ["import", "create", "rm", "image", "rmi"]
     assert not store["objects"]
-    create = store["calls"][1]
+    create = store["calls"][3]
     assert create[create.index("--uidmap") + 1] == MAP and create[create.index("--gidmap") + 1] == MAP
 
 
@@ -100,3 +102,52 @@ def test_sigterm_during_create_unwinds_through_cleanup(store):
     assert verbs(store)[-3:] == ["rm", "image", "rmi"]
     assert not store["objects"]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def _proc(tmp_path, pid, start):
+    d = tmp_path / "proc" / str(pid)
+    d.mkdir(parents=True)
+    # the command name may hold spaces and parentheses: field 22 is counted from the last ')'
+    (d / "stat").write_text("%d (we (i) rd) S " % pid + " ".join(["1"] * 18) + " %s 0 0\n" % start)
+    return str(tmp_path / "proc")
+
+
+def test_owner_alive_needs_the_same_start_time(tmp_path):
+    proc = _proc(tmp_path, 4242, "777")
+    assert canary.process_start_time(4242, proc) == "777"
+    assert canary.owner_alive("idmapguard-canary-4242-777-abcd1234", proc) is True
+    assert canary.owner_alive("localhost/idmapguard-canary-4242-777-abcd1234:latest", proc) is True
+    assert canary.owner_alive("idmapguard-canary-4242-778-abcd1234", proc) is False  # pid reused
+    assert canary.owner_alive("idmapguard-canary-4243-777-abcd1234", proc) is False  # gone
+    assert canary.owner_alive("someone-else", proc) is None
+    assert canary.owner_alive("idmapguard-canary-0123456789ab", proc) is None  # old style: not judged
+
+
+def test_object_names_carry_this_process():
+    name = canary.object_name()
+    assert canary.owner_alive(name) is True
+    assert name.startswith("idmapguard-canary-%d-" % os.getpid())
+
+
+def test_remove_leftovers_removes_only_dead_runs(tmp_path):
+    proc = _proc(tmp_path, 4242, "777")
+    live, dead = "idmapguard-canary-4242-777-aaaa1111", "idmapguard-canary-4243-777-bbbb2222"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    for name in (live, dead, "unrelated"):
+        (tmp / (name + "-x")).mkdir()
+    calls = []
+
+    def run(argv):
+        calls.append(argv[1:])
+        if argv[1] == "ps":
+            return 0, '[{"Names": ["%s"]}, {"Names": ["%s"]}, {"Names": ["web"]}]' % (live, dead), ""
+        if argv[1] == "images":
+            return 0, '[{"Names": ["localhost/%s:latest", "localhost/%s:latest"]}]' % (dead, live), ""
+        return 0, "", ""
+
+    removed = canary.remove_leftovers(run, "podman", [], str(tmp), proc)
+    assert ["rm", "--force", "--ignore", dead] in calls and ["rmi", "--force", "localhost/%s:latest" % dead] in calls
+    assert not any(live in " ".join(c) for c in calls if c[0] in ("rm", "rmi"))
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([live + "-x", "unrelated-x"])
+    assert len(removed) == 3

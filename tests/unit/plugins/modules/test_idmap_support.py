@@ -14,7 +14,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils import idmap_su
 from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
 
 CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
-                 "podman", "canary"}
+                 "podman", "canary", "proof"}
 OK = {"ok": True, "errno": None, "message": "ok"}
 
 
@@ -105,6 +105,23 @@ def test_check_mode_skips_the_canary(host):
     assert kind == "exit" and result["changed"] is False and result["canary"] is None
     assert not any("import" in c for c in host["calls"])
     assert any("check mode" in w for w in host["warnings"])
+
+
+def test_check_mode_says_the_proof_would_run(host):
+    kind, result = call({"helper": host["helper"], "proof": True, "_ansible_check_mode": True})
+    assert kind == "exit" and result["changed"] is False
+    assert result["proof"]["ran"] is False and result["proof"]["would_run"] is True
+    assert result["proof"]["skipped"] == "check mode"
+    assert not any(c[1:2] in (["run"], ["import"]) for c in host["calls"])
+    assert any("proof would run" in w for w in host["warnings"])
+
+
+def test_proof_does_not_run_where_nothing_shares(host):
+    host["version"] = "5.4.2"
+    kind, result = call({"helper": host["helper"], "proof": True})
+    assert kind == "exit" and result["changed"] is False and result["verdict"] == "needs_podman_upgrade"
+    assert result["proof"]["ran"] is False and result["proof"]["would_run"] is False
+    assert "needs_podman_upgrade" in result["proof"]["skipped"]
 
 
 def test_old_podman_needs_upgrade(host):
