@@ -88,8 +88,10 @@ def test_rollout_rolls_back_a_failed_proof(lab_host, inventory, tmp_path):
     """sid + fuse-overlayfs: configure removes mount_program, the proof runs on the now sharing
     host and its commit check fails for real on Podman 5.8.6: storage.conf is put back, the host
     fails and the next batch is never touched."""
-    first, other = sorted([lab_host("sid", mount_program="/usr/bin/fuse-overlayfs"), lab_host("sid")],
-                          key=lambda h: h.name)
+    # the inventory lists hosts by name: the first one is the canary batch
+    tag = "%d-%s" % (os.getpid(), os.urandom(2).hex())
+    first = lab_host("sid", name="proof-a-" + tag, mount_program="/usr/bin/fuse-overlayfs")
+    other = lab_host("sid", name="proof-b-" + tag)
     version = first.podman_version()
     assert version in EXPECTED
     inv = inventory(first, other)
