@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class SupportParams:
     # checks whose failure is reported but does not fail the proof (a known upstream bug the
     # operator accepts for this fleet)
     proof_accept: List[str] = field(default_factory=list)
+    # the operator's word that _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set on purpose, and why
+    disable_idmap_reason: Optional[str] = None
     podman_backport: bool = False
     podman: str = "podman"
     podman_args: List[str] = field(default_factory=list)
@@ -124,7 +127,19 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> Optio
     return best_type
 
 
-def _proof(run: Runner, params: SupportParams, verdict: str, check_mode: bool,
+def _proof_case(params: SupportParams, verdict: Any, disable: Dict[str, Any]) -> Optional[str]:
+    """Why the proof runs here (None: it does not). Where the verdict is `shares`; and where the
+    only obstacle is _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes in units or files (not in this process's
+    environment), since this module's Podman does not see it: the proof then tells whether the
+    variable is needed (a check fails without it) before configure removes it."""
+    if verdict.verdict == "shares":
+        return "verdict shares"
+    if verdict.reason_codes == ["disable_idmap_env"] and "process environment" not in (disable.get("where") or []):
+        return "only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way, and this module's Podman runs without it"
+    return None
+
+
+def _proof(run: Runner, params: SupportParams, case: Optional[str], verdict: str, check_mode: bool,
            warnings: List[str]) -> Optional[Dict[str, Any]]:
     """The `proof` facts: None when not asked for; {ran: false, ...} when it did not run."""
     if not params.proof:
@@ -133,18 +148,19 @@ def _proof(run: Runner, params: SupportParams, verdict: str, check_mode: bool,
     if unknown:
         raise SupportError("proof_accept names unknown checks %s (known: %s)" % (", ".join(unknown), ", ".join(CHECKS)))
     if check_mode:
-        warnings.append("the correctness proof would run (verdict %s) but is skipped in check mode: it starts and "
-                        "commits containers" % verdict if verdict == "shares" else
+        warnings.append("the correctness proof would run (%s) but is skipped in check mode: it starts and commits "
+                        "containers" % case if case else
                         "the correctness proof would not run: verdict %s, not shares" % verdict)
-        return {"ran": False, "passed": None, "would_run": verdict == "shares", "checks": {}, "failed_checks": [],
+        return {"ran": False, "passed": None, "would_run": case is not None, "checks": {}, "failed_checks": [],
                 "skipped": "check mode"}
-    if verdict != "shares":
+    if case is None:
         return {"ran": False, "passed": None, "would_run": False, "checks": {}, "failed_checks": [],
                 "skipped": "verdict %s: nothing shares layers here, so there is nothing to prove" % verdict}
     try:
         proof = run_proof(run, params.uidmap, params.gidmap, podman=params.podman)
     except ProofError as exc:
         raise SupportError("the correctness proof could not run: %s" % exc)
+    proof["why"] = case
     accepted = [name for name in proof["failed_checks"] if name in params.proof_accept]
     proof["accepted_failures"] = accepted
     proof["passed"] = not [name for name in proof["failed_checks"] if name not in accepted]
@@ -154,6 +170,19 @@ def _proof(run: Runner, params: SupportParams, verdict: str, check_mode: bool,
             name, " (accepted by proof_accept)" if name in accepted else "", check["message"],
             check["reference"], check.get("workaround", "none known")))
     return proof
+
+
+def _kept_because(params: SupportParams, disable: Dict[str, Any], proof: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Why _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is deliberate, if it is set and it is."""
+    if not disable.get("set"):
+        return None
+    if params.disable_idmap_reason:
+        return "declared by the operator: %s" % params.disable_idmap_reason
+    if proof and proof.get("ran") and not proof.get("passed") and proof.get("why", "").startswith("only"):
+        failed = [n for n in proof["failed_checks"] if n not in proof.get("accepted_failures", [])]
+        return "the correctness proof fails without it: %s" % "; ".join(
+            "%s (%s)" % (n, proof["checks"][n]["reference"]) for n in failed)
+    return None
 
 
 def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release: Optional[str] = None) -> SupportResult:
@@ -222,7 +251,7 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         if not canary["store_restored"]:
             warnings.append("the canary did not leave the store exactly as it found it: %s" % canary)
 
-    verdict = evaluate(HostFacts(
+    host_facts = HostFacts(
         kernel_release=release,
         probe=probe,
         fs_type=fs_type,
@@ -243,10 +272,16 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         mount_program_marker=marker,
         mount_program_marker_path=marker_path,
         implicit_mount_program=fuse_in_path,
-    ))
+    )
+    verdict = evaluate(host_facts)
     cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
-    proof = _proof(prun, params, verdict.verdict, check_mode, warnings)
+    proof = _proof(prun, params, _proof_case(params, verdict, disable), verdict.verdict, check_mode, warnings)
     changed = changed or bool(proof and proof.get("ran"))
+    kept = _kept_because(params, disable, proof)
+    if kept:
+        verdict = evaluate(dataclasses.replace(host_facts, disable_idmap_kept=kept))
+        cache["stale"] = list(verdict.stale_probe_cache)
+    disable = dict(disable, kept=kept)
     facts = {
         "verdict": verdict.verdict,
         "reasons": verdict.reasons,

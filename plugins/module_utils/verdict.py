@@ -59,6 +59,8 @@ REASON_VERDICT = {
     "mount_program": "fixable_by_config",
     "mount_program_marker": "fixable_by_config",
     "disable_idmap_env": "fixable_by_config",
+    # set on purpose (declared by the operator, or a proof check fails without it): configure keeps it
+    "disable_idmap_deliberate": "fixable_by_config",
     "no_userns": "fixable_by_config",
     "chrooted": "fixable_by_config",
     "canary_copied": "copies_unexplained",
@@ -126,6 +128,9 @@ class HostFacts:
     mount_program: Optional[str] = None
     disable_idmap_env: bool = False
     disable_idmap_where: List[str] = field(default_factory=list)
+    # why _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is there on purpose (operator's word, or the
+    # correctness proof's checks that fail without it); None: not known to be deliberate
+    disable_idmap_kept: Optional[str] = None
     max_user_namespaces: Optional[int] = None
     chrooted: bool = False
     supports_shifting: Optional[bool] = None       # podman info's "Supports shifting" (None: not printed)
@@ -284,8 +289,13 @@ def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
                     % (facts.mount_program_marker_path or "overlay/.has-mount-program", facts.implicit_mount_program)))
     if facts.disable_idmap_env:
         where = ", ".join(facts.disable_idmap_where) or "the environment"
-        out.append(("disable_idmap_env", "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set for Podman in %s: "
-                    "it turns idmapped mounts off; remove it" % where))
+        if facts.disable_idmap_kept:
+            out.append(("disable_idmap_deliberate", "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set for Podman in %s "
+                        "on purpose (%s): configure keeps it, so this host keeps copying layers for non-contiguous "
+                        "maps" % (where, facts.disable_idmap_kept)))
+        else:
+            out.append(("disable_idmap_env", "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set for Podman in %s: "
+                        "it turns idmapped mounts off; remove it" % where))
     shifting = " (Podman then reports Supports shifting: false and copies even contiguous maps)"
     if facts.max_user_namespaces is not None and facts.max_user_namespaces <= 0:
         out.append(("no_userns", "user.max_user_namespaces is %d: Podman cannot create the user namespace an "

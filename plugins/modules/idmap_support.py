@@ -37,6 +37,9 @@ description:
     commits it and starts a container of the committed image, and checks C(start), C(ownership), C(file_caps)
     and C(commit) from inside and outside (RV(proof.checks)). Everything it made is removed again. It never runs
     in check mode (RV(proof.would_run) says whether it would).
+  - The proof also runs, with O(proof=true), where the only obstacle is C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) set in
+    units or files (this module's Podman does not see it, so it shares): when a check fails there, the variable is
+    needed and is reported as kept on purpose (C(disable_idmap_deliberate)), and the configure role keeps it.
   - Every object the canary and the proof make is named C(idmapguard-canary-<pid>-<start time>-<token>); each run
     first removes the objects of runs whose process is gone (a killed run), never those of a live one.
   - The verdict rules and the Podman to containers/storage version table are documented in
@@ -108,6 +111,13 @@ options:
     elements: str
     choices: [start, ownership, file_caps, commit]
     default: []
+  disable_idmap_reason:
+    description:
+      - Declare that C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) is set on this host on purpose, and why (for example
+        C(podman commit of setcap images, container-libs 1126)).
+      - Where it is set, the reason C(disable_idmap_deliberate) replaces C(disable_idmap_env), RV(podman.disable_idmap_env.kept)
+        holds the why, and the configure role leaves the variable in place.
+    type: str
   podman_backport:
     description:
       - Declare that the installed Podman, although older than 5.6, carries the containers/storage
@@ -194,6 +204,7 @@ reason_codes:
     - Machine-readable codes of RV(reasons), same order. One of C(kernel_no_mount_api), C(kernel_no_idmap),
       C(kernel_no_overlay_idmap), C(fs_no_idmap), C(podman_missing), C(podman_too_old), C(canary_copied),
       C(podman_no_shifting), C(driver_vfs), C(driver_not_overlay), C(mount_program), C(disable_idmap_env),
+      C(disable_idmap_deliberate),
       C(no_userns), C(chrooted), C(probe_cache_stale), C(probe_cache_unproven), C(mount_program_marker),
       C(additional_image_store).
   returned: always
@@ -398,6 +409,12 @@ podman:
           returned: always
           type: list
           elements: str
+        kept:
+          description:
+            - Why the variable is there on purpose (O(disable_idmap_reason), or the proof checks that fail without it),
+              or null. The configure role does not remove a variable that is kept.
+          returned: always
+          type: str
     backport_declared:
       description: The value of O(podman_backport).
       returned: always
@@ -530,6 +547,10 @@ proof:
       description: In check mode or when it did not run, whether it would have run (the verdict is C(shares)).
       returned: when the proof did not run
       type: bool
+    why:
+      description: Why the proof ran (the verdict is C(shares), or only C(_CONTAINERS_OVERLAY_DISABLE_IDMAP) stands in the way).
+      returned: when the proof ran
+      type: str
     skipped:
       description: Why the proof did not run.
       returned: when the proof did not run
@@ -607,6 +628,7 @@ def main():
             gidmap=dict(type="str", default=DEFAULT_GIDMAP),
             canary=dict(type="bool", default=False),
             proof=dict(type="bool", default=False),
+            disable_idmap_reason=dict(type="str"),
             proof_accept=dict(type="list", elements="str", default=[],
                               choices=["start", "ownership", "file_caps", "commit"]),
             podman_backport=dict(type="bool", default=False),

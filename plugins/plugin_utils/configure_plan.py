@@ -101,8 +101,13 @@ def disable_idmap_env_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[
     if host.action == "skipped":
         # A host that cannot share layers keeps its units as they are; the other places are still reported.
         units = []
+    kept = env.get("kept")
     if host.action != "configure":
         reason = "host not configured"
+    elif kept and units:
+        # set on purpose (the operator said so, or the correctness proof fails without it)
+        reason = "kept on purpose in %s: %s" % (", ".join(units), kept)
+        units = []
     elif not units:
         reason = "no unit sets _CONTAINERS_OVERLAY_DISABLE_IDMAP"
     elif not inputs.unset_disable_idmap_env:
@@ -110,7 +115,7 @@ def disable_idmap_env_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[
     else:
         reason = "set in %s" % ", ".join(units)
     run = host.action == "configure" and bool(units) and inputs.unset_disable_idmap_env
-    return {"run": run, "reason": reason, "units": units, "not_fixed": not_fixed}
+    return {"run": run, "reason": reason, "units": units, "not_fixed": not_fixed, "kept": kept}
 
 
 def probe_cache_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[str, Any]:
@@ -179,5 +184,6 @@ def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[st
         "dropins": written,
         "not_fixed": list(plan["disable_idmap_env"]["not_fixed"]),
         "probe_cache_cleared": list((probe_cache or {}).get("removed") or []) if _changed(probe_cache) else [],
+        "disable_idmap_kept": plan["disable_idmap_env"].get("kept"),
         "restarted": list(restart_units) if changed else [],
     }

@@ -183,3 +183,45 @@ def test_killed_canary_leftovers_removed_by_the_next_run(lab_host):
     host.exec(["kill", "-TERM", str(live_pid)], check=True)
     live.communicate(timeout=300)
     assert canary_objects(host) == (set(), set())
+
+
+def test_deliberate_disable_is_kept(lab_host, inventory, tmp_path):
+    """_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes in a podman.service drop-in: where a proof check fails
+    without it (Podman 5.8.6: commit), it is deliberate and configure keeps it; the operator
+    can also declare it; with the failure accepted, configure removes it as before."""
+    host = lab_host("sid")
+    install_helper(host)
+    dropin_dir = "/etc/systemd/system/podman.service.d"
+    host.write_file(dropin_dir + "/50-noidmap.conf", "[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+    inv = inventory(host)
+    version = host.podman_version()
+    failing = [n for n in CHECKS if not EXPECTED[version][n]]
+
+    plain = run_module(inv, host)
+    assert plain["reason_codes"] == ["disable_idmap_env"] and plain["podman"]["disable_idmap_env"]["kept"] is None
+    declared = run_module(inv, host, "disable_idmap_reason='our builds commit setcap images'")
+    assert declared["verdict"] == "fixable_by_config" and declared["reason_codes"] == ["disable_idmap_deliberate"]
+    assert declared["podman"]["disable_idmap_env"]["kept"] == "declared by the operator: our builds commit setcap images"
+    assert "on purpose (declared by the operator" in declared["reasons"][0]
+
+    proven = run_module(inv, host, "proof=true")
+    assert proven["proof"]["ran"] is True and proven["proof"]["failed_checks"] == failing
+    assert proven["reason_codes"] == (["disable_idmap_deliberate"] if failing else ["disable_idmap_env"])
+    if failing:
+        assert "the correctness proof fails without it: %s" % failing[0] in proven["podman"]["disable_idmap_env"]["kept"]
+
+    # the rollout: the proof runs before configure, which keeps the variable
+    listing = sorted(os.listdir(host.path(dropin_dir)))
+    report_dir = str(tmp_path / "report")
+    proc = run_playbook(inv, report_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with open(os.path.join(report_dir, "fleet-report.json")) as f:
+        row = json.load(f)["hosts"][0]
+    assert sorted(os.listdir(host.path(dropin_dir))) == listing  # no drop-in unsetting it
+    if failing:
+        assert row["reason_codes"] == ["disable_idmap_deliberate"] and row["failed"] is False
+        assert any("configure keeps it" in r for r in row["reasons"])
+    # accepted failure: the variable is not needed any more, configure unsets it
+    proc = run_playbook(inv, report_dir, "-e", '{"idmapguard_rollout_proof_accept": %s}' % json.dumps(failing))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert len(os.listdir(host.path(dropin_dir))) == len(listing) + 1

@@ -117,6 +117,12 @@ CASES = [
     ("additional-store-stale-cache", {"additional_image_stores": ["/var/lib/shared"],
                                       "probe_cache": {"idmapped-lower-dir": False}},
      "fixable_by_config", ["probe_cache_stale", "additional_image_store"]),
+    ("disable-env-declared", {"disable_idmap_env": True, "disable_idmap_kept": "declared by the operator: commits",
+                              "disable_idmap_where": ["/etc/systemd/system/podman.service.d/x.conf"]},
+     "fixable_by_config", ["disable_idmap_deliberate"]),
+    ("disable-env-kept-by-proof", {"disable_idmap_env": True, "disable_idmap_kept": "proof check commit fails"},
+     "fixable_by_config", ["disable_idmap_deliberate"]),
+    ("kept-but-not-set", {"disable_idmap_kept": "declared by the operator"}, "shares", []),
     ("no-userns", {"max_user_namespaces": 0}, "fixable_by_config", ["no_userns"]),
     ("chroot", {"chrooted": True}, "fixable_by_config", ["chrooted"]),
     ("all-config-obstacles", {"mount_program": "/usr/bin/fuse-overlayfs", "disable_idmap_env": True,
@@ -280,3 +286,11 @@ def test_kernel_matrix_fixtures(release, fs, result):
     assert expected, "add the expected verdict of %s on %s to MATRIX_EXPECTED" % (release, fs)
     verdict = evaluate(host(kernel_release=release, probe=result, fs_type=fs))
     assert (verdict.verdict, verdict.reason_codes) == expected[0]
+
+
+def test_deliberate_disable_says_why():
+    r = evaluate(host(disable_idmap_env=True, disable_idmap_kept="proof check commit fails without it (#1126)",
+                      disable_idmap_where=["/etc/systemd/system/podman.service.d/idmap.conf"]))
+    assert r.reason_codes == ["disable_idmap_deliberate"]
+    assert "on purpose (proof check commit fails without it (#1126))" in r.reasons[0]
+    assert "configure keeps it" in r.reasons[0] and "remove it" not in r.reasons[0]

@@ -116,13 +116,23 @@ def test_disable_idmap_env_step(verdict, unset, run, units, reason):
     where = ["/etc/systemd/system/podman.service", "/etc/environment"]
     plan = configure_plan(ConfigureInputs(facts=facts(verdict, where=where), unset_disable_idmap_env=unset))
     assert plan["disable_idmap_env"] == {"run": run, "reason": reason, "units": units,
-                                         "not_fixed": ["/etc/environment"]}
+                                         "not_fixed": ["/etc/environment"], "kept": None}
 
 
 def test_env_not_set_means_nothing_to_do():
     plan = configure_plan(ConfigureInputs(facts=facts("fixable_by_config", where=[])))
     assert plan["disable_idmap_env"] == {"run": False, "reason": "no unit sets _CONTAINERS_OVERLAY_DISABLE_IDMAP",
-                                         "units": [], "not_fixed": []}
+                                         "units": [], "not_fixed": [], "kept": None}
+
+
+def test_a_deliberate_disable_is_kept():
+    """Set on purpose (operator's word or a failing proof check, in the facts): no drop-in."""
+    f = facts("fixable_by_config", where=["/etc/systemd/system/podman.service.d/x.conf"])
+    f["podman"]["disable_idmap_env"]["kept"] = "the correctness proof fails without it: commit (#1126)"
+    plan = configure_plan(ConfigureInputs(facts=f))
+    assert plan["disable_idmap_env"]["run"] is False and plan["disable_idmap_env"]["units"] == []
+    assert plan["disable_idmap_env"]["reason"] == ("kept on purpose in podman.service: the correctness proof fails "
+                                                   "without it: commit (#1126)")
 
 
 def test_every_step_has_run_and_reason():
