@@ -177,7 +177,7 @@ def _kept_because(params: SupportParams, disable: Dict[str, Any], proof: Optiona
     if not disable.get("set"):
         return None
     if params.disable_idmap_reason:
-        return "declared by the operator: %s" % params.disable_idmap_reason
+        return params.disable_idmap_reason
     if proof and proof.get("ran") and not proof.get("passed") and proof.get("why", "").startswith("only"):
         failed = [n for n in proof["failed_checks"] if n not in proof.get("accepted_failures", [])]
         return "the correctness proof fails without it: %s" % "; ".join(
