@@ -154,7 +154,7 @@ def test_read_only_run_check_mode_and_disable_variable(lab_host, inventory):
     assert disabled["verdict"] == "fixable_by_config"
     assert disabled["reason_codes"] == ["disable_idmap_env"]
     assert disabled["podman"]["disable_idmap_env"] == {
-        "set": True, "where": ["/etc/systemd/system/podman.service.d/50-noidmap.conf"]}
+        "set": True, "where": ["/etc/systemd/system/podman.service.d/50-noidmap.conf"], "kept": None}
 
 
 def test_missing_helper_fails_clearly(lab_host, inventory):
