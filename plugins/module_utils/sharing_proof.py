@@ -208,10 +208,10 @@ def judge(ids: Dict[str, int], uid_ext: Sequence[Extent], gid_ext: Sequence[Exte
     bad += ["container wrote %s: %s" % (k, v) for k, v in writes.items() if v != "ok"]
     bad += ["%s is %s on disk, expected %s" % (p, seen_disk.get(p), w) for p, w in want_disk.items()
             if seen_disk.get(p) != w]
-    checks["ownership"] = _check(not bad, "; ".join(bad) or "owners are right inside (unmapped shows as %d:%d) and "
-                                 "on disk" % overflow, {"inside": seen_inside, "expected_inside": want_inside,
-                                                         "on_disk": seen_disk, "expected_on_disk": want_disk},
-                                 "ownership")
+    evidence = {"inside": seen_inside, "expected_inside": want_inside, "on_disk": seen_disk,
+                "expected_on_disk": want_disk}  # type: Dict[str, Any]
+    message = "; ".join(bad) or "owners are right inside (unmapped shows as %d:%d) and on disk" % overflow
+    checks["ownership"] = _check(not bad, message, evidence, "ownership")
 
     caps = {k: first["parsed"]["steps"].get(k) for k in ("cap_read", "cap_exec", "cap_copy_up")}
     bad = ["%s: %s" % (k, v) for k, v in caps.items() if v != "ok"]
@@ -302,8 +302,8 @@ def run_proof(run: canary.Runner, uidmap: str, gidmap: str, podman: str = "podma
             raise ProofError("podman import of the proof image failed (rc=%d): %s" % (rc, err.strip()[-300:]))
         layer = _inspect(run, podman, ["image"], image)
         outside["image_cap"] = _disk_cap(os.path.join(layer, "proof/cap/true")) if layer else None
-        rc, out, err = _run(run, podman, ["run", "--name", first_name] + common + [image, "/bin/sh", "-c",
-                                                                                 _first_script(ids["mapped"])])
+        script = _first_script(ids["mapped"])
+        rc, out, err = _run(run, podman, ["run", "--name", first_name] + common + [image, "/bin/sh", "-c", script])
         first = {"rc": rc, "parsed": parse_output(out), "error": err.strip()[-400:]}
         if first["parsed"]["started"]:
             upper = _inspect(run, podman, [], first_name)
@@ -319,8 +319,8 @@ def run_proof(run: canary.Runner, uidmap: str, gidmap: str, podman: str = "podma
                     outside["committed_owners"] = {rel: _disk_owner(os.path.join(layer, rel))
                                                    for rel in ("proof/new-root", "proof/new-mapped")}
                     outside["committed_cap"] = _disk_cap(os.path.join(layer, "proof/cap/true"))
-                rc, out, err = _run(run, podman, ["run", "--name", second_name] + common + [committed, "/bin/sh", "-c",
-                                                                                          _second_script()])
+                argv = ["run", "--name", second_name] + common + [committed, "/bin/sh", "-c", _second_script()]
+                rc, out, err = _run(run, podman, argv)
                 second = {"rc": rc, "parsed": parse_output(out), "error": err.strip()[-400:]}
     except canary._Interrupted as exc:  # pylint: disable=protected-access
         failure = "interrupted by %s" % exc

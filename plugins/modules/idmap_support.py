@@ -31,14 +31,14 @@ description:
     and the image (which removes any copy). It then reports C(changed=true), because it created and
     removed those objects, even though the store is left as it was found (C(canary.store_restored)).
   - The canary never runs in check mode.
-  - With O(proof=true), where the verdict (after the canary) is C(shares), the correctness proof runs: it builds a
+  - With O(proof=true), where the verdict (after the canary) is C(shares), the correctness proof runs. It builds a
     small image offline from the host's own programs (BusyBox if present, else C(sh), C(stat), C(cat), C(touch),
     C(chown), C(true) with the shared libraries they load), starts a container with the non-contiguous map,
     commits it and starts a container of the committed image, and checks C(start), C(ownership), C(file_caps)
     and C(commit) from inside and outside (RV(proof.checks)). Everything it made is removed again. It never runs
     in check mode (RV(proof.would_run) says whether it would).
   - The proof also runs, with O(proof=true), where the only obstacle is C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) set in
-    units or files (this module's Podman does not see it, so it shares): when a check fails there, the variable is
+    units or files (this module's Podman does not see it, so it shares); when a check fails there, the variable is
     needed and is reported as kept on purpose (C(disable_idmap_deliberate)), and the configure role keeps it.
   - Every object the canary and the proof make is named C(idmapguard-canary-<pid>-<start time>-<token>); each run
     first removes the objects of runs whose process is gone (a killed run), never those of a live one.

@@ -14,8 +14,8 @@ EXT = parse_idmap(DEFAULT_UIDMAP)
 def test_ids_for_the_default_map():
     assert sharing_proof.choose_ids(EXT) == {"mapped": 531571, "unmapped": 65536, "cap_rootid": 1}
     # contiguous map: a mapped id in the one extent, the first id past it unmapped
-    assert sharing_proof.choose_ids(parse_idmap("0:100000:65536")) == {"mapped": 1, "unmapped": 65536,
-                                                                        "cap_rootid": 1}
+    ids = sharing_proof.choose_ids(parse_idmap("0:100000:65536"))
+    assert ids == {"mapped": 1, "unmapped": 65536, "cap_rootid": 1}
 
 
 def test_parse_output():
