@@ -12,7 +12,6 @@ What is asserted comes from Podman (its store, `podman ps/images`) and the host'
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 
