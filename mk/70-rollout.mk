@@ -1,28 +1,10 @@
-# Fleet rollout: the AWX execution environment's build context, the rollout on lab hosts over
-# SSH, molecule in containers, and the rollout benchmark.
-EE_DIR := $(BUILD)/ee
+# Fleet rollout: the rollout on lab hosts over SSH, molecule in containers, and the rollout benchmark.
 MOLECULE_DIR := $(CURDIR)/extensions/molecule
 
-.PHONY: ee-context test-ee test-rollout test-molecule bench-rollout report-screenshot
-
-# ansible-builder create: the build context of the execution environment, with the collection
-# tarball in it. Building the image needs a registry for the base image (not done here).
-ee-context: deps
-	@rm -rf $(EE_DIR) && mkdir -p $(EE_DIR)
-	ansible-galaxy collection build --force --output-path $(EE_DIR) . >/dev/null
-	mv $(EE_DIR)/idmapguard-storage-*.tar.gz $(EE_DIR)/idmapguard-storage.tar.gz
-	ansible-builder create -f execution-environment.yml -c $(EE_DIR)/context >/dev/null
-	@echo "ee-context: $(EE_DIR)/context"
-
-test-ee: ee-context
-	grep -q 'ansible-core==2.19.14' $(EE_DIR)/context/Containerfile
-	test -s $(EE_DIR)/context/_build/collections/idmapguard-storage.tar.gz
-	grep -q '/build/collections/idmapguard-storage.tar.gz' $(EE_DIR)/context/_build/requirements.yml
-	tar -tzf $(EE_DIR)/context/_build/collections/idmapguard-storage.tar.gz | grep -q '^meta/execution-environment.yml$$'
-	tar -tzf $(EE_DIR)/context/_build/collections/idmapguard-storage.tar.gz | grep -q '^playbooks/rollout.yml$$'
+.PHONY: test-rollout test-molecule bench-rollout report-screenshot
 
 # The rollout on lab hosts (bookworm, trixie, sid, sid with fuse-overlayfs) over SSH.
-test-rollout: deps test-ee
+test-rollout: deps
 	python -m pytest -q -p no:cacheprovider -s tests/integration/test_rollout.py
 
 # molecule test (create, prepare, converge, idempotence, verify, destroy) on a privileged
