@@ -3,7 +3,7 @@
 
 import pytest
 
-from fake_store import FakeStore  # pylint: disable=import-error
+from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import FakeStore
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout im
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, TOKEN_SIZE
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import remove_tree_at
 
-from fake_store import FakeStore, standard  # pylint: disable=import-error
+from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import FakeStore, standard
 
 
 def _tree(root, width=30, depth=6):

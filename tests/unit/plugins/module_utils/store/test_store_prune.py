@@ -16,7 +16,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors im
     NoFreeInodeError, TamperedStoreError,
 )
 
-from fake_store import NONCONTIG, gid, standard  # pylint: disable=import-error
+from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import NONCONTIG, gid, standard
 
 
 def make(fake_store):
