@@ -29,7 +29,7 @@ TEST_TARGETS :=
 
 help:
 	@echo "make demo   reproduce inode exhaustion on a lab host and fix it with the collection"
-	@echo "make test   the whole suite: unit, sanity, native, integration, molecule, docs"
+	@echo "make test   the whole suite: unit, sanity, lint, galaxy-importer, native, integration, EE, molecule, docs"
 
 $(BUILD)/.debian-deps: scripts/install-debian-deps.sh $(wildcard requirements/debian-*.txt)
 	@mkdir -p $(BUILD)
