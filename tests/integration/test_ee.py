@@ -68,6 +68,12 @@ def test_ee_rollout_check_then_verify(image, lab, tmp_path):
         assert job["report_files"] == ["fleet-report.html", "fleet-report.json", "fleet-report.md"]
         with open(os.path.join(job["artifact_dir"], "idmapguard-report", "fleet-report.json")) as f:
             assert json.load(f)["summary"] == report["summary"]
+        # the helper came from the image's prebuilt binary; no build ran at job time
+        recorded = [e["event_data"]["res"]["ansible_facts"]["idmapguard_helper"] for e in job["events"]
+                    if e["event"] == "runner_on_ok" and e["event_data"].get("task") == "Record what is installed"]
+        assert [(r["source"], r["changed"], r["staged"]) for r in recorded] == [("prebuilt", True, True)], recorded
+        assert not [e for e in job["events"] if e["event"] == "runner_on_ok"
+                    and e["event_data"].get("task") == "Build idmapped-mount on the controller"]
         # check mode changed nothing on the host
         assert not os.path.exists(host.path("/usr/local/libexec/idmapguard/idmapped-mount"))
 
