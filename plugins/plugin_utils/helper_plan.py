@@ -61,7 +61,7 @@ def problem(plan: Mapping[str, str], build_arch: Optional[str] = None) -> str:
     source, src, arch = plan["source"], plan["src"], plan["arch"]
     build_arch = build_arch or controller_arch()
     if source in (PREBUILT, CONTROLLER) and arch != build_arch:
-        return ("idmapguard helper: the host is %s but the controller's binary is for %s. Provide a "
+        return ("idmapguard helper: the host is %s but the controller builds for %s. Provide a "
                 "binary with idmapguard_helper_binaries: {%s: /path/to/idmapped-mount} or build on "
                 "the host with idmapguard_helper_build: host. Nothing was installed."
                 % (arch, build_arch, arch))
