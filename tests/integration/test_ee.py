@@ -34,9 +34,19 @@ def runner_job(image: str, pdd: str, playbook: str, ident: str, *extra: str) -> 
             "-v", "%s:/runner" % pdd, image,
             "ansible-runner", "run", "/runner", "-p", playbook, "--ident", ident, *extra]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-    print(proc.stdout[-4000:], proc.stderr[-2000:])
+    print(proc.stderr[-2000:])
     job = job_result(os.path.join(pdd, "artifacts", ident))
     job["cli_rc"] = proc.returncode
+    # an excerpt for the log: what AWX would show of this job
+    print("== job %s: status=%s rc=%s cli_rc=%s" % (ident, job["status"], job["rc"], proc.returncode))
+    for event in job["events"]:
+        data = event["event_data"]
+        if event["event"] in ("playbook_on_play_start", "runner_on_failed") or data.get("task") in (
+                "Record what is installed", "Hand the report to AWX"):
+            print("  event %s: %s %s" % (event["event"], data.get("task") or data.get("play"), data.get("host", "")))
+    print("  set_stats idmapguard_fleet_report.summary_line: %s"
+          % job["artifact_data"].get("idmapguard_fleet_report", {}).get("summary_line"))
+    print("  report files: %s/idmapguard-report/%s" % (job["artifact_dir"], job["report_files"]))
     return job
 
 
