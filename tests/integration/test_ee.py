@@ -40,7 +40,7 @@ def runner_job(image: str, pdd: str, playbook: str, ident: str, *extra: str) -> 
     # an excerpt for the log: what AWX would show of this job
     print("== job %s: status=%s rc=%s cli_rc=%s" % (ident, job["status"], job["rc"], proc.returncode))
     for event in job["events"]:
-        data = event["event_data"]
+        data = event.get("event_data") or {}
         if event["event"] in ("playbook_on_play_start", "runner_on_failed") or data.get("task") in (
                 "Record what is installed", "Hand the report to AWX"):
             print("  event %s: %s %s" % (event["event"], data.get("task") or data.get("play"), data.get("host", "")))
