@@ -211,27 +211,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
-    DEFAULT_MIN_AGE, ParameterError, StoreError, run_mapped_layers,
+    ParameterError, StoreError, argument_spec, run_mapped_layers,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["report", "pruned"], default="report"),
-            graphroot=dict(type="path"),
-            runroot=dict(type="path"),
-            imagestore=dict(type="path"),
-            transient_store=dict(type="bool"),
-            storage_conf=dict(type="path"),
-            podman=dict(type="str", default="podman"),
-            min_age=dict(type="int", default=DEFAULT_MIN_AGE),
-            images=dict(type="list", elements="str"),
-            keep_maps=dict(type="list", elements="dict", options=dict(
-                uidmap=dict(type="str", required=True),
-                gidmap=dict(type="str"),
-            )),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     try:

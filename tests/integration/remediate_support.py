@@ -13,21 +13,40 @@ PKG = "ansible_collections/idmapguard/storage/plugins/module_utils"
 STORE = "/var/lib/containers/storage"
 
 
+GUARD_BIN = "/usr/local/sbin/idmapguard-guard"
+PRUNE_BIN = "/usr/local/sbin/idmapguard-prune"
+
+
+def entry_point(module: str, command: str, lib: str = LIB_INSIDE) -> str:
+    """The role's entry point script (roles/remediate/templates/entry_point.sh.j2), rendered."""
+    import jinja2
+    text = open(os.path.join(REPO, "roles", "remediate", "templates", "entry_point.sh.j2")).read()
+    env = jinja2.Environment(keep_trailing_newline=True)
+    env.filters["quote"] = __import__("shlex").quote
+    return env.from_string(text).render(ansible_managed="installed by the tests", _module=module,
+                                        _command=command, idmapguard_remediate_guard_lib=lib,
+                                        idmapguard_remediate_guard_python="/usr/bin/python3")
+
+
 def install_guard(host) -> None:
-    """Copy the collection's own library and the guard script into the host, as the role does."""
+    """Copy the collection's own library and the guard's entry points into the host, as the role does."""
     src = os.path.join(REPO, "plugins", "module_utils")
     dest = host.path(os.path.join(LIB_INSIDE, PKG))
     if os.path.exists(dest):
         shutil.rmtree(dest)
-    os.makedirs(os.path.join(dest, "store"))
     # all of module_utils, as the role copies it
-    for sub in ("", "store"):
-        for name in os.listdir(os.path.join(src, sub)):
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel = os.path.relpath(root, src)
+        os.makedirs(os.path.join(dest, rel), exist_ok=True)
+        for name in files:
             if name.endswith(".py"):
-                shutil.copy2(os.path.join(src, sub, name), os.path.join(dest, sub, name))
-    script = host.path("/usr/local/sbin/idmapguard-prune")
-    shutil.copy2(os.path.join(REPO, "roles", "remediate", "files", "idmapguard-prune"), script)
-    os.chmod(script, 0o755)
+                shutil.copy2(os.path.join(root, name), os.path.join(dest, rel, name))
+    for path, module, command in ((PRUNE_BIN, "manual_prune", "prune now"), (GUARD_BIN, "cli", "copy-cache guard")):
+        script = host.path(path)
+        with open(script, "w") as handle:
+            handle.write(entry_point(module, command))
+        os.chmod(script, 0o755)
 
 
 def guard(host, *args: str, env: Optional[Dict[str, str]] = None, check: bool = True):

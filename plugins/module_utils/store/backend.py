@@ -25,6 +25,25 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage imp
 DEFAULT_MIN_AGE = 300
 
 
+def argument_spec() -> Dict[str, Any]:
+    """The module's argument spec, defined once: the module and the guard's parameter file use it."""
+    return dict(
+        state=dict(type="str", choices=["report", "pruned"], default="report"),
+        graphroot=dict(type="path"),
+        runroot=dict(type="path"),
+        imagestore=dict(type="path"),
+        transient_store=dict(type="bool"),
+        storage_conf=dict(type="path"),
+        podman=dict(type="str", default="podman"),
+        min_age=dict(type="int", default=DEFAULT_MIN_AGE),
+        images=dict(type="list", elements="str"),
+        keep_maps=dict(type="list", elements="dict", options=dict(
+            uidmap=dict(type="str", required=True),
+            gidmap=dict(type="str"),
+        )),
+    )
+
+
 class ParameterError(ValueError):
     """A parameter the backend cannot act on (bad map, negative age, missing path)."""
 
@@ -111,4 +130,4 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
     return result
 
 
-__all__ = ["ParameterError", "StoreError", "run_mapped_layers", "DEFAULT_MIN_AGE"]
+__all__ = ["ParameterError", "StoreError", "argument_spec", "run_mapped_layers", "DEFAULT_MIN_AGE"]

@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The on-host guard: prune unused mapped copies when the store's inode use crosses a threshold.
+"""`idmapguard-prune`: prune unused mapped copies now (one shot, by hand or from a script).
 
-Run by the systemd timer that the ``remediate`` role installs (``idmapguard-prune``), on hosts
-whose Podman still copies layers per ID map. It calls the same backend as the
-``mapped_layers`` module, so there is one implementation of pruning.
+Installed by the ``remediate`` role next to the guard service (``idmapguard-guard``, see
+cli.py), for a person or a script that wants a report, a plan or a prune right now. It calls
+the same backend as the ``mapped_layers`` module, so there is one implementation of pruning,
+and the same prune-now decision as the role (``reclaim_policy.prune_due``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,6 +25,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend i
     DEFAULT_MIN_AGE, ParameterError, resolve_store, run_mapped_layers,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import prune_due
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
 # Lab and test hook only: sleep this many seconds before every prune step, so that a kill -9
@@ -66,13 +68,6 @@ def params_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             "images": args.images, "keep_maps": keep, "podman": "podman"}
 
 
-def inode_use_percent(path: str) -> float:
-    usage = fs_usage(path)
-    if not usage["inodes_total"]:
-        return 0.0  # btrfs and friends have no fixed inode count
-    return 100.0 * usage["inodes_used"] / usage["inodes_total"]
-
-
 def _emit(value: Dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(value) + "\n")
     sys.stdout.flush()
@@ -93,9 +88,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = resolve_store(params, run_command)
         params.update(graphroot=where["graphroot"], runroot=where["runroot"],
                       imagestore=where["imagestore"], transient_store=where["transient_store"])
-        use = inode_use_percent(where["graphroot"])
-        if params["state"] == "pruned" and use < args.threshold:
-            _emit({"changed": False, "skipped": "inode use %.1f%% is below %.1f%%" % (use, args.threshold)})
+        usage = fs_usage(where["graphroot"])
+        use = 100.0 * usage["inodes_used"] / usage["inodes_total"] if usage["inodes_total"] else 0.0
+        due, reason = prune_due("threshold" if args.threshold > 0 else "always", args.threshold,
+                                usage["inodes_used"], usage["inodes_total"])
+        if params["state"] == "pruned" and not due:
+            _emit({"changed": False, "skipped": reason})
             return 0
         result = run_mapped_layers(params, run_command, args.check, hook)
     except (ParameterError, StoreError) as exc:

@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``idmapguard-guard``: the copy-cache guard's entry point.
+
+    idmapguard-guard [--config FILE] watch [--seconds N]   the service (systemd, or by hand)
+    idmapguard-guard [--config FILE] once                  one pass, then exit (cron)
+    idmapguard-guard [--config FILE] status                the state the service last wrote
+
+Every parameter comes from the JSON file (default /etc/idmapguard/guard.json) that the
+``remediate`` role writes; see settings.py and docs/guard.md.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import read_status
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.manual_prune import run_command
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard, emit
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
+    DEFAULT_CONFIG, load_settings,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import ParameterError, resolve_store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="idmapguard-guard", description="Keep unused ID-mapped layer copies "
+                                     "of a Podman store within an inode budget.")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="parameter file (default %(default)s)")
+    sub = parser.add_subparsers(dest="command")
+    sub.required = True
+    watch = sub.add_parser("watch", help="run as a service: watch the store, evict as needed")
+    watch.add_argument("--seconds", type=float, help="stop after this many seconds (tests, benchmarks)")
+    sub.add_parser("once", help="one pass, then exit")
+    sub.add_parser("status", help="print the state the guard last wrote")
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "status":
+            status = read_status(settings.state_file)
+            sys.stdout.write(json.dumps(status if status is not None else {"state_file": settings.state_file,
+                                                                         "error": "no guard state yet"},
+                                        indent=2, sort_keys=True) + "\n")
+            return 0 if status is not None and "error" not in status else 1
+        where = resolve_store(settings.store, run_command)
+        store = Store(where["graphroot"], where["runroot"], where["imagestore"], where["transient_store"],
+                      where["additional_image_stores"])
+        guard = CopyCacheGuard(settings, store, where)
+        if args.command == "once":
+            outcome = guard.run_pass("once")
+            emit(sys.stdout, {"event": "pass", "evicted": len(outcome["evicted"]),
+                              "kept": len(outcome["skipped"]), "status": outcome["status"]})
+            return 0
+        return guard.watch(args.seconds)
+    except (ParameterError, StoreError, ValueError) as exc:
+        sys.stderr.write("idmapguard-guard: %s\n" % exc)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

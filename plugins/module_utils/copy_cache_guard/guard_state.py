@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guard's state file: what it knows of each copy, and what it reports.
+
+Kept outside the store (default ``/var/lib/idmapguard/guard-state.json``), written temp file then
+rename so a reader never sees half a file. Two parts:
+
+* ``copies``: per mapped copy, when the guard last saw it in use (a container's layer on top of
+  it, a mount) and its inodes/bytes, measured once (an unused copy never changes). Together
+  with the copy's creation time this is the "last used" of the LRU order; it survives a restart.
+* ``status``: budget, cache size, counts and recent evictions, for ``idmap_support`` (fact
+  ``idmapguard.guard``) and the fleet report. :func:`read_status` is the reader.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+import os
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+STATE_VERSION = 1
+RECENT_EVICTIONS = 20
+
+
+class GuardState:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.copies: Dict[str, Dict[str, Any]] = {}
+        self.evictions_total = 0
+        self.evicted_inodes_total = 0
+        self.recent: List[Dict[str, Any]] = []
+        self.status: Dict[str, Any] = {}
+
+    @classmethod
+    def load(cls, path: str) -> "GuardState":
+        """The saved state; an unreadable or foreign file starts afresh (it is only a cache of
+        observations: losing it makes last use fall back to creation time)."""
+        state = cls(path)
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return state
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return state
+        copies = data.get("copies")
+        if isinstance(copies, dict):
+            state.copies = {k: v for k, v in copies.items() if isinstance(v, dict)}
+        status = data.get("status") if isinstance(data.get("status"), dict) else {}
+        evictions = status.get("evictions") if isinstance(status.get("evictions"), dict) else {}
+        state.evictions_total = int(evictions.get("total") or 0)
+        state.evicted_inodes_total = int(evictions.get("inodes") or 0)
+        state.recent = list(evictions.get("recent") or [])[-RECENT_EVICTIONS:]
+        return state
+
+    # --- observations ----------------------------------------------------------------------
+    def seen_in_use(self, layer_id: str, now: float) -> None:
+        self.copies.setdefault(layer_id, {})["last_used"] = now
+
+    def last_used(self, layer_id: str, created: Optional[float]) -> float:
+        recorded = self.copies.get(layer_id, {}).get("last_used")
+        times = [t for t in (recorded, created) if isinstance(t, (int, float))]
+        return max(times) if times else 0.0
+
+    def size(self, layer_id: str) -> Optional[Dict[str, int]]:
+        entry = self.copies.get(layer_id, {})
+        if "inodes" in entry:
+            return {"inodes": int(entry["inodes"]), "bytes": int(entry.get("bytes") or 0)}
+        return None
+
+    def set_size(self, layer_id: str, inodes: int, size: int) -> None:
+        entry = self.copies.setdefault(layer_id, {})
+        entry["inodes"] = inodes
+        entry["bytes"] = size
+
+    def forget_except(self, present: List[str]) -> None:
+        keep = set(present)
+        self.copies = {k: v for k, v in self.copies.items() if k in keep}
+
+    def record_eviction(self, event: Dict[str, Any]) -> None:
+        self.evictions_total += 1
+        self.evicted_inodes_total += int(event.get("inodes") or 0)
+        self.recent = (self.recent + [event])[-RECENT_EVICTIONS:]
+        self.copies.pop(event.get("layer_id"), None)
+
+    # --- persistence -----------------------------------------------------------------------
+    def as_dict(self) -> Dict[str, Any]:
+        status = dict(self.status)
+        status["evictions"] = {"total": self.evictions_total, "inodes": self.evicted_inodes_total,
+                               "recent": self.recent}
+        return {"version": STATE_VERSION, "status": status, "copies": self.copies}
+
+    def save(self) -> None:
+        directory = os.path.dirname(self.path) or "."
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".guard-state.", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.as_dict(), handle, sort_keys=True)
+                handle.write("\n")
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+
+def read_status(path: str, now: Optional[float] = None, stale_after: float = 300.0) -> Optional[Dict[str, Any]]:
+    """The guard's reported state for facts and reports; None when there is no guard state.
+
+    ``stale`` is true when the guard has not written for ``stale_after`` seconds (it writes at
+    every pass, at least every rescan interval): it is probably not running.
+    """
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"state_file": path, "error": "cannot read the guard state: %s" % exc}
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION or not isinstance(data.get("status"), dict):
+        return {"state_file": path, "error": "not a guard state file of version %d" % STATE_VERSION}
+    status = dict(data["status"])
+    now = time.time() if now is None else now
+    updated = status.get("updated")
+    status["state_file"] = path
+    status["stale"] = not isinstance(updated, (int, float)) or now - updated > stale_after
+    return status

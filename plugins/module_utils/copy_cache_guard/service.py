@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guard's work: a pass (observe, account, evict) and the loop that decides when to pass.
+
+A pass reads the store once under its shared locks, without measuring (``inventory(measure=
+False)``), records which copies are in use now (their "last used" is now), measures each new
+unused copy once after the locks are released, and asks :mod:`reclaim_policy` which unused
+copies to evict. Evictions go through ``Store.prune`` in batches of ``evict_batch``, so each
+hold of the store's write locks stays short; prune re-checks every copy under those locks (in
+use, or younger than the grace, means skipped), so the guard never races a ``podman create``.
+
+The loop polls the last-write tokens of the store's lock files (``lock_watch``) and the
+filesystem's free inodes every ``poll_interval`` seconds: a store change or low free inodes
+starts a pass at once; otherwise a pass runs every ``rescan_interval`` seconds as a fallback.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+from ansible_collections.idmapguard.storage.plugins.module_utils import reclaim_policy
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import GuardState
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.lock_watch import LockTokenWatcher
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import GuardSettings
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import (
+    MappedCopy, copy_usage, select_prunable,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import Plan
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
+
+Clock = Callable[[], float]
+
+# With free inodes low and nothing to evict, look again at most this often (seconds): a pass
+# reads the store under its shared locks.
+LOW_FREE_RECHECK = 2.0
+
+
+def emit(stream: TextIO, event: Dict[str, Any]) -> None:
+    """One JSON line per event: journald keeps stdout lines, and they stay machine-readable."""
+    stream.write(json.dumps(event, sort_keys=True) + "\n")
+    stream.flush()
+
+
+class CopyCacheGuard:
+    """The copy cache of one store."""
+
+    def __init__(self, settings: GuardSettings, store: Store, where: Dict[str, Any],
+                 log: TextIO = sys.stdout, clock: Clock = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.where = where
+        self.log = log
+        self.clock = clock
+        self.state = GuardState.load(settings.state_file)
+        self.started = clock()
+        self.passes = 0
+
+    def lock_paths(self) -> List[str]:
+        layout = self.store.layout
+        return [layout.layers_lock, layout.images_lock, layout.containers_lock, layout.mountpoints_lock]
+
+    def budget(self, inodes_total: int) -> reclaim_policy.CacheBudget:
+        return reclaim_policy.cache_budget(inodes_total, self.settings.budget_percent,
+                                           self.settings.low_free_percent)
+
+    def low_on_inodes(self) -> bool:
+        fs = fs_usage(self.store.layout.graphroot)
+        return fs["inodes_free"] < self.budget(fs["inodes_total"]).low_free_inodes
+
+    # --- one pass --------------------------------------------------------------------------
+    def _measure(self, copy: MappedCopy) -> Dict[str, int]:
+        known = self.state.size(copy.layer_id)
+        if known is None:
+            # Outside every lock: an unused copy does not change, and one that vanished
+            # meanwhile measures 0 and is gone from the next pass.
+            inodes, size = copy_usage(self.store.layout, copy.layer_id, copy.link) if copy.record else (0, 0)
+            self.state.set_size(copy.layer_id, inodes, size)
+            known = {"inodes": inodes, "bytes": size}
+        return known
+
+    def run_pass(self, trigger: str) -> Dict[str, Any]:
+        """Observe, account, evict; returns the pass summary (also written to the state file)."""
+        settings = self.settings
+        now = self.clock()
+        inventory = self.store.inventory(min_age=0.0, measure=False)
+        in_use = [copy for copy in inventory.copies if copy.in_use]
+        for copy in in_use:
+            self.state.seen_in_use(copy.layer_id, now)
+        self.state.forget_except([copy.layer_id for copy in inventory.copies])
+        # Unused copies of the selected images whose map is not kept: the cache.
+        cached = select_prunable(inventory, settings.images, settings.keep_maps)
+        entries = []
+        cached_inodes = 0
+        by_id = {}
+        for copy in cached:
+            size = self._measure(copy)
+            copy.inodes, copy.bytes = size["inodes"], size["bytes"]
+            cached_inodes += copy.inodes
+            by_id[copy.layer_id] = copy
+            created = now - copy.age_seconds if copy.age_seconds is not None else None
+            if copy.interrupted or not copy.record or (copy.age_seconds or 0.0) >= settings.grace:
+                entries.append(reclaim_policy.CacheEntry(copy.layer_id, copy.inodes,
+                                                         self.state.last_used(copy.layer_id, created)))
+        fs = fs_usage(self.store.layout.graphroot)
+        budget = self.budget(fs["inodes_total"])
+        chosen = reclaim_policy.choose_evictions(entries, cached_inodes, fs["inodes_free"], budget)
+        last_used = {entry.layer_id: entry.last_used for entry in entries}
+        evicted: List[Dict[str, Any]] = []
+        skipped: List[Dict[str, Any]] = []
+        for start in range(0, len(chosen), settings.evict_batch):
+            batch = chosen[start:start + settings.evict_batch]
+            plan = Plan([by_id[e.layer_id] for e in batch], min_age=settings.grace)
+            result = self.store.prune(plan)
+            reasons = {e.layer_id: e.reason for e in batch}
+            for copy in result.removed:
+                event = {"event": "evicted", "time": round(self.clock(), 3), "layer_id": copy.layer_id,
+                         "image": copy.image_name or copy.image_id[:12], "uidmap": copy.uidmap,
+                         "gidmap": copy.gidmap, "reason": reasons[copy.layer_id], "inodes": copy.inodes,
+                         "bytes": copy.bytes,
+                         "last_used": round(last_used[copy.layer_id], 3)}
+                emit(self.log, event)
+                self.state.record_eviction(event)
+                cached_inodes -= copy.inodes
+                evicted.append(event)
+            for item in result.skipped:
+                skip = {"event": "kept", "time": round(self.clock(), 3), "layer_id": item["layer_id"],
+                        "why": item["why"]}
+                emit(self.log, skip)
+                skipped.append(skip)
+        fs_after = fs_usage(self.store.layout.graphroot)
+        self.passes += 1
+        status = {
+            "pid": os.getpid(), "started": round(self.started, 3), "updated": round(self.clock(), 3),
+            "trigger": trigger, "passes": self.passes,
+            "store": {"graphroot": self.where["graphroot"], "runroot": self.where["runroot"]},
+            "budget": budget.as_dict(),
+            "settings": {"budget_percent": settings.budget_percent, "low_free_percent": settings.low_free_percent,
+                         "grace": settings.grace, "keep_maps": len(settings.keep_maps),
+                         "images": settings.images},
+            "cache": {"copies": len(cached) - len(evicted), "inodes": cached_inodes,
+                      "in_use_copies": len(in_use), "all_copies": len(inventory.copies) - len(evicted)},
+            "filesystem": {"inodes_total": fs_after["inodes_total"], "inodes_used": fs_after["inodes_used"],
+                           "inodes_free": fs_after["inodes_free"]},
+        }
+        self.state.status = status
+        self.state.save()
+        return {"status": status, "evicted": evicted, "skipped": skipped}
+
+    # --- the loop --------------------------------------------------------------------------
+    def watch(self, seconds: Optional[float] = None) -> int:
+        """Run until SIGTERM/SIGINT (or ``seconds``); returns the exit status."""
+        stop = {"now": False}
+
+        def _stop(signum: int, _frame: Any) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        settings = self.settings
+        watcher = LockTokenWatcher(self.lock_paths())
+        emit(self.log, {"event": "started", "time": round(self.clock(), 3), "pid": os.getpid(),
+                        "store": self.where["graphroot"], "settings": settings.as_dict()})
+        deadline = None if seconds is None else self.clock() + seconds
+        trigger: Optional[str] = "start"
+        last_pass = 0.0
+        try:
+            while not stop["now"] and (deadline is None or self.clock() < deadline):
+                if trigger is None:
+                    moved = watcher.changed()
+                    if moved:
+                        trigger = "changed: " + ", ".join(os.path.basename(p) for p in moved)
+                    elif self.clock() - last_pass >= LOW_FREE_RECHECK and self.low_on_inodes():
+                        trigger = "low free inodes"
+                    elif self.clock() - last_pass >= settings.rescan_interval:
+                        trigger = "rescan"
+                if trigger is not None:
+                    last_trigger, last_pass = trigger, self.clock()
+                    trigger = None
+                    # Our own prune moves the tokens too: that costs one more (cheap) pass,
+                    # and a change Podman made meanwhile is not missed.
+                    try:
+                        self.run_pass(last_trigger)
+                    except StoreError as exc:
+                        # Logged and retried at the next change or rescan; the service stays up
+                        # (a tampered store is for a human to look at, not a restart loop).
+                        emit(self.log, {"event": "error", "time": round(self.clock(), 3),
+                                        "error": "%s: %s" % (type(exc).__name__, exc)})
+                time.sleep(settings.poll_interval)
+        finally:
+            watcher.close()
+        emit(self.log, {"event": "stopped", "time": round(self.clock(), 3), "passes": self.passes,
+                        "evictions": self.state.evictions_total})
+        return 0
