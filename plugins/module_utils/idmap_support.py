@@ -21,6 +21,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
 from ansible_collections.idmapguard.storage.plugins.module_utils.canary import CanaryError, run_canary
 from ansible_collections.idmapguard.storage.plugins.module_utils.sharing_proof import CHECKS, ProofError, run_proof
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import (
+    DEFAULT_STATE_FILE, read_status,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import (
     HelperMissingError,
     ProbeError,
@@ -72,6 +75,8 @@ class SupportParams:
     # to release-number rules and `helper.present` says it is missing, for a caller (the
     # rollout) that installs the helper next and then asks again.
     helper_missing: str = "fail"
+    # the copy-cache guard's state file (copy_cache_guard.guard_state), reported as fact "guard"
+    guard_state_file: str = DEFAULT_STATE_FILE
 
 
 @dataclass
@@ -323,5 +328,6 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         },
         "canary": canary,
         "proof": proof,
+        "guard": read_status(params.guard_state_file),
     }
     return SupportResult(facts=facts, changed=changed, warnings=warnings, helper=helper_identity(run, params.helper))

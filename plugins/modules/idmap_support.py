@@ -288,6 +288,15 @@ graphroot:
       description: Inodes those copies hold.
       returned: always
       type: int
+guard:
+  description:
+    - What the on-host copy-cache guard (C(idmapguard-guard), installed by the C(remediate) role) last
+      wrote to C(/var/lib/idmapguard/guard-state.json), or null when there is no guard on the host.
+    - Keys C(budget) (C(budget_inodes), C(low_free_inodes), C(inodes_total)), C(cache) (C(copies),
+      C(inodes), C(in_use_copies)), C(evictions) (C(total), C(inodes), C(recent)), C(filesystem),
+      C(updated), C(pid), and C(stale) (true when it has not written for 5 minutes; probably not running).
+  returned: always
+  type: dict
 podman:
   description: Podman and its storage settings in effect.
   returned: always

@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
+DEFAULT_STATE_FILE = "/var/lib/idmapguard/guard-state.json"
 STATE_VERSION = 1
 RECENT_EVICTIONS = 20
 

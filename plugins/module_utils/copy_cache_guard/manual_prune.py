@@ -25,7 +25,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend i
     DEFAULT_MIN_AGE, ParameterError, resolve_store, run_mapped_layers,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
-from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import prune_due
+from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import PolicyError, prune_due
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
 # Lab and test hook only: sleep this many seconds before every prune step, so that a kill -9
@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _emit({"changed": False, "skipped": reason})
             return 0
         result = run_mapped_layers(params, run_command, args.check, hook)
-    except (ParameterError, StoreError) as exc:
+    except (ParameterError, PolicyError, StoreError) as exc:
         sys.stderr.write("idmapguard-prune: %s\n" % exc)
         return 2
     result.pop("diff", None)

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import reclaim_policy
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import DEFAULT_STATE_FILE
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
     ParameterError, argument_spec, parse_keep_maps,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap
 
 DEFAULT_CONFIG = "/etc/idmapguard/guard.json"
-DEFAULT_STATE_FILE = "/var/lib/idmapguard/guard-state.json"
 
 # Module options that make no sense for a service that always evicts.
 NOT_FOR_THE_GUARD = ("state", "min_age")

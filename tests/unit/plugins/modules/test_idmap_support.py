@@ -14,7 +14,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils import idmap_su
 from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
 
 CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
-                 "podman", "canary", "proof"}
+                 "podman", "canary", "proof", "guard"}
 OK = {"ok": True, "errno": None, "message": "ok"}
 
 
@@ -87,7 +87,7 @@ def test_read_only_run_returns_contract_facts_unchanged(host):
     assert result["changed"] is False
     facts = result["ansible_facts"]["idmapguard"]
     assert set(facts) == CONTRACT_KEYS
-    assert facts["verdict"] == "shares" and facts["canary"] is None
+    assert facts["verdict"] == "shares" and facts["canary"] is None and facts["guard"] is None
     assert set(facts["kernel"]) == {"release", "idmapped_mount", "overlay_idmapped_lower", "probe"}
     assert {"path", "fs_type", "inodes_total", "inodes_used", "inodes_free", "bytes_total", "bytes_used",
             "bytes_free", "mapped_copies", "mapped_copy_inodes"} <= set(facts["graphroot"])

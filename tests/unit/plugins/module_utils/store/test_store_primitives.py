@@ -1,19 +1,17 @@
 # -*- coding: utf-8 -*-
-"""Safe deletion, usage counting, JSON writing, lock tokens and the guard's command line."""
+"""Safe deletion, usage counting, JSON writing, lock tokens."""
 
-import json
 import os
 
 import pytest
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import guard, usage
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import usage
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import TamperedStoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import read_json_list, write_json_list
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import is_valid_id
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, TOKEN_SIZE
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import remove_tree_at
 
-from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import FakeStore, standard
 
 
 def _tree(root, width=30, depth=6):
@@ -96,19 +94,3 @@ def test_id_check():
     assert is_valid_id("a" * 64)
     for bad in ("A" * 64, "a" * 63, "../" + "a" * 61, None, 5, "a" * 64 + "\n"):
         assert not is_valid_id(bad)
-
-
-def test_guard_threshold_and_prune(tmp_path, capsys):
-    built = FakeStore(tmp_path)
-    standard(built)
-    common = ["--graphroot", built.graphroot, "--runroot", built.runroot, "--min-age", "60"]
-    assert guard.main(common + ["--threshold", "100.1"]) == 0
-    assert json.loads(capsys.readouterr().out)["changed"] is False
-    assert guard.main(common + ["--check"]) == 0
-    planned = json.loads(capsys.readouterr().out)
-    assert planned["check"] is True and planned["removed"] == 3
-    assert guard.main(common + ["--keep-map", "0:1065537:65536,531571:531571:1/0:1065537:65536,531571:531571:1"]) == 0
-    assert json.loads(capsys.readouterr().out)["removed"] == 0
-    assert guard.main(common) == 0
-    assert json.loads(capsys.readouterr().out)["removed"] == 3
-    assert guard.main(common + ["--keep-map", "bogus"]) == 2

@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+"""The guard's pass on a synthetic store: budget, LRU order, keep_maps, grace, state; its
+parameter file; the lock-token watch; the one-shot idmapguard-prune."""
+
+import io
+import json
+import os
+import time
+
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard import manual_prune
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import (
+    GuardState, read_status,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.lock_watch import LockTokenWatcher
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
+    load_settings, settings_from_params,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import ParameterError
+
+from fake_store import FakeStore, standard  # pylint: disable=import-error
+
+MAP = "0:1065537:65536,531571:531571:1"
+
+
+def _other_map(index):
+    return [{"container_id": 0, "host_id": 2000000 + index * 70000, "size": 65536},
+            {"container_id": 531571, "host_id": 531571, "size": 1}]
+
+
+def _map_text(index):
+    return "0:%d:65536,531571:531571:1" % (2000000 + index * 70000)
+
+
+def cache_store(tmp_path, ages):
+    """One image, one unused copy per age (seconds), each with its own map, 10 files each."""
+    built = FakeStore(tmp_path)
+    base = built.add_layer("base", files=2)
+    top = built.add_layer("top", parent=base, files=10)
+    copies = [built.add_layer("copy%d" % i, parent=base, files=10, uidmap=_other_map(i), age=age, template=top)
+              for i, age in enumerate(ages)]
+    built.add_image("app", top, copies)
+    built.save()
+    return built, copies
+
+
+def make_guard(built, tmp_path, clock=None, **params):
+    params.setdefault("grace", 0)
+    params.setdefault("state_file", str(tmp_path / "state" / "guard.json"))
+    settings = settings_from_params(dict(graphroot=built.graphroot, runroot=built.runroot, **params))
+    store = Store(built.graphroot, built.runroot)
+    log = io.StringIO()
+    kw = {"clock": clock} if clock else {}
+    guard = CopyCacheGuard(settings, store, {"graphroot": built.graphroot, "runroot": built.runroot}, log=log, **kw)
+    return guard, log
+
+
+def mapped(built):
+    return built.read("overlay-images/images.json")[0].get("mapped-layers") or []
+
+
+def events(log, kind="evicted"):
+    return [json.loads(line) for line in log.getvalue().splitlines() if json.loads(line)["event"] == kind]
+
+
+def test_over_budget_evicts_least_recently_used_first(tmp_path):
+    built, copies = cache_store(tmp_path, ages=[400, 100, 300, 200])
+    probe, _log = make_guard(built, tmp_path, budget_percent=100)
+    per_copy = probe.store.inventory().copies[0].inodes
+    total = os.statvfs(built.graphroot).f_files
+    # room for two copies
+    guard, log = make_guard(built, tmp_path, budget_percent=100.0 * (2.5 * per_copy) / total, low_free_percent=0)
+    outcome = guard.run_pass("test")
+    gone = [e["layer_id"] for e in events(log)]
+    assert gone == [copies[0], copies[2]]          # created 400 s and 300 s ago: least recently used
+    assert sorted(mapped(built)) == sorted([copies[1], copies[3]])
+    assert all(e["reason"].startswith("over budget") and e["inodes"] == per_copy for e in events(log))
+    status = outcome["status"]
+    assert status["cache"]["copies"] == 2 and status["cache"]["inodes"] == 2 * per_copy
+    assert read_status(guard.settings.state_file)["evictions"]["total"] == 2
+
+
+def test_last_seen_in_use_beats_creation_time_and_survives_restart(tmp_path):
+    built, copies = cache_store(tmp_path, ages=[400, 300, 200])
+    built.add_container("c0", built.images[0]["id"], copies[0])
+    built.save()
+    seen = time.time()
+    guard, _log = make_guard(built, tmp_path, budget_percent=100, clock=lambda: seen)
+    guard.run_pass("observe")                      # sees copy0 in use
+    assert guard.state.copies[copies[0]]["last_used"] == seen
+    built.containers = []
+    built.layers = [layer for layer in built.layers if layer.get("parent") != copies[0]]  # its container layer
+    built.save()
+    per_copy = guard.store.inventory().copies[0].inodes
+    total = os.statvfs(built.graphroot).f_files
+    # a new process: what it knows of copy0 comes from the state file
+    guard, log = make_guard(built, tmp_path, budget_percent=100.0 * (1.5 * per_copy) / total, low_free_percent=0)
+    guard.run_pass("evict")
+    assert [e["layer_id"] for e in events(log)] == [copies[1], copies[2]]
+    assert mapped(built) == [copies[0]]
+
+
+def test_keep_maps_images_and_grace_are_honoured(tmp_path):
+    built, copies = cache_store(tmp_path, ages=[400, 300, 2])
+    guard, log = make_guard(built, tmp_path, budget_percent=0, low_free_percent=0, grace=5,
+                            keep_maps=[{"uidmap": _map_text(0)}])
+    guard.run_pass("test")
+    # copy0 kept (keep_maps), copy2 in its grace (2 s old), copy1 evicted
+    assert [e["layer_id"] for e in events(log)] == [copies[1]]
+    assert sorted(mapped(built)) == sorted([copies[0], copies[2]])
+    guard, log = make_guard(built, tmp_path, budget_percent=0, low_free_percent=0, images=["localhost/other"])
+    guard.run_pass("test")
+    assert events(log) == []
+
+
+def test_in_use_copy_never_evicted_even_at_low_free_inodes(tmp_path):
+    built = FakeStore(tmp_path)
+    ids = standard(built)
+    guard, log = make_guard(built, tmp_path, budget_percent=0, low_free_percent=100)
+    guard.run_pass("test")
+    gone = {e["layer_id"] for e in events(log)}
+    assert gone == {ids["copies"][1], ids["copies"][2], ids["copy2"]}
+    assert all(e["reason"].startswith(("over budget", "low free")) for e in events(log))
+    assert ids["copies"][0] in mapped(built)       # a container's layer sits on it
+
+
+def test_no_eviction_within_budget(tmp_path):
+    built, _copies = cache_store(tmp_path, ages=[400, 300])
+    guard, log = make_guard(built, tmp_path, budget_percent=50, low_free_percent=0)
+    status = guard.run_pass("test")["status"]
+    assert events(log) == [] and status["cache"]["copies"] == 2
+    assert status["budget"]["budget_inodes"] == os.statvfs(built.graphroot).f_files // 2
+
+
+def test_settings_use_the_module_names_and_refuse_the_rest(tmp_path):
+    settings = settings_from_params({"graphroot": "/g", "runroot": "/r", "keep_maps": [{"uidmap": MAP, "gidmap": MAP}],
+                                     "images": ["app"], "budget_percent": 20})
+    assert settings.store["graphroot"] == "/g" and settings.keep_maps[0].gidmap and settings.images == ["app"]
+    assert settings.budget_percent == 20.0 and settings.grace == 5.0
+    for bad, words in (({"min_age": 10}, "min_age"), ({"state": "pruned"}, "state"), ({"graphrot": "/g"}, "graphrot"),
+                       ({"budget_percent": "lots"}, "budget_percent"), ({"budget_percent": 120}, "budget_percent"),
+                       ({"keep_maps": [{"gidmap": MAP}]}, "uidmap"), ({"keep_maps": [{"uidmap": "0:1:0"}]}, "keep_maps"),
+                       ({"grace": -1}, "grace"), ({"transient_store": "yes"}, "transient_store")):
+        with pytest.raises(ParameterError, match=words):
+            settings_from_params(bad)
+    path = tmp_path / "guard.json"
+    assert load_settings(str(path)).source.startswith("defaults")
+    path.write_text("{not json")
+    with pytest.raises(ParameterError, match="not valid JSON"):
+        load_settings(str(path))
+
+
+def test_lock_token_watch(tmp_path):
+    built = FakeStore(tmp_path)
+    lock = os.path.join(built.graphroot, "overlay-layers/layers.lock")
+    watcher = LockTokenWatcher([lock, str(tmp_path / "missing.lock")])
+    assert watcher.changed() == []
+    with open(lock, "r+b") as handle:
+        handle.write(b"\1" * 64)
+    assert watcher.changed() == [lock] and watcher.changed() == []
+    os.rename(lock, lock + ".old")                # the store re-created: follow the new file
+    with open(lock, "wb") as handle:
+        handle.write(b"\2" * 64)
+    assert watcher.changed() == [lock]
+    watcher.close()
+
+
+def test_state_file_reader(tmp_path):
+    path = str(tmp_path / "state.json")
+    assert read_status(path) is None
+    state = GuardState(path)
+    state.status = {"updated": 1000.0, "budget": {"budget_inodes": 5}}
+    state.record_eviction({"layer_id": "x", "inodes": 7})
+    state.save()
+    status = read_status(path, now=1100.0)
+    assert status["stale"] is False and status["evictions"]["total"] == 1 and status["evictions"]["inodes"] == 7
+    assert read_status(path, now=2000.0)["stale"] is True
+    with open(path, "w") as handle:
+        handle.write("[]")
+    assert "error" in read_status(path)
+
+
+def test_manual_prune_threshold_check_keep_and_bad_input(tmp_path, capsys):
+    built = FakeStore(tmp_path)
+    standard(built)
+    common = ["--graphroot", built.graphroot, "--runroot", built.runroot, "--min-age", "60"]
+    assert manual_prune.main(common + ["--threshold", "100"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] is False and "below 100.0%" in out["skipped"]
+    assert manual_prune.main(common + ["--check"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["check"] is True and planned["removed"] == 3
+    assert manual_prune.main(common + ["--keep-map", MAP + "/" + MAP]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 0
+    assert manual_prune.main(common) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 3
+    assert manual_prune.main(common + ["--keep-map", "bogus"]) == 2
+    assert manual_prune.main(common + ["--threshold", "101"]) == 2
