@@ -57,7 +57,11 @@ def soak_map(suite_index, tick):
 
 
 class Feeder(threading.Thread):
-    """One new map per second into one host; records every Podman failure and inode use."""
+    """One new map per second into one host, on schedule whatever Podman's latency: each tick
+    runs in its own thread (at most ``MAX_IN_FLIGHT``), so a slow create does not lower the rate.
+    Records every Podman failure, and inode use after every tick."""
+
+    MAX_IN_FLIGHT = 8
 
     def __init__(self, host, tag, seconds, use_run, suite_index, sample=None):
         super().__init__(daemon=True)
@@ -69,14 +73,13 @@ class Feeder(threading.Thread):
         self.peak_used = 0
         self.first_failure = None
         self.samples = []
+        self.late_ticks = 0
+        self.lock = threading.Lock()
+        self.slots = threading.Semaphore(self.MAX_IN_FLIGHT)
+        self.start_time = None
 
-    def run(self):
-        start = time.time()
-        tick = 0
-        while time.time() - start < self.seconds:
-            due = start + tick
-            if time.time() < due:
-                time.sleep(due - time.time())
+    def one_tick(self, tick):
+        try:
             idmap = soak_map(self.suite_index, tick)
             name = "s%d" % tick
             if self.use_run and tick % 2:
@@ -86,20 +89,42 @@ class Feeder(threading.Thread):
                         ("rm", ["rm", "-f", name])]
             for what, argv in cmds:
                 proc = self.host.podman(*argv, timeout=300)
-                self.ops += 1
-                if proc.returncode != 0:
-                    elapsed = time.time() - start
-                    if self.first_failure is None:
-                        self.first_failure = elapsed
-                    self.failures.append({"t": round(elapsed, 1), "op": what, "rc": proc.returncode,
-                                          "err": proc.stderr.strip().splitlines()[-1:] if proc.stderr else []})
-                    if what == "create":
-                        break
+                with self.lock:
+                    self.ops += 1
+                    if proc.returncode != 0:
+                        elapsed = time.time() - self.start_time
+                        if self.first_failure is None:
+                            self.first_failure = elapsed
+                        self.failures.append({"t": round(elapsed, 1), "op": what, "rc": proc.returncode,
+                                              "err": proc.stderr.strip().splitlines()[-1:] if proc.stderr else []})
+                if proc.returncode != 0 and what == "create":
+                    break
             used = self.host.inodes_used()
-            self.peak_used = max(self.peak_used, used)
             extra = self.sample() if self.sample else {}
-            self.samples.append(dict(t=round(time.time() - start, 1), inodes_used=used, **extra))
+            with self.lock:
+                self.peak_used = max(self.peak_used, used)
+                self.samples.append(dict(t=round(time.time() - self.start_time, 1), inodes_used=used, **extra))
+        finally:
+            self.slots.release()
+
+    def run(self):
+        self.start_time = start = time.time()
+        tick = 0
+        workers = []
+        while time.time() - start < self.seconds:
+            due = start + tick
+            if time.time() < due:
+                time.sleep(due - time.time())
+            if not self.slots.acquire(blocking=False):
+                self.late_ticks += 1          # Podman is MAX_IN_FLIGHT ticks behind: wait, count it
+                self.slots.acquire()
+            worker = threading.Thread(target=self.one_tick, args=(tick,), daemon=True)
+            worker.start()
+            workers.append(worker)
             tick += 1
+        self.elapsed = time.time() - start    # the schedule's span: maps per second as fed
+        for worker in workers:
+            worker.join()
         self.ticks = tick
 
 
@@ -181,7 +206,9 @@ def soak_suite(lab, suite, suite_index, args, defaults):
                   "low_free_inodes": status["budget"]["low_free_inodes"], "run_used": use_run}
         for role, feeder in feeders.items():
             final = hosts[role].inodes_used()
-            result[role] = {"ticks": feeder.ticks, "podman_commands": feeder.ops, "failed": len(feeder.failures),
+            result[role] = {"ticks": feeder.ticks, "late_ticks": feeder.late_ticks,
+                            "maps_per_second": round(feeder.ticks / feeder.elapsed, 2),
+                            "podman_commands": feeder.ops, "failed": len(feeder.failures),
                             "first_failure_s": feeder.first_failure, "failures": feeder.failures[:5],
                             "peak_inodes_used": feeder.peak_used, "final_inodes_used": final,
                             "peak_use_percent": round(100.0 * feeder.peak_used / total, 1),
@@ -205,13 +232,13 @@ def report(result):
     print("   budget %d inodes (unused copies), evict at once below %d free" % (
         result["budget_inodes"], result["low_free_inodes"]))
     for role, r in (("guard (role defaults)", g), ("baseline (old timer)", b)):
-        print("   %-22s maps %4d  failed %4d  first failure %s  peak use %5.1f%%  final use %5.1f%%" % (
-            role, r["ticks"], r["failed"], "%.0fs" % r["first_failure_s"] if r["first_failure_s"] is not None else "-",
+        print("   %-22s maps %4d (%.2f/s)  failed %4d  first failure %s  peak use %5.1f%%  final use %5.1f%%" % (
+            role, r["ticks"], r["maps_per_second"], r["failed"], "%.0fs" % r["first_failure_s"] if r["first_failure_s"] is not None else "-",
             r["peak_use_percent"], r["final_use_percent"]))
     print("   guard cache: peak %d / final %d inodes vs budget %d (peak %.2fx budget); %d evictions, %d inodes" % (
         g["peak_cache_inodes"], g["final_cache_inodes"], result["budget_inodes"],
         g["peak_cache_inodes"] / max(1, result["budget_inodes"]), g["evictions"], g["evicted_inodes"]))
-    print("RESULT %s failed creates guard/baseline: %d/%d; peak inode use guard/baseline: %.2f" % (
+    print("RESULT %s failed podman commands guard/baseline: %d/%d; peak inode use guard/baseline: %.2f" % (
         result["suite"], g["failed"], b["failed"], g["peak_inodes_used"] / max(1, b["peak_inodes_used"])))
 
 

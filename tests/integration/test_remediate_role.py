@@ -1,5 +1,6 @@
 """The remediate role over real SSH: check mode shows the plan, a run frees inodes per host,
-the threshold policy leaves a host alone, and the guard installs and runs from its unit."""
+the threshold policy leaves a host alone, and the guard service installs (unit, parameter file,
+entry points) and runs from its unit's ExecStart; a second run changes nothing."""
 import json
 import os
 import re
@@ -19,13 +20,18 @@ PLAYBOOK = """\
         idmapguard_remediate_min_age: 0
         idmapguard_remediate_guard: {guard}
         idmapguard_remediate_guard_enable: false
-        idmapguard_remediate_guard_threshold: 0
-        idmapguard_remediate_guard_min_age: 0
+        idmapguard_remediate_guard_budget_percent: 0
+        idmapguard_remediate_guard_grace: 0
+        idmapguard_remediate_keep_maps:
+          - uidmap: "{keep}"
   post_tasks:
     - name: Result for the test
       ansible.builtin.debug:
         msg: "RESULT {{{{ inventory_hostname }}}} {{{{ idmapguard_remediate | to_json }}}}"
 """
+
+
+KEEP = rs.noncontig_map(50)  # a map the role part never uses
 
 
 def ansible_playbook(inv, playbook, *extra):
@@ -57,13 +63,13 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
     book = tmp_path / "remediate.yml"
 
     # threshold policy: the stores are far below 80% inode use, nothing happens.
-    book.write_text(PLAYBOOK.format(policy="threshold", guard="false"))
+    book.write_text(PLAYBOOK.format(policy="threshold", guard="false", keep=KEEP))
     _out, results = ansible_playbook(inv, str(book))
     for host in hosts:
         assert results[host.name]["pruned"] is False and rs.mapped_copy_count(host) == 3
 
     # check mode: the plan, nothing changed
-    book.write_text(PLAYBOOK.format(policy="always", guard="false"))
+    book.write_text(PLAYBOOK.format(policy="always", guard="false", keep=KEEP))
     out, results = ansible_playbook(inv, str(book), "--check")
     for host in hosts:
         assert len(results[host.name]["plan"]) == 3 and int(results[host.name]["inodes_freed"]) > 300
@@ -72,7 +78,7 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
 
     # the run, with the guard installed (its timer is not started: lab hosts run no systemd)
     before = {host.name: host.inodes_used() for host in hosts}
-    book.write_text(PLAYBOOK.format(policy="always", guard="true"))
+    book.write_text(PLAYBOOK.format(policy="always", guard="true", keep=KEEP))
     out, results = ansible_playbook(inv, str(book))
     for host in hosts:
         freed = int(results[host.name]["inodes_freed"])
@@ -80,16 +86,30 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
         assert rs.mapped_copy_count(host) == 0
         assert re.search(r"%s: freed %d inodes" % (re.escape(host.name), freed), out)
 
-    # the guard runs from its unit's ExecStart, with the library the role installed
+    # the guard service: its unit (lab hosts run no systemd: the content is checked, and its
+    # ExecStart run by hand), the parameter file with the module's names, the entry points.
     host = hosts[0]
-    _garbage(host, 2)
-    unit = open(host.path("/etc/systemd/system/idmapguard-prune.service")).read()
+    unit = open(host.path("/etc/systemd/system/idmapguard-guard.service")).read()
+    for line in ("Type=simple", "Restart=on-failure", "Nice=19", "IOSchedulingClass=idle",
+                 "CPUSchedulingPolicy=batch", "WantedBy=multi-user.target"):
+        assert re.search(r"^%s$" % re.escape(line), unit, re.M), (line, unit)
     execstart = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1).split()
-    assert execstart[0] == "/usr/local/sbin/idmapguard-prune"
-    assert "OnUnitActiveSec=15min" in open(host.path("/etc/systemd/system/idmapguard-prune.timer")).read()
-    proc = host.exec(execstart, check=True)
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["removed"] == 2 and rs.mapped_copy_count(host) == 0
+    assert execstart == ["/usr/local/sbin/idmapguard-guard", "--config", "/etc/idmapguard/guard.json", "watch"]
+    assert not os.path.exists(host.path("/etc/systemd/system/idmapguard-prune.timer"))
+    params = json.load(open(host.path("/etc/idmapguard/guard.json")))
+    assert params == {"graphroot": rs.STORE, "runroot": "/run/containers/storage", "images": [],
+                      "keep_maps": [{"uidmap": KEEP}], "budget_percent": 0.0, "low_free_percent": 10.0,
+                      "grace": 0.0, "state_file": "/var/lib/idmapguard/guard-state.json"}
+    entry = open(host.path("/usr/local/sbin/idmapguard-guard")).read()
+    assert "PYTHONPATH=/usr/local/lib/idmapguard\n" in entry and entry.startswith("#!/bin/sh")
+    _garbage(host, 2)
+    host.podman("create", "--name", "kept", "--uidmap", KEEP, "--gidmap", KEEP, host.image(files=100), "true", check=True)
+    host.podman("rm", "kept", check=True)
+    proc = host.exec(execstart + ["--seconds", "3"], check=True)
+    evicted = [json.loads(line) for line in proc.stdout.splitlines() if '"evicted"' in line]
+    assert len(evicted) == 2 and rs.mapped_copy_count(host) == 1, proc.stdout
+    status = json.loads(host.exec(["/usr/local/sbin/idmapguard-guard", "status"], check=True).stdout)
+    assert status["evictions"]["total"] == 2 and status["cache"]["copies"] == 0
 
     # a second role run changes nothing
     out, results = ansible_playbook(inv, str(book))
