@@ -23,7 +23,7 @@ HOST_RECORD_KEYS = (
     "inodes_total", "inodes_used_before", "inodes_used_after",
     "mapped_copies_before", "mapped_copies_after", "copies_removed", "inodes_freed",
     "noncontiguous_map_cost", "proof", "rolled_back", "changes", "failed", "error",
-    "podman_version", "check_mode",
+    "podman_version", "check_mode", "guard",
 )
 
 # Verdicts in the order an operator cares about them (worst news last).
@@ -58,6 +58,25 @@ def _int_or_none(value: Any) -> Optional[int]:
         return None
 
 
+def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
+    """The copy-cache guard's state (fact ``idmapguard.guard``) as a row: numbers and one line."""
+    if not isinstance(guard, Mapping):
+        return None
+    if guard.get("error"):
+        return {"line": "guard state unreadable: %s" % guard["error"], "stale": True}
+    budget = guard.get("budget") if isinstance(guard.get("budget"), Mapping) else {}
+    cache = guard.get("cache") if isinstance(guard.get("cache"), Mapping) else {}
+    evictions = guard.get("evictions") if isinstance(guard.get("evictions"), Mapping) else {}
+    row = {"cache_copies": _int_or_none(cache.get("copies")), "cache_inodes": _int_or_none(cache.get("inodes")),
+           "budget_inodes": _int_or_none(budget.get("budget_inodes")),
+           "evictions": _int_or_none(evictions.get("total")), "evicted_inodes": _int_or_none(evictions.get("inodes")),
+           "stale": bool(guard.get("stale"))}
+    row["line"] = "%s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s" % (
+        row["cache_copies"], row["cache_inodes"], row["budget_inodes"], row["evictions"], row["evicted_inodes"],
+        "; NOT RUNNING (state stale)" if row["stale"] else "")
+    return row
+
+
 def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     """One host's row with every key present and numbers as int or None."""
     row: Dict[str, Any] = {key: record.get(key) for key in HOST_RECORD_KEYS}
@@ -79,6 +98,7 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     proof = record.get("proof")
     row["proof"] = dict(proof) if isinstance(proof, Mapping) else None
     row["proof_checks"] = proof_checks(row["proof"])
+    row["guard"] = guard_summary(record.get("guard"))
     return row
 
 

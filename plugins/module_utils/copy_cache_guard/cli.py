@@ -50,9 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = load_settings(args.config)
         if args.command == "status":
             status = read_status(settings.state_file)
-            sys.stdout.write(json.dumps(status if status is not None else {"state_file": settings.state_file,
-                                                                         "error": "no guard state yet"},
-                                        indent=2, sort_keys=True) + "\n")
+            shown = status if status is not None else {"state_file": settings.state_file, "error": "no guard state yet"}
+            sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
             return 0 if status is not None and "error" not in status else 1
         where = resolve_store(settings.store, run_command)
         store = Store(where["graphroot"], where["runroot"], where["imagestore"], where["transient_store"],

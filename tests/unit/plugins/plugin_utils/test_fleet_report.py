@@ -102,3 +102,15 @@ def test_html_template_is_self_contained_and_escaped(env):
     assert not re.search(r'(src|href)="https?:', html)
     for r in RECORDS:
         assert r["host"] in html
+
+
+def test_guard_state_is_shown_per_host(env):
+    guard = {"budget": {"budget_inodes": 25036}, "cache": {"copies": 12, "inodes": 24432},
+             "evictions": {"total": 189, "inodes": 384804}, "stale": False}
+    records = [dict(RECORDS[0], guard=guard), dict(RECORDS[1], guard=dict(guard, stale=True))]
+    rows = {row["host"]: row for row in fleet_report(records)["hosts"]}
+    assert rows[RECORDS[0]["host"]]["guard"]["evictions"] == 189
+    assert normalise_record({"host": "x"})["guard"] is None
+    md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(records))
+    assert "Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)\n" in md
+    assert "NOT RUNNING (state stale)" in md
