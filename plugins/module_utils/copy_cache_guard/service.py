@@ -164,8 +164,7 @@ class CopyCacheGuard:
         def _stop(signum: int, _frame: Any) -> None:
             stop["now"] = True
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         settings = self.settings
         watcher = LockTokenWatcher(self.lock_paths())
         emit(self.log, {"event": "started", "time": round(self.clock(), 3), "pid": os.getpid(),
@@ -173,31 +172,38 @@ class CopyCacheGuard:
         deadline = None if seconds is None else self.clock() + seconds
         trigger: Optional[str] = "start"
         last_pass = 0.0
+        retry_at = 0.0
         try:
             while not stop["now"] and (deadline is None or self.clock() < deadline):
-                if trigger is None:
-                    moved = watcher.changed()
-                    if moved:
-                        trigger = "changed: " + ", ".join(os.path.basename(p) for p in moved)
-                    elif self.clock() - last_pass >= LOW_FREE_RECHECK and self.low_on_inodes():
-                        trigger = "low free inodes"
-                    elif self.clock() - last_pass >= settings.rescan_interval:
-                        trigger = "rescan"
-                if trigger is not None:
-                    last_trigger, last_pass = trigger, self.clock()
-                    trigger = None
-                    # Our own prune moves the tokens too: that costs one more (cheap) pass,
-                    # and a change Podman made meanwhile is not missed.
-                    try:
+                try:
+                    if self.clock() < retry_at:
+                        trigger = None
+                    elif trigger is None:
+                        moved = watcher.changed()
+                        if moved:
+                            trigger = "changed: " + ", ".join(os.path.basename(p) for p in moved)
+                        elif self.clock() - last_pass >= LOW_FREE_RECHECK and self.low_on_inodes():
+                            trigger = "low free inodes"
+                        elif self.clock() - last_pass >= settings.rescan_interval:
+                            trigger = "rescan"
+                    if trigger is not None:
+                        last_trigger, last_pass = trigger, self.clock()
+                        trigger = None
+                        # Our own prune moves the tokens too: that costs one more (cheap) pass,
+                        # and a change Podman made meanwhile is not missed.
                         self.run_pass(last_trigger)
-                    except StoreError as exc:
-                        # Logged and retried at the next change or rescan; the service stays up
-                        # (a tampered store is for a human to look at, not a restart loop).
-                        emit(self.log, {"event": "error", "time": round(self.clock(), 3),
-                                        "error": "%s: %s" % (type(exc).__name__, exc)})
+                except StoreError as exc:
+                    # Logged, retried after rescan_interval; the service stays up (a tampered
+                    # store is for a human to look at, not for a restart loop).
+                    retry_at = self.clock() + settings.rescan_interval
+                    emit(self.log, {"event": "error", "time": round(self.clock(), 3),
+                                    "error": "%s: %s" % (type(exc).__name__, exc),
+                                    "retry_in": settings.rescan_interval})
                 time.sleep(settings.poll_interval)
         finally:
             watcher.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         emit(self.log, {"event": "stopped", "time": round(self.clock(), 3), "passes": self.passes,
                         "evictions": self.state.evictions_total})
         return 0

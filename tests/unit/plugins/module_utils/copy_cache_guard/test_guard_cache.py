@@ -199,3 +199,17 @@ def test_manual_prune_threshold_check_keep_and_bad_input(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["removed"] == 3
     assert manual_prune.main(common + ["--keep-map", "bogus"]) == 2
     assert manual_prune.main(common + ["--threshold", "101"]) == 2
+
+
+def test_watch_loop_evicts_on_change_and_survives_a_store_error(tmp_path):
+    built, copies = cache_store(tmp_path, ages=[400, 300])
+    guard, log = make_guard(built, tmp_path, budget_percent=0, low_free_percent=0, poll_interval=0.05,
+                            rescan_interval=0.2)
+    assert guard.watch(seconds=0.5) == 0
+    kinds = [json.loads(line)["event"] for line in log.getvalue().splitlines()]
+    assert kinds[0] == "started" and kinds[-1] == "stopped" and kinds.count("evicted") == 2
+    os.rename(built.graphroot, built.graphroot + ".gone")   # statvfs fails: logged, retried, no crash
+    guard, log = make_guard(built, tmp_path, poll_interval=0.05, rescan_interval=0.2)
+    assert guard.watch(seconds=0.5) == 0
+    errors = [json.loads(line) for line in log.getvalue().splitlines() if '"error"' in line]
+    assert errors and "cannot statvfs" in errors[0]["error"]
