@@ -11,6 +11,7 @@
   candidates (the caller leaves them out), so they are never chosen.
 
 Pure functions of numbers: no I/O, unit-tested in tests/unit/plugins/module_utils/test_reclaim_policy.py.
+The rollout's gate (issue 12, plugins/plugin_utils/rollout.py) calls :func:`prune_due` too.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -39,21 +40,22 @@ class PolicyError(ValueError):
 
 
 def inode_use_percent(inodes_used: int, inodes_total: int) -> float:
-    """Percent of the filesystem's inodes in use, 0.0 where it has no fixed count (btrfs)."""
+    """Percent of the filesystem's inodes in use, one decimal (as reported and compared);
+    0.0 where it has no fixed count (btrfs)."""
     if inodes_total <= 0:
         return 0.0
-    return 100.0 * inodes_used / inodes_total
+    return round(100.0 * inodes_used / inodes_total, 1)
 
 
 def prune_due(policy: str, threshold_percent: float, inodes_used: int, inodes_total: int) -> Tuple[bool, str]:
     """Whether a host is pruned now, and the reason in words.
 
-    ``always`` prunes on every run; ``threshold`` when the graphroot filesystem's inode use is at
-    least ``threshold_percent``. A filesystem without a fixed inode count (``inodes_total`` 0)
-    never reaches a threshold.
+    ``always`` prunes on every run; ``threshold`` when the graphroot filesystem's inode use,
+    rounded to one decimal as it is reported, is at least ``threshold_percent``. A filesystem
+    without a fixed inode count (``inodes_total`` 0) counts as 0.0 % used.
     """
     if policy not in POLICIES:
-        raise PolicyError("policy must be one of %s, got %r" % (", ".join(POLICIES), policy))
+        raise PolicyError("unknown reclaim policy %r, expected one of %s" % (policy, ", ".join(POLICIES)))
     threshold = float(threshold_percent)
     if not 0.0 <= threshold <= 100.0:
         raise PolicyError("threshold_percent must be 0 to 100, got %r" % (threshold_percent,))
@@ -61,9 +63,7 @@ def prune_due(policy: str, threshold_percent: float, inodes_used: int, inodes_to
         raise PolicyError("inode counts cannot be negative (%r used of %r)" % (inodes_used, inodes_total))
     if policy == "always":
         return True, "policy always"
-    if inodes_total == 0:
-        return False, "the filesystem has no fixed inode count"
-    use = round(inode_use_percent(inodes_used, inodes_total), 1)
+    use = inode_use_percent(inodes_used, inodes_total)
     if use >= threshold:
         return True, "inode use %.1f%% >= %.1f%%" % (use, threshold)
     return False, "inode use %.1f%% below %.1f%%" % (use, threshold)

@@ -4,7 +4,7 @@
 import pytest
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import (
-    CacheBudget, CacheEntry, PolicyError, cache_budget, choose_evictions, lru_order, prune_due,
+    CacheBudget, CacheEntry, PolicyError, cache_budget, choose_evictions, inode_use_percent, lru_order, prune_due,
 )
 
 
@@ -16,7 +16,15 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy 
     ("threshold", 80, 7999, 10000, True, "inode use 80.0% >= 80.0%"),   # rounded as reported
     ("threshold", 0, 0, 1000, True, "inode use 0.0% >= 0.0%"),
     ("threshold", 100, 999, 1000, False, "inode use 99.9% below 100.0%"),
-    ("threshold", 80, 0, 0, False, "the filesystem has no fixed inode count"),
+    ("threshold", 80, 80, 100, True, "inode use 80.0% >= 80.0%"),
+    ("threshold", 80, 79, 100, False, "inode use 79.0% below 80.0%"),
+    ("threshold", 80.0, 100, 100, True, "inode use 100.0% >= 80.0%"),
+    # rounded to one decimal first, as reported: 79.96% counts as 80.0%
+    ("threshold", 80, 7996, 10000, True, "inode use 80.0% >= 80.0%"),
+    ("threshold", 80, 7994, 10000, False, "inode use 79.9% below 80.0%"),
+    # no fixed inode count (btrfs): never due by use, except at threshold 0
+    ("threshold", 80, 5, 0, False, "inode use 0.0% below 80.0%"),
+    ("threshold", 0, 0, 0, True, "inode use 0.0% >= 0.0%"),
 ])
 def test_prune_due(policy, threshold, used, total, due, reason):
     assert prune_due(policy, threshold, used, total) == (due, reason)
@@ -29,6 +37,15 @@ def test_prune_due(policy, threshold, used, total, due, reason):
 def test_prune_due_rejects_nonsense(args):
     with pytest.raises(PolicyError):
         prune_due(*args)
+
+
+def test_unknown_policy_is_an_error():
+    with pytest.raises(ValueError, match="unknown reclaim policy 'sometimes'"):
+        prune_due("sometimes", 80, 1, 2)
+
+
+def test_inode_use_percent():
+    assert inode_use_percent(1, 3) == 33.3 and inode_use_percent(0, 0) == 0.0
 
 
 def test_budget_is_a_share_of_the_filesystem():
