@@ -79,6 +79,13 @@ class GuardState:
         entry["inodes"] = inodes
         entry["bytes"] = size
 
+    def back_off(self, layer_id: str, until: float) -> None:
+        self.copies.setdefault(layer_id, {})["skip_until"] = until
+
+    def backing_off(self, layer_id: str, now: float) -> bool:
+        until = self.copies.get(layer_id, {}).get("skip_until")
+        return isinstance(until, (int, float)) and until > now
+
     def forget_except(self, present: List[str]) -> None:
         keep = set(present)
         self.copies = {k: v for k, v in self.copies.items() if k in keep}

@@ -43,6 +43,8 @@ Clock = Callable[[], float]
 # With free inodes low and nothing to evict, look again at most this often (seconds): a pass
 # reads the store under its shared locks.
 LOW_FREE_RECHECK = 2.0
+# Seconds a copy that prune skipped or failed on is left out of the choice.
+BACKOFF = 60.0
 
 
 def emit(stream: TextIO, event: Dict[str, Any]) -> None:
@@ -113,15 +115,29 @@ class CopyCacheGuard:
                                                          self.state.last_used(copy.layer_id, created)))
         fs = fs_usage(self.store.layout.graphroot)
         budget = self.budget(fs["inodes_total"])
-        chosen = reclaim_policy.choose_evictions(entries, cached_inodes, fs["inodes_free"], budget)
         last_used = {entry.layer_id: entry.last_used for entry in entries}
         evicted: List[Dict[str, Any]] = []
         skipped: List[Dict[str, Any]] = []
-        for start in range(0, len(chosen), settings.evict_batch):
-            batch = chosen[start:start + settings.evict_batch]
-            plan = Plan([by_id[e.layer_id] for e in batch], min_age=settings.grace)
-            result = self.store.prune(plan)
-            reasons = {e.layer_id: e.reason for e in batch}
+        # A copy prune skips (mounted, in use since we looked) or fails on is set aside for
+        # BACKOFF seconds and the choice is made again without it, so one copy that cannot go
+        # does not stop every other eviction while the cache is over budget.
+        free = fs["inodes_free"]
+        while True:
+            candidates = [e for e in entries if not self.state.backing_off(e.layer_id, now)]
+            chosen = reclaim_policy.choose_evictions(candidates, cached_inodes, free, budget)[:settings.evict_batch]
+            if not chosen:
+                break
+            plan = Plan([by_id[e.layer_id] for e in chosen], min_age=settings.grace)
+            reasons = {e.layer_id: e.reason for e in chosen}
+            try:
+                result = self.store.prune(plan)
+            except StoreError as exc:
+                for entry in chosen:
+                    self.state.back_off(entry.layer_id, now + BACKOFF)
+                emit(self.log, {"event": "error", "time": round(self.clock(), 3),
+                                "error": "%s: %s" % (type(exc).__name__, exc),
+                                "layer_ids": [e.layer_id for e in chosen], "retry_in": BACKOFF})
+                continue
             for copy in result.removed:
                 event = {"event": "evicted", "time": round(self.clock(), 3), "layer_id": copy.layer_id,
                          "image": copy.image_name or copy.image_id[:12], "uidmap": copy.uidmap,
@@ -131,12 +147,15 @@ class CopyCacheGuard:
                 emit(self.log, event)
                 self.state.record_eviction(event)
                 cached_inodes -= copy.inodes
+                free += copy.inodes
                 evicted.append(event)
             for item in result.skipped:
+                self.state.back_off(item["layer_id"], now + BACKOFF)
                 skip = {"event": "kept", "time": round(self.clock(), 3), "layer_id": item["layer_id"],
-                        "why": item["why"]}
+                        "why": item["why"], "retry_in": BACKOFF}
                 emit(self.log, skip)
                 skipped.append(skip)
+            entries = [e for e in entries if e.layer_id not in {c.layer_id for c in result.removed}]
         fs_after = fs_usage(self.store.layout.graphroot)
         self.passes += 1
         status = {

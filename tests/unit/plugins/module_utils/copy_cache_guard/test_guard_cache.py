@@ -20,6 +20,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import ParameterError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 
 from fake_store import FakeStore, standard  # pylint: disable=import-error
 
@@ -213,3 +214,27 @@ def test_watch_loop_evicts_on_change_and_survives_a_store_error(tmp_path):
     assert guard.watch(seconds=0.5) == 0
     errors = [json.loads(line) for line in log.getvalue().splitlines() if '"error"' in line]
     assert errors and "cannot statvfs" in errors[0]["error"]
+
+
+def test_a_copy_that_cannot_go_is_set_aside_and_the_next_one_evicted(tmp_path):
+    built, copies = cache_store(tmp_path, ages=[400, 300, 200])
+    probe, _log = make_guard(built, tmp_path, budget_percent=100)
+    per_copy = probe.store.inventory().copies[0].inodes
+    total = os.statvfs(built.graphroot).f_files
+    guard, log = make_guard(built, tmp_path, budget_percent=100.0 * (2.5 * per_copy) / total, low_free_percent=0,
+                            evict_batch=1)
+    real_prune = guard.store.prune
+
+    def prune(plan, *args, **kw):
+        if plan.copies[0].layer_id == copies[0]:
+            raise StoreError("cannot remove %r: [Errno 16] Device or resource busy: 'merged'" % copies[0])
+        return real_prune(plan, *args, **kw)
+
+    guard.store.prune = prune
+    guard.run_pass("test")
+    # the oldest could not go: it is set aside, the next least recently used goes instead
+    assert [e["layer_id"] for e in events(log)] == [copies[1]]
+    assert events(log, "error")[0]["layer_ids"] == [copies[0]]
+    assert guard.state.backing_off(copies[0], time.time())
+    guard.run_pass("again")                       # within the back-off: not tried again
+    assert len(events(log, "error")) == 1
