@@ -22,7 +22,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store import St
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import ParameterError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 
-from fake_store import FakeStore, standard  # pylint: disable=import-error
+from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import FakeStore, standard
 
 MAP = "0:1065537:65536,531571:531571:1"
 
