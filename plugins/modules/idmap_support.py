@@ -611,7 +611,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import DEFAULT_HELPER
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import DEFAULT_GIDMAP, DEFAULT_UIDMAP
-from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import (
     SupportError,
     SupportParams,
@@ -642,7 +642,7 @@ def main():
     if "/" not in params.podman:
         params.podman = module.get_bin_path(params.podman) or params.podman
     try:
-        result = gather(params, run_adapter(module), module.check_mode)
+        result = gather(params, module_runner(module), module.check_mode)
     except SupportError as exc:
         module.fail_json(msg=str(exc))
     else:

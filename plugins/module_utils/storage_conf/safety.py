@@ -38,13 +38,19 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import run_json
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
     IDMapError,
     from_storage_json,
     is_contiguous,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    DEFAULT_GRAPHROOT,
+    DEFAULT_RUNROOT,
+    PodmanError,
+    settings_from_podman,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import (
     count_layers,
@@ -57,10 +63,6 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors im
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
 
-Runner = Callable[[List[str], Dict[str, str]], Tuple[int, str, str]]
-
-DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
-DEFAULT_RUNROOT = "/run/containers/storage"
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
 
 
@@ -211,27 +213,24 @@ def scratch_engine_conf(scratch: str) -> str:
     return path
 
 
-def podman_store(run: Runner, podman: str, conf_path: Optional[str],
-                 scratch: Optional[str] = None) -> Dict[str, Any]:
-    """What Podman reports for the store when reading `conf_path` (None: its own default).
-
-    With `scratch` (an empty directory) Podman runs with a throw-away libpod database, so the
-    file alone is judged. StorageConfInvalid when Podman fails: for a candidate file this means
-    Podman rejects it.
-    """
+def validation_env(conf_path: Optional[str], scratch: Optional[str] = None) -> Dict[str, str]:
+    """The environment under which Podman reads `conf_path` (None: its own default); with
+    `scratch` (an empty directory) with a throw-away libpod database, so the file alone is judged."""
     env = {"CONTAINERS_STORAGE_CONF": conf_path} if conf_path else {}
     if scratch:
         env["CONTAINERS_CONF_OVERRIDE"] = scratch_engine_conf(scratch)
-    info = run_json(lambda argv: run(argv, env), [podman, "info", "--format", "json"], StorageConfInvalid)
-    store = info.get("store") or {}
-    options = store.get("graphOptions") or {}
-    mount_program = options.get("overlay.mount_program")
-    if isinstance(mount_program, dict):
-        mount_program = mount_program.get("Executable")
-    return {
-        "driver": store.get("graphDriverName"),
-        "graphroot": store.get("graphRoot"),
-        "runroot": store.get("runRoot"),
-        "mount_program": mount_program or None,
-        "graph_options": options,
-    }
+    return env
+
+
+def podman_store(run: Runner, podman: str, conf_path: Optional[str]) -> Dict[str, Any]:
+    """What Podman reports for the store, `run` having the environment of validation_env(conf_path).
+
+    StorageConfInvalid when Podman fails: for a candidate file this means Podman rejects it.
+    """
+    try:
+        settings = settings_from_podman(run, podman, conf_path)
+    except PodmanError as exc:
+        raise StorageConfInvalid(str(exc))
+    view = settings.store_view()
+    view["graph_options"] = list(settings.graph_options)
+    return view
