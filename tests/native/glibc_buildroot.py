@@ -7,8 +7,13 @@ into $LAB_CACHE/buildroot/<suite>-<hash>/ (temporary directory renamed into plac
 like the lab's root filesystems) and entered in a private mount namespace; nothing runs Podman
 in it, so a plain chroot is fine (the lab's rule "pivot_root, never chroot" is for Podman hosts).
 
-CLI: python tests/native/glibc_buildroot.py [SUITE]   builds (or finds) it and prints its path.
+CLI: python tests/native/glibc_buildroot.py [--suite SUITE] [--build DEST]
+builds (or finds) the root and prints its path and glibc version; with --build, also builds the
+helper and the errno test binaries there from this checkout's native/ and copies them to DEST,
+with DEST/cffi pointing at this machine's cffi build, so `NATIVE_BUILD=DEST pytest tests/native`
+runs the helper's tests on the old-glibc build.
 """
+import argparse
 import fcntl
 import hashlib
 import os
@@ -83,6 +88,36 @@ def run_in(root: str, argv: List[str], bind: str, timeout: int = 300) -> subproc
                            root, bind] + argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARIES = ("idmapped-mount", "errno-names", "errno-names-table")
+
+
+def build_helper(root: str, dest: str) -> None:
+    """Build native/ inside `root` (a scratch build directory in the root) and copy the binaries to dest."""
+    inside = "/tmp/idmapguard-native-build"
+    shutil.rmtree(root + inside, ignore_errors=True)
+    proc = run_in(root, ["make", "-C", "/src/native", "BUILD=" + inside, "all", "test-bins"], bind=REPO)
+    if proc.returncode != 0:
+        raise BuildrootError("building native/ in %s failed (rc=%d):\n%s%s"
+                             % (root, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+    os.makedirs(dest, exist_ok=True)
+    for name in BINARIES:
+        shutil.copy2(os.path.join(root + inside, name), os.path.join(dest, name))
+    with open(os.path.join(dest, "glibc-version"), "w") as f:
+        f.write(glibc_version(root) + "\n")
+    cffi = os.path.join(REPO, "native", "build", "cffi")
+    link = os.path.join(dest, "cffi")
+    if os.path.isdir(cffi) and not os.path.lexists(link):
+        os.symlink(cffi, link)
+
+
 if __name__ == "__main__":
-    path = ensure_buildroot(sys.argv[1] if len(sys.argv) > 1 else OLDEST_SUITE)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", default=OLDEST_SUITE)
+    parser.add_argument("--build", metavar="DEST")
+    args = parser.parse_args()
+    path = ensure_buildroot(args.suite)
     print(path, glibc_version(path))
+    if args.build:
+        build_helper(path, args.build)
+        print("built native/ against glibc %s into %s" % (glibc_version(path), args.build))
