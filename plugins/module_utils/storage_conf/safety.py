@@ -60,8 +60,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.census im
     remove_marker,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
 
@@ -137,11 +136,11 @@ def check_safety(before: Dict[str, Any], after: Dict[str, Any], allow_store_chan
 def containers_with_noncontiguous_maps(graphroot: str, runroot: str) -> List[str]:
     """Names (or ids) of the store's containers whose UID or GID map has more than one extent."""
     try:
-        state = StoreState.load(StoreLayout(graphroot, runroot))
+        containers = Store(graphroot, runroot).records()["containers"]
     except (StoreError, ValueError, OSError) as exc:
         return ["(cannot read the container list: %s)" % exc]
     found = []
-    for record in state.containers:
+    for record in containers:
         try:
             # No map at all (an empty list) is fine, like a single extent.
             shifted = any(len(record.get(key) or []) > 1 and not is_contiguous(from_storage_json(record[key]))

@@ -39,6 +39,9 @@ def make_store(root, layers=1, marker=None, containers=()):
     (graphroot / "overlay-containers" / "containers.json").write_text(json.dumps([
         {"id": "%064x" % (100 + i), "names": [name], "layer": "%064x" % i, "uidmap": uidmap, "gidmap": uidmap}
         for i, (name, uidmap) in enumerate(containers)]))
+    # Podman creates the lock files with the store; the Store API reads under them
+    (graphroot / "overlay-layers" / "layers.lock").write_text("")
+    (graphroot / "overlay-containers" / "containers.lock").write_text("")
     return str(graphroot)
 
 
