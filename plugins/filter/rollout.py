@@ -12,7 +12,7 @@ version_added: 0.2.0
 author: idmapguard developers
 description:
   - C(facts | rollout_steps(...)) returns, for C(reverify), C(configure), C(proof) and C(remediate),
-    C(run) and C(reason) (C(remediate) also C(due) and C(due_reason): whether the remediate role
+    C(run) and C(reason) (C(remediate) also C(due) and C(due_reason), whether the remediate role
     would prune now, from M(idmapguard.storage.idmap_support)'s inode use and the remediate
     policy), and C(act), whether the host needs any step at all.
   - The same plugin file provides C(rollout_record) - C(inputs | rollout_record) turns what the

@@ -24,7 +24,7 @@ __metaclass__ = type
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, module_runner, run_json
 

@@ -112,7 +112,7 @@ def build_helper(root: str, dest: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--suite", default=OLDEST_SUITE)
     parser.add_argument("--build", metavar="DEST")
     args = parser.parse_args()

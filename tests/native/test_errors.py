@@ -2,7 +2,6 @@
 strerrorname_np, and a build against an old glibc (NATIVE_BUILD from glibc_buildroot.py, which
 writes glibc-version) uses the table and names every errno the same."""
 import ctypes
-import os
 import subprocess
 
 import pytest
@@ -49,7 +48,7 @@ def test_the_helper_build_names_every_errno_as_glibc_does():
 
 
 def test_helper_binary_runs(helper):
-    out = subprocess.run([str(helper), "--version"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([str(helper), "--version"], capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode == 0 and out.stdout.strip()
     if (BUILD / "glibc-version").is_file():
         print("helper built against glibc", (BUILD / "glibc-version").read_text().strip(), ":", out.stdout.strip())
