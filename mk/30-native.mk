@@ -7,10 +7,19 @@ KMATRIX_ACCEL  ?= tcg
 KMATRIX_SUITES ?= bullseye,bookworm,trixie
 KMATRIX_FIXTURES := $(CURDIR)/tests/fixtures/kernel-matrix
 
-.PHONY: native test-native fuzz kernel-matrix kernel-matrix-run bench-probe
+# The oldest glibc the Debian mirror still serves (bullseye, 2.31: no strerrorname_np).
+OLDGLIBC_BUILD := $(NATIVE_BUILD)/bullseye
+
+.PHONY: native test-native test-native-oldglibc fuzz kernel-matrix kernel-matrix-run bench-probe
 
 native: deps
-	$(MAKE) -C native all cffi PYTHON=$(VPY)
+	$(MAKE) -C native all test-bins cffi PYTHON=$(VPY)
+
+# Build the helper in a cached bullseye build root (glibc 2.31) and run its tests on that build.
+test-native-oldglibc: native
+	$(VPY) tests/native/glibc_buildroot.py --build $(OLDGLIBC_BUILD)
+	NATIVE_BUILD=$(OLDGLIBC_BUILD) $(VPY) -m pytest -q -p no:cacheprovider tests/native \
+	  --ignore=tests/native/test_kernel_matrix.py --ignore=tests/native/test_idmap_cffi.py
 
 fuzz: deps
 	$(MAKE) -C native fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(VPY)
@@ -29,6 +38,7 @@ kernel-matrix: kernel-matrix-run
 # Build, pytest with real mounts (tests/native), a bounded fuzz run, the kernel matrix.
 test-native: native
 	$(VPY) -m pytest -q -p no:cacheprovider tests/native --ignore=tests/native/test_kernel_matrix.py
+	$(MAKE) --no-print-directory test-native-oldglibc
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory kernel-matrix-run
 	KERNEL_MATRIX_RESULTS=$(NATIVE_BUILD)/kernel-matrix \

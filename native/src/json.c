@@ -70,6 +70,16 @@ void json_strn(FILE *f, const char *str, size_t len)
 	fputc('"', f);
 }
 
+void json_map(FILE *f, const struct idmap *map)
+{
+	size_t i;
+	fputc('[', f);
+	for (i = 0; i < map->n; i++)
+		fprintf(f, "%s[%u, %u, %u]", i ? ", " : "", map->ext[i].container, map->ext[i].host,
+			map->ext[i].size);
+	fputc(']', f);
+}
+
 void json_str(FILE *f, const char *s)
 {
 	if (!s)

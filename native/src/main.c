@@ -1,6 +1,7 @@
 /* idmapped-mount: probe whether a filesystem can take idmapped mounts with a non-contiguous
  * ID map (and overlay on such a lower layer), or make such a mount. See docs/helper.md. */
 #define _GNU_SOURCE
+#include "errors.h"
 #include "idmap.h"
 #include "json.h"
 #include "probe.h"
@@ -20,16 +21,6 @@
 
 /* Same as plugins/module_utils/idmap.py DEFAULT_UIDMAP: the seed's non-contiguous shape. */
 #define DEFAULT_MAP "0:1065537:65536,531571:531571:1,19997967:19997967:1"
-
-const char *errno_name(int err)
-{
-	static char buf[16];
-	const char *n = strerrorname_np(err);
-	if (n)
-		return n;
-	snprintf(buf, sizeof(buf), "E%d", err);
-	return buf;
-}
 
 static void usage(FILE *f)
 {
@@ -73,9 +64,9 @@ static void mount_result(const char *src, const char *dst, const struct idmap *u
 	printf(", \"target\": ");
 	json_str(stdout, dst);
 	printf(", \"uidmap\": ");
-	print_map_json(stdout, um);
+	json_map(stdout, um);
 	printf(", \"gidmap\": ");
-	print_map_json(stdout, gm);
+	json_map(stdout, gm);
 	printf(", \"ok\": %s, \"errno\": ", err ? "false" : "true");
 	json_str(stdout, err ? errno_name(err) : NULL);
 	printf(", \"message\": ");

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "probe.h"
+#include "errors.h"
 #include "json.h"
 #include "sys.h"
 #include "userns.h"
@@ -89,16 +90,6 @@ static const char *fs_name(unsigned long magic)
 		if (fs_names[i].magic == magic)
 			return fs_names[i].name;
 	return "unknown";
-}
-
-void print_map_json(FILE *f, const struct idmap *map)
-{
-	size_t i;
-	fputc('[', f);
-	for (i = 0; i < map->n; i++)
-		fprintf(f, "%s[%u, %u, %u]", i ? ", " : "", map->ext[i].container, map->ext[i].host,
-			map->ext[i].size);
-	fputc(']', f);
 }
 
 static void check_fail(struct check *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -676,9 +667,9 @@ print:
 	printf(", \"fs_type\": ");
 	json_str(stdout, fs_name((unsigned long)sfs.f_type));
 	printf(", \"fs_magic\": \"0x%lx\", \"uidmap\": ", (unsigned long)sfs.f_type);
-	print_map_json(stdout, um);
+	json_map(stdout, um);
 	printf(", \"gidmap\": ");
-	print_map_json(stdout, gm);
+	json_map(stdout, gm);
 	printf(", \"checks\": ");
 	if (result)
 		fwrite(result, 1, result_len, stdout);

@@ -9,7 +9,4 @@
  * ETIMEDOUT (a hung filesystem must not hang the caller). */
 int probe_main(const char *dir, const struct idmap *uidmap, const struct idmap *gidmap, int timeout_ms);
 
-/* Print a map as [[container, host, size], ...]. */
-void print_map_json(FILE *f, const struct idmap *map);
-
 #endif

@@ -51,7 +51,4 @@ static inline int sys_mount_setattr(int dfd, const char *path, unsigned int flag
 	return (int)syscall(NR_mount_setattr, dfd, path, flags, attr, size);
 }
 
-/* "EINVAL" for EINVAL: messages name the errno, not only its text. */
-const char *errno_name(int err);
-
 #endif

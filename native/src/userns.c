@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "userns.h"
+#include "errors.h"
 #include "sys.h"
 
 #include <errno.h>

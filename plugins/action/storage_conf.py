@@ -18,6 +18,11 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    DEFAULT_GRAPHROOT,
+    DEFAULT_RUNROOT,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.write import user_argument_spec
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.toml_edit import (
     TOMLKIT_IMPORT_ERROR,
     TomlEditError,
@@ -30,10 +35,9 @@ BUILTIN_DEFAULTS = """\
 # containers/storage configuration, written by idmapguard.storage.storage_conf: no storage.conf
 # existed, so this starts from the built-in defaults of rootful containers/storage.
 [storage]
-runroot = "/run/containers/storage"
-graphroot = "/var/lib/containers/storage"
-"""
-USER_ARGS = ("path", "vendor_path", "settings", "absent", "backup", "validate", "allow_store_change")
+runroot = "%s"
+graphroot = "%s"
+""" % (DEFAULT_RUNROOT, DEFAULT_GRAPHROOT)
 
 
 class ActionModule(ActionBase):
@@ -56,15 +60,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        spec = {
-            "path": {"type": "path", "default": "/etc/containers/storage.conf"},
-            "vendor_path": {"type": "path", "default": "/usr/share/containers/storage.conf"},
-            "settings": {"type": "dict", "default": {}},
-            "absent": {"type": "list", "elements": "str", "default": []},
-            "backup": {"type": "bool", "default": False},
-            "validate": {"type": "bool", "default": True},
-            "allow_store_change": {"type": "bool", "default": False},
-        }
+        # the module's own spec (module_utils/storage_conf/write.py), minus its internal _edit
+        spec = user_argument_spec()
         if TOMLKIT_IMPORT_ERROR is not None:
             raise AnsibleActionFail("storage_conf needs the Python package tomlkit on the controller "
                                     "(pip install tomlkit): %s" % TOMLKIT_IMPORT_ERROR)
@@ -84,6 +81,8 @@ class ActionModule(ActionBase):
                 source, text, sha1 = "(built-in defaults)", BUILTIN_DEFAULTS, None
         try:
             edit = apply_edits(text, args["settings"], args["absent"], name=source)
+            store_before = store_view(text, source)
+            store_after = store_view(edit.text, path)
         except TomlEditError as exc:
             result.update(failed=True, changed=False, msg=str(exc), path=path,
                           line=exc.line, column=exc.column)
@@ -94,14 +93,14 @@ class ActionModule(ActionBase):
             # Identical result: nothing to write, not even a copy of the vendor file.
             return result
 
-        module_args = {k: args[k] for k in USER_ARGS}
+        module_args = {k: args[k] for k in spec}
         module_args["_edit"] = {
             "content": edit.text,
             "source": source,
             "source_sha1": sha1,
             "changed_keys": edit.changed_keys,
-            "store_before": store_view(text, source),
-            "store_after": store_view(edit.text, path),
+            "store_before": store_before,
+            "store_after": store_after,
         }
         module_result = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         result.update(module_result)

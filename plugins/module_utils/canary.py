@@ -33,13 +33,13 @@ import signal
 import tarfile
 import tempfile
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import StorageSettings
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import json_snapshot, mapped_copies
 
-Runner = Callable[[List[str]], Tuple[int, str, str]]
 NAME_PREFIX = "idmapguard-canary-"
 CANARY_FILES = 8
 # idmapguard-canary-<pid>-<start time>-<token>, also inside image references and work dirs

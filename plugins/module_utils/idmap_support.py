@@ -33,14 +33,11 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe im
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import IDMapError, is_contiguous, parse_idmap
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
-    PodmanError,
     StorageConfError,
     StorageSettings,
     find_storage_conf,
-    podman_info,
     podman_version,
-    read_storage_conf,
-    settings_from_info,
+    storage_settings,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import read_probe_cache
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import read_marker
@@ -99,17 +96,15 @@ def _podman_runner(run: Runner, params: SupportParams) -> Runner:
     return podman_run
 
 
-def _storage(run: Runner, params: SupportParams, warnings: List[str]) -> Tuple[StorageSettings, Dict[str, Any]]:
+def _storage(run: Runner, params: SupportParams, warnings: List[str]) -> StorageSettings:
     try:
-        info = podman_info(run, params.podman)
-        return settings_from_info(info), info
-    except PodmanError as exc:
-        warnings.append("podman info failed, storage settings read from storage.conf instead: %s" % exc)
-    try:
-        settings = read_storage_conf(params.storage_conf)
+        settings = storage_settings(run, params.storage_conf, params.podman)
     except StorageConfError as exc:
         raise SupportError("podman info failed and storage.conf cannot be read: %s" % exc)
-    return settings, {}
+    if settings.podman_error is not None:
+        warnings.append("podman info failed, storage settings read from storage.conf instead: %s"
+                        % settings.podman_error)
+    return settings
 
 
 def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
@@ -201,8 +196,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         warnings.append("uidmap and gidmap are contiguous: the probe and canary then say nothing about "
                         "non-contiguous maps, which are the ones that get copied")
     prun = _podman_runner(run, params)
-    settings, info = _storage(prun, params, warnings)
-    version = ((info.get("version") or {}).get("Version") if info else None) or podman_version(prun, params.podman)
+    settings = _storage(prun, params, warnings)
+    version = settings.podman_version or podman_version(prun, params.podman)
 
     directory = probe_directory(settings.graphroot)
     probe = None  # type: Optional[Dict[str, Any]]
@@ -315,6 +310,7 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             "imagestore": settings.imagestore,
             "storage_conf": settings.config_file or find_storage_conf(params.storage_conf),
             "source": settings.source,
+            "origins": dict(settings.origins),
             "supports_shifting": settings.supports_shifting,
             "graph_status": dict(settings.graph_status),
             "probe_cache": cache,

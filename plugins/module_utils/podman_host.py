@@ -3,8 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Talking to Podman on the host, and reading storage.conf when Podman cannot answer.
 
-`run` is any callable `run(argv) -> (rc, stdout, stderr)`; AnsibleModule.run_command fits
-through `run_adapter`, and tests pass a fake, so nothing here needs Ansible.
+The one producer of the storage settings in effect (driver, graphroot, runroot, imagestore,
+transient store, mount program, and where each came from): `storage_settings` (falls back to
+storage.conf when Podman fails) and `settings_from_podman` (Podman must answer: validation).
+Every consumer (idmap_support, mapped_layers, storage_conf, the canary, the controller's view
+of an edited storage.conf) takes its values from here.
+
+`run` is a command_json.Runner, `run(argv) -> (rc, stdout, stderr)`; AnsibleModule.run_command
+fits through `command_json.module_runner`, and tests pass a fake, so nothing here needs Ansible.
 
 When Podman cannot answer (missing, broken, hung on a damaged store) the storage settings
 fall back to storage.conf, read with a small stdlib TOML reader. (At 0 free inodes
@@ -18,9 +24,9 @@ __metaclass__ = type
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, run_json
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, module_runner, run_json
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.mini_toml import (
     TomlError,
@@ -65,16 +71,27 @@ class StorageSettings:
     # podman info's graphStatus as printed (the driver's own view: "Supports shifting",
     # "Supports d_type", "Native Overlay Diff", ...); empty when read from storage.conf.
     graph_status: Dict[str, str] = field(default_factory=dict)
+    # Where each of driver, graphroot, runroot, imagestore, transient_store, mount_program came
+    # from: "podman info", "storage.conf <path>" or "default" (containers/storage's built-in).
+    origins: Dict[str, str] = field(default_factory=dict)
+    podman_version: Optional[str] = None  # from `podman info`, when it answered
+    podman_error: Optional[str] = None  # why `podman info` did not answer, when source is storage.conf
+
+    def store_view(self) -> Dict[str, Any]:
+        """The settings that locate and shape the store, as the storage_conf safety checks compare them."""
+        return {"driver": self.driver, "graphroot": self.graphroot, "runroot": self.runroot,
+                "imagestore": self.imagestore, "transient_store": self.transient_store,
+                "mount_program": self.mount_program}
 
 
-def run_adapter(module: Any) -> Runner:
-    """Wrap AnsibleModule.run_command into the `run` callable used here."""
+# The settings `origins` accounts for.
+ORIGIN_KEYS = ("driver", "graphroot", "runroot", "imagestore", "transient_store", "mount_program")
+FROM_PODMAN = "podman info"
+FROM_DEFAULT = "default"
 
-    def run(argv: List[str]) -> Tuple[int, str, str]:
-        rc, out, err = module.run_command(argv, check_rc=False)
-        return rc, out, err
 
-    return run
+# The name the modules used before the runner moved to command_json (mapped_layers still does).
+run_adapter = module_runner
 
 
 _VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+][0-9A-Za-z.~+-]*)?)")
@@ -143,6 +160,13 @@ def settings_from_info(info: Dict[str, Any]) -> StorageSettings:
     graphroot = store.get("graphRoot") or DEFAULT_GRAPHROOT
     if store.get("imageStorePath"):
         imagestore = store.get("imageStorePath")
+    origins = {key: FROM_PODMAN for key in ORIGIN_KEYS}
+    if not store.get("graphRoot"):
+        origins["graphroot"] = FROM_DEFAULT
+    if not store.get("runRoot"):
+        origins["runroot"] = FROM_DEFAULT
+    if imagestore is None:
+        origins["imagestore"] = FROM_DEFAULT  # podman info does not print a split imagestore
     return StorageSettings(
         driver=store.get("graphDriverName") or "",
         graphroot=graphroot,
@@ -158,6 +182,8 @@ def settings_from_info(info: Dict[str, Any]) -> StorageSettings:
         supports_shifting=_as_bool(status.get("Supports shifting")),
         backing_filesystem=status.get("Backing Filesystem"),
         graph_status={str(k): str(v) for k, v in status.items()} if isinstance(status, dict) else {},
+        origins=origins,
+        podman_version=(info.get("version") or {}).get("Version"),
     )
 
 
@@ -204,6 +230,10 @@ def settings_from_conf_text(text: str, config_file: Optional[str] = None) -> Sto
                 continue
             graph_options.append("%s.%s=%s" % (prefix, key, value))
     graph_options.extend("%s.imagestore=%s" % (prefix, a) for a in additional)
+    here = "storage.conf %s" % (config_file or "(none)")
+    present = {"driver": bool(driver), "graphroot": bool(storage.get("graphroot")),
+               "runroot": bool(storage.get("runroot")), "imagestore": bool(storage.get("imagestore")),
+               "transient_store": "transient_store" in storage, "mount_program": bool(mount_program)}
     return StorageSettings(
         driver=driver,
         graphroot=str(storage.get("graphroot") or DEFAULT_GRAPHROOT),
@@ -216,6 +246,7 @@ def settings_from_conf_text(text: str, config_file: Optional[str] = None) -> Sto
         source="storage.conf",
         graph_options=sorted(set(graph_options)),
         config_file=config_file,
+        origins={key: here if present[key] else FROM_DEFAULT for key in ORIGIN_KEYS},
     )
 
 
@@ -232,17 +263,14 @@ def read_storage_conf(conf_path: Optional[str] = None) -> StorageSettings:
     return settings_from_conf_text(text, path)
 
 
-def storage_settings(run: Runner, conf_path: Optional[str] = None, podman: str = "podman") -> StorageSettings:
-    """Settings from `podman info`; from storage.conf when Podman fails (e.g. 0 free inodes).
+def settings_from_podman(run: Runner, podman: str = "podman", conf_path: Optional[str] = None) -> StorageSettings:
+    """Settings as Podman reports them; PodmanError when it does not answer.
 
     When storage.conf declares a split `imagestore`, which `podman info` does not print, it is
-    taken from storage.conf too, so callers see the whole store either way.
+    taken from the storage.conf Podman read (its `configFile`, else `conf_path`), so callers see
+    the whole store.
     """
-    try:
-        info = podman_info(run, podman)
-    except PodmanError:
-        return read_storage_conf(conf_path)
-    settings = settings_from_info(info)
+    settings = settings_from_info(podman_info(run, podman))
     if settings.imagestore is None:
         try:
             conf = read_storage_conf(settings.config_file or conf_path)
@@ -250,4 +278,16 @@ def storage_settings(run: Runner, conf_path: Optional[str] = None, podman: str =
             conf = None
         if conf is not None and conf.imagestore:
             settings.imagestore = conf.imagestore
+            settings.origins["imagestore"] = conf.origins["imagestore"]
     return settings
+
+
+def storage_settings(run: Runner, conf_path: Optional[str] = None, podman: str = "podman") -> StorageSettings:
+    """Settings from `podman info`; from storage.conf when Podman fails (e.g. 0 free inodes),
+    with `podman_error` saying why. StorageConfError when that fallback cannot read the file."""
+    try:
+        return settings_from_podman(run, podman, conf_path)
+    except PodmanError as exc:
+        settings = read_storage_conf(conf_path)
+        settings.podman_error = str(exc)
+        return settings

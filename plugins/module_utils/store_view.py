@@ -52,13 +52,7 @@ def _strip(value: Any) -> Any:
 
 def json_snapshot(settings: StorageSettings) -> str:
     """The store's layers, images and containers, minus timestamps, as canonical JSON."""
-    from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout  # noqa: E402
-    from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState  # noqa: E402
-    layout = StoreLayout(settings.graphroot, settings.runroot, settings.imagestore, settings.transient_store)
-    state = StoreState.load(layout)
-    records = {
-        "layers": sorted((_strip(r) for r in state.layers.values()), key=lambda r: r.get("id", "")),
-        "images": sorted((_strip(r) for r in state.images), key=lambda r: r.get("id", "")),
-        "containers": sorted((_strip(r) for r in state.containers), key=lambda r: r.get("id", "")),
-    }  # type: Dict[str, List[Any]]
+    stored = _store(settings).records()
+    records = {kind: sorted((_strip(r) for r in stored[kind]), key=lambda r: r.get("id", ""))
+               for kind in ("layers", "images", "containers")}  # type: Dict[str, List[Any]]
     return json.dumps(records, sort_keys=True)

@@ -50,18 +50,20 @@ requirements:
   - Python 3.8 or later on the host (standard library only).
   - The C(idmapped-mount) helper on the host (see O(helper)).
   - Root on the host (the probe mounts; Podman is rootful).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode the canary is skipped (with a warning); everything else is read-only anyway.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: The module edits no file, so there is nothing to diff.
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
+  platform:
+    platforms: posix
 options:
   helper:
     description:
@@ -335,6 +337,15 @@ podman:
       description: Where the settings came from, C(podman) (podman info) or C(storage.conf) (Podman failed).
       returned: always
       type: str
+    origins:
+      description:
+        - Where each of C(driver), C(graphroot), C(runroot), C(imagestore), C(transient_store) and
+          C(mount_program) came from - C(podman info), C(storage.conf <path>) (a split C(imagestore),
+          which C(podman info) does not print, or everything when Podman failed) or C(default)
+          (containers/storage's built-in value).
+      returned: always
+      type: dict
+      sample: {driver: podman info, graphroot: podman info, imagestore: storage.conf /etc/containers/storage.conf}
     supports_shifting:
       description: Podman's own C(Supports shifting) from podman info, or null when it does not print it.
       returned: always
@@ -490,7 +501,10 @@ canary:
   type: dict
   contains:
     ran:
-      description: The canary ran to a conclusion.
+      description:
+        - Whether the canary ran to a conclusion. A canary that does not (Podman fails, a signal)
+          makes the module fail, with the store cleaned up, so a returned result always says true;
+          callers test it to tell a finished canary from C(canary=null) (not run).
       returned: when the canary ran
       type: bool
     image:
@@ -535,7 +549,9 @@ canary:
       type: list
       elements: str
     error:
-      description: Always null in a returned result (a canary that fails makes the module fail).
+      description:
+        - Why the canary did not reach a conclusion. Such a canary makes the module fail with this
+          text in its message, so in a returned result it is null.
       returned: when the canary ran
       type: str
     leftovers_removed:
@@ -620,7 +636,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import DEFAULT_HELPER
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import DEFAULT_GIDMAP, DEFAULT_UIDMAP
-from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import (
     SupportError,
     SupportParams,
@@ -651,7 +667,7 @@ def main():
     if "/" not in params.podman:
         params.podman = module.get_bin_path(params.podman) or params.podman
     try:
-        result = gather(params, run_adapter(module), module.check_mode)
+        result = gather(params, module_runner(module), module.check_mode)
     except SupportError as exc:
         module.fail_json(msg=str(exc))
     else:

@@ -17,7 +17,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    StorageConfError,
+    settings_from_conf_text,
+)
 
 try:
     import tomlkit
@@ -244,22 +249,12 @@ def apply_edits(text: str, settings: Optional[Mapping[str, Any]] = None,
     return EditResult(text=new_text, changed_keys=changed)
 
 
-# Keys whose change moves or reinterprets the container store (see storage_conf's refusals).
-STORE_KEYS: Tuple[str, ...] = (
-    "storage.driver",
-    "storage.graphroot",
-    "storage.runroot",
-    "storage.imagestore",
-)
-MOUNT_PROGRAM_KEY = "storage.options.overlay.mount_program"
-# Older files spell it one level up; containers/storage reads both.
-MOUNT_PROGRAM_LEGACY_KEY = "storage.options.mount_program"
-
-
 def store_view(text: str, name: str = "document") -> Dict[str, Any]:
-    """The store-relevant settings of a document: the STORE_KEYS and the mount program."""
-    doc = parse(text, name)
-    view: Dict[str, Any] = {k.rsplit(".", 1)[1]: get_value(doc, k) for k in STORE_KEYS}
-    mount_program = get_value(doc, MOUNT_PROGRAM_KEY) or get_value(doc, MOUNT_PROGRAM_LEGACY_KEY)
-    view["mount_program"] = mount_program or None
-    return view
+    """The store-relevant settings of a document, as the host-side producer
+    (module_utils/podman_host.py, settings_from_conf_text) reads them; its mini TOML reader
+    is what the host uses when Podman cannot answer, so controller and host agree."""
+    parse(text, name)  # tomlkit's error, with line and column, for a malformed document
+    try:
+        return settings_from_conf_text(text, name).store_view()
+    except StorageConfError as exc:
+        raise TomlEditError("%s: the host's storage.conf reader cannot read this: %s" % (name, exc))

@@ -38,13 +38,19 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import run_json
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
     IDMapError,
     from_storage_json,
     is_contiguous,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    DEFAULT_GRAPHROOT,
+    DEFAULT_RUNROOT,
+    PodmanError,
+    settings_from_podman,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import (
     count_layers,
@@ -54,13 +60,8 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.census im
     remove_marker,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
-Runner = Callable[[List[str], Dict[str, str]], Tuple[int, str, str]]
-
-DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
-DEFAULT_RUNROOT = "/run/containers/storage"
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
 
 
@@ -135,11 +136,11 @@ def check_safety(before: Dict[str, Any], after: Dict[str, Any], allow_store_chan
 def containers_with_noncontiguous_maps(graphroot: str, runroot: str) -> List[str]:
     """Names (or ids) of the store's containers whose UID or GID map has more than one extent."""
     try:
-        state = StoreState.load(StoreLayout(graphroot, runroot))
+        containers = Store(graphroot, runroot).records()["containers"]
     except (StoreError, ValueError, OSError) as exc:
         return ["(cannot read the container list: %s)" % exc]
     found = []
-    for record in state.containers:
+    for record in containers:
         try:
             # No map at all (an empty list) is fine, like a single extent.
             shifted = any(len(record.get(key) or []) > 1 and not is_contiguous(from_storage_json(record[key]))
@@ -211,27 +212,24 @@ def scratch_engine_conf(scratch: str) -> str:
     return path
 
 
-def podman_store(run: Runner, podman: str, conf_path: Optional[str],
-                 scratch: Optional[str] = None) -> Dict[str, Any]:
-    """What Podman reports for the store when reading `conf_path` (None: its own default).
-
-    With `scratch` (an empty directory) Podman runs with a throw-away libpod database, so the
-    file alone is judged. StorageConfInvalid when Podman fails: for a candidate file this means
-    Podman rejects it.
-    """
+def validation_env(conf_path: Optional[str], scratch: Optional[str] = None) -> Dict[str, str]:
+    """The environment under which Podman reads `conf_path` (None: its own default); with
+    `scratch` (an empty directory) with a throw-away libpod database, so the file alone is judged."""
     env = {"CONTAINERS_STORAGE_CONF": conf_path} if conf_path else {}
     if scratch:
         env["CONTAINERS_CONF_OVERRIDE"] = scratch_engine_conf(scratch)
-    info = run_json(lambda argv: run(argv, env), [podman, "info", "--format", "json"], StorageConfInvalid)
-    store = info.get("store") or {}
-    options = store.get("graphOptions") or {}
-    mount_program = options.get("overlay.mount_program")
-    if isinstance(mount_program, dict):
-        mount_program = mount_program.get("Executable")
-    return {
-        "driver": store.get("graphDriverName"),
-        "graphroot": store.get("graphRoot"),
-        "runroot": store.get("runRoot"),
-        "mount_program": mount_program or None,
-        "graph_options": options,
-    }
+    return env
+
+
+def podman_store(run: Runner, podman: str, conf_path: Optional[str]) -> Dict[str, Any]:
+    """What Podman reports for the store, `run` having the environment of validation_env(conf_path).
+
+    StorageConfInvalid when Podman fails: for a candidate file this means Podman rejects it.
+    """
+    try:
+        settings = settings_from_podman(run, podman, conf_path)
+    except PodmanError as exc:
+        raise StorageConfInvalid(str(exc))
+    view = settings.store_view()
+    view["graph_options"] = list(settings.graph_options)
+    return view

@@ -15,37 +15,47 @@ import hashlib
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    DEFAULT_STORAGE_CONF,
+    VENDOR_STORAGE_CONF,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import (
     StorageConfInvalid,
     StorageConfRefused,
     check_safety,
     clear_marker,
     podman_store,
+    validation_env,
 )
-
-
-DEFAULT_PATH = "/etc/containers/storage.conf"
 
 
 class StorageConfConflict(Exception):
     """The file changed on the host after the controller read it."""
 
 
-def argument_spec() -> Dict[str, Any]:
+def user_argument_spec() -> Dict[str, Any]:
+    """The options a task gives; the action plugin validates them with this same spec."""
     return dict(
-        path=dict(type="path", default="/etc/containers/storage.conf"),
-        vendor_path=dict(type="path", default="/usr/share/containers/storage.conf"),
+        path=dict(type="path", default=DEFAULT_STORAGE_CONF),
+        vendor_path=dict(type="path", default=VENDOR_STORAGE_CONF),
         settings=dict(type="dict", default={}),
         absent=dict(type="list", elements="str", default=[]),
         backup=dict(type="bool", default=False),
         validate=dict(type="bool", default=True),
         allow_store_change=dict(type="bool", default=False),
-        # Sent by the action plugin only: content, source, source_sha1, changed_keys,
-        # store_before, store_after (see plugins/action/storage_conf.py).
-        _edit=dict(type="dict"),
     )
+
+
+def argument_spec() -> Dict[str, Any]:
+    """The module's spec: the user options plus what the action plugin sends."""
+    spec = user_argument_spec()
+    # Sent by the action plugin only: content, source, source_sha1, changed_keys,
+    # store_before, store_after (see plugins/action/storage_conf.py).
+    spec["_edit"] = dict(type="dict")
+    return spec
 
 
 def sha1_of(data: bytes) -> str:
@@ -72,12 +82,6 @@ def write_candidate(path: str, content: bytes) -> str:
     # Readable by Podman like the final file; atomic_move copies the old file's mode anyway.
     os.chmod(tmp, 0o644)
     return tmp
-
-
-def podman_runner(module: Any):
-    def run(argv: List[str], env: Dict[str, str]) -> Tuple[int, str, str]:
-        return module.run_command(argv, environ_update=env, check_rc=False)
-    return run
 
 
 def apply(module: Any) -> Dict[str, Any]:
@@ -119,13 +123,12 @@ def apply(module: Any) -> Dict[str, Any]:
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
     podman = module.get_bin_path("podman", required=p["validate"])
-    run = podman_runner(module)
     tmp = write_candidate(path, content)
     try:
         if p["validate"]:
             scratch = tempfile.mkdtemp(prefix="idmapguard-storage-conf.")
             try:
-                podman_store(run, podman, tmp, scratch=scratch)
+                podman_store(module_runner(module, validation_env(tmp, scratch)), podman, tmp)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         if p["backup"] and existing is not None:
@@ -138,7 +141,8 @@ def apply(module: Any) -> Dict[str, Any]:
         # Read the file where it now is, the way every later Podman command reads it: Podman
         # fills defaults differently for CONTAINERS_STORAGE_CONF than for its default path.
         try:
-            result["podman"] = podman_store(run, podman, None if path == DEFAULT_PATH else path)
+            conf = None if path == DEFAULT_STORAGE_CONF else path
+            result["podman"] = podman_store(module_runner(module, validation_env(conf)), podman, conf)
         except StorageConfInvalid as exc:
             restore(module, path, existing)
             raise StorageConfInvalid("%s (at %s; the previous file was put back)" % (exc, path))

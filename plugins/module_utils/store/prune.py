@@ -45,7 +45,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage imp
 MIN_FREE_INODES = 2
 
 # Test hook: called with a step name before each step; the kill -9 tests use it through the
-# IDMAPGUARD_PRUNE_PAUSE environment variable of the entry point, never in production.
+# IDMAPGUARD_TEST_STEP_SLEEP environment variable of the guard's entry point, never in production.
 StepHook = Callable[[str], None]
 
 

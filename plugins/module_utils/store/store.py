@@ -9,7 +9,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import time
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import (
     Inventory, KeepMap, MappedCopy, build_inventory, select_prunable,
@@ -65,6 +65,17 @@ class Store:
         with StoreLocks(paths, exclusive=False):
             state = self._load_with_mounts()
             return build_inventory(state, min_age=min_age, measure=measure)
+
+    def records(self) -> Dict[str, List[Dict[str, Any]]]:
+        """The layer, image and container records as stored, read under shared locks (held
+        for the JSON reads only). Read-only; for callers that compare or inspect records."""
+        if not self.is_initialized():
+            return {"layers": [], "images": [], "containers": []}
+        paths = [p for p in self._lock_paths() if os.path.exists(p)]
+        with StoreLocks(paths, exclusive=False):
+            state = self._load_with_mounts()
+        return {"layers": list(state.layers.values()), "images": list(state.images),
+                "containers": list(state.containers)}
 
     def prune_plan(self, min_age: float, images: Optional[Sequence[str]] = None,
                    keep_maps: Iterable[KeepMap] = ()) -> Plan:

@@ -218,3 +218,17 @@ def test_stale_negative_probe_cache_is_fixable_and_named(host, tmp_path):
     assert str(cache / "idmapped-lower-dir-false") in result["reasons"][0]
     assert result["podman"]["graph_status"] == {"Supports shifting": "true"}
     assert (cache / "idmapped-lower-dir-false").exists()  # reading never changes anything
+
+
+def test_split_imagestore_from_storage_conf_is_in_the_facts(host, tmp_path):
+    """`podman info` does not print a split `imagestore`; storage.conf has it (issue 12: the
+    module used to drop it, so it looked for images in graphroot only)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    text = open(host["conf"]).read().replace("[storage]\n", '[storage]\nimagestore = "%s"\n' % images, 1)
+    open(host["conf"], "w").write(text)
+    kind, result = call({"helper": host["helper"]})
+    assert kind == "exit"
+    assert result["podman"]["imagestore"] == str(images)
+    assert result["podman"]["origins"]["imagestore"] == "storage.conf " + host["conf"]
+    assert result["podman"]["origins"]["graphroot"] == "podman info"

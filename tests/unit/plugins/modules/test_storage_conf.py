@@ -20,6 +20,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.sa
     count_layers,
     find_mount_program_indicator,
     podman_store,
+    validation_env,
 )
 
 LAYER_ID = "a" * 64
@@ -38,6 +39,9 @@ def make_store(root, layers=1, marker=None, containers=()):
     (graphroot / "overlay-containers" / "containers.json").write_text(json.dumps([
         {"id": "%064x" % (100 + i), "names": [name], "layer": "%064x" % i, "uidmap": uidmap, "gidmap": uidmap}
         for i, (name, uidmap) in enumerate(containers)]))
+    # Podman creates the lock files with the store; the Store API reads under them
+    (graphroot / "overlay-layers" / "layers.lock").write_text("")
+    (graphroot / "overlay-containers" / "containers.lock").write_text("")
     return str(graphroot)
 
 
@@ -131,18 +135,28 @@ def test_container_with_noncontiguous_map_is_refused(tmp_path):
 
 
 def test_podman_store_reads_podman_info_and_uses_a_scratch_database(tmp_path):
-    seen = {}
+    env = validation_env("/etc/x.conf", scratch=str(tmp_path))
+    assert env["CONTAINERS_STORAGE_CONF"] == "/etc/x.conf"
+    assert 'static_dir = "%s/static"' % tmp_path in open(env["CONTAINERS_CONF_OVERRIDE"]).read()
+    assert validation_env(None) == {}
 
-    def run(argv, env):
-        seen.update(env)
+    def run(argv):
         return 0, json.dumps({"store": {"graphDriverName": "overlay", "graphRoot": "/g", "runRoot": "/r",
                                         "graphOptions": {"overlay.mount_program": {"Executable": FUSE}}}}), ""
-    store = podman_store(run, "podman", "/etc/x.conf", scratch=str(tmp_path))
+    store = podman_store(run, "podman", str(tmp_path / "missing.conf"))
     assert store["mount_program"] == FUSE and store["driver"] == "overlay"
-    assert seen["CONTAINERS_STORAGE_CONF"] == "/etc/x.conf"
-    assert 'static_dir = "%s/static"' % tmp_path in open(seen["CONTAINERS_CONF_OVERRIDE"]).read()
+    assert (store["graphroot"], store["runroot"], store["imagestore"]) == ("/g", "/r", None)
     with pytest.raises(StorageConfInvalid, match="rc=125"):
-        podman_store(lambda argv, env: (125, "", "driver not supported"), "podman", None)
+        podman_store(lambda argv: (125, "", "driver not supported"), "podman", None)
+
+
+def test_podman_store_sees_a_split_imagestore_podman_info_does_not_print(tmp_path):
+    """One producer (podman_host.settings_from_podman): the imagestore comes from the file Podman read."""
+    conf = tmp_path / "storage.conf"
+    conf.write_text('[storage]\ndriver = "overlay"\nimagestore = "/img"\n')
+    info = {"store": {"graphDriverName": "overlay", "graphRoot": "/g", "runRoot": "/r", "graphOptions": {},
+                      "configFile": str(conf)}}
+    assert podman_store(lambda argv: (0, json.dumps(info), ""), "podman", None)["imagestore"] == "/img"
 
 
 class Exit(Exception):
@@ -254,3 +268,18 @@ def test_refusal_becomes_fail_json_with_refused(tmp_path):
         writer.run_module(module)
     assert info.value.args[0]["refused"] is True
     assert path.read_text() == "[storage]\n"
+
+
+def test_documentation_and_action_plugin_use_the_one_argument_spec():
+    """The spec lives in module_utils/storage_conf/write.py; DOCUMENTATION must describe exactly
+    it (ansible-test validate-modules checks the same), the action plugin validates with it."""
+    import yaml
+    from ansible_collections.idmapguard.storage.plugins.modules import storage_conf as module
+    from ansible_collections.idmapguard.storage.plugins.action import storage_conf as action
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    spec = writer.argument_spec()
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        for key in ("type", "default", "elements"):
+            assert documented[name].get(key) == option.get(key), (name, key)
+    assert action.user_argument_spec is writer.user_argument_spec

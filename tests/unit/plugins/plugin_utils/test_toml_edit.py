@@ -159,8 +159,21 @@ def test_malformed_files_fail_with_line_and_column(text, line, column):
 def test_store_view_reads_the_legacy_mount_program_key():
     text = '[storage]\ndriver = "overlay"\n[storage.options]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
     view = store_view(text)
-    assert view == {"driver": "overlay", "graphroot": None, "runroot": None, "imagestore": None,
+    assert view == {"driver": "overlay", "graphroot": "/var/lib/containers/storage",
+                    "runroot": "/run/containers/storage", "imagestore": None, "transient_store": False,
                     "mount_program": "/usr/bin/fuse-overlayfs"}
+
+
+@pytest.mark.parametrize("path", VENDOR_FILES, ids=lambda p: p.name)
+def test_store_view_is_what_the_host_reads(path):
+    """One producer: the controller's view of a file is podman_host's reading of it."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import settings_from_conf_text
+    text = read(path)
+    assert store_view(text) == settings_from_conf_text(text).store_view()
+
+
+def test_store_view_sees_a_split_imagestore():
+    assert store_view('[storage]\nimagestore = "/img"\n')["imagestore"] == "/img"
 
 
 @pytest.mark.parametrize("key", ["", "storage..driver", "."])
