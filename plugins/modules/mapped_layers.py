@@ -210,7 +210,7 @@ fs_after:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
     DEFAULT_MIN_AGE, ParameterError, StoreError, run_mapped_layers,
 )
 
