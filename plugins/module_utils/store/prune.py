@@ -42,15 +42,18 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout, checked_id
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import StoreLocks
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import open_dir, remove_file_at
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import StagingRun
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import (
+    DRIVER_AREA, GRAPH_AREA, StagingRun,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import (
     INCOMPLETE_FLAG, PRUNING_FLAG, StoreState,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
-# The staging root and run directories, and the temp file of each JSON write (freed again by
+# The staging root and run directories (graphroot; overlay/tempdirs, its run and our marker
+# when the driver home is its own mount), and the temp file of each JSON write (freed again by
 # its rename).
-MIN_FREE_INODES = 3
+MIN_FREE_INODES = 6
 
 # Test hook: called with a step name before each step; the kill -9 tests use it through the
 # IDMAPGUARD_TEST_STEP_SLEEP environment variable of the guard, never in production.
@@ -162,15 +165,15 @@ def _write_layer_files(state: StoreState, files: List[str]) -> None:
         write_json_list(path, state.layer_files[path])
 
 
-def staged_parts(layout: StoreLayout, copy: MappedCopy) -> List[Tuple[str, str, str]]:
-    """(parent, name, staged name) of each part of a copy, in staging order (see step 5)."""
+def staged_parts(layout: StoreLayout, copy: MappedCopy) -> List[Tuple[str, str, str, str]]:
+    """(parent, name, staged name, staging area) of each part of a copy, in staging order."""
     layer_id = checked_id(copy.layer_id, "layer")
     parts = []
     if copy.link:
-        parts.append((layout.link_dir, copy.link, layer_id + ".link"))
-    parts.append((layout.driver_dir, layer_id, layer_id + ".overlay"))
-    parts.append((layout.layer_dir, layout.tar_split_name(layer_id), layer_id + ".tar-split.gz"))
-    parts.append((layout.layer_dir, layer_id, layer_id + ".big-data"))
+        parts.append((layout.link_dir, copy.link, layer_id + ".link", DRIVER_AREA))
+    parts.append((layout.driver_dir, layer_id, layer_id + ".overlay", DRIVER_AREA))
+    parts.append((layout.layer_dir, layout.tar_split_name(layer_id), layer_id + ".tar-split.gz", GRAPH_AREA))
+    parts.append((layout.layer_dir, layer_id, layer_id + ".big-data", GRAPH_AREA))
     return parts
 
 
@@ -178,13 +181,13 @@ def stage_copy(layout: StoreLayout, run: StagingRun, copy: MappedCopy) -> Option
     """Step 5 for one copy: None when staged whole, else why it was put back whole."""
     moved = []
     try:
-        for parent, name, staged_name in staged_parts(layout, copy):
-            if run.stage(parent, name, staged_name):
-                moved.append((parent, name, staged_name))
+        for parent, name, staged_name, area in staged_parts(layout, copy):
+            if run.stage(parent, name, staged_name, area):
+                moved.append((parent, name, staged_name, area))
     except (OSError, StoreError) as exc:
-        for parent, name, staged_name in reversed(moved):
+        for parent, name, staged_name, area in reversed(moved):
             try:
-                run.unstage(parent, name, staged_name)
+                run.unstage(parent, name, staged_name, area)
             except OSError as back_exc:
                 return "cannot stage (%s) and cannot put %s back (%s)" % (exc, staged_name, back_exc)
         return "cannot stage: %s" % exc
@@ -206,7 +209,7 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
     freed_first = free_an_inode(layout, copies)
     done.extend("removed %s to free an inode" % path for path in freed_first)
     run.open()
-    run.check_same_mount([layout.driver_dir, layout.link_dir, layout.layer_dir])
+    run.check_same_mount({DRIVER_AREA: [layout.driver_dir, layout.link_dir], GRAPH_AREA: [layout.layer_dir]})
     doomed = set(copy.layer_id for copy in copies)
     image_of = {copy.layer_id: copy.image_id for copy in copies}
 
@@ -256,7 +259,8 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
         else:
             put_back.append({"layer_id": copy.layer_id, "why": [why], "reason": "cannot stage"})
     if staged:
-        done.append("%d copies moved into %s" % (len(staged), run.path))
+        done.append("%d copies moved into %s" % (
+            len(staged), run.path if run.driver_path == run.path else "%s and %s" % (run.driver_path, run.path)))
     run.sync()
 
     step("records")

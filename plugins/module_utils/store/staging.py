@@ -5,16 +5,22 @@
 deleted after they are released.
 
 ``<graphroot>/idmapguard-staging/run-<random>/`` holds what one prune staged; the run holds
-an exclusive flock(2) on its directory for as long as it lives (a kill -9 drops it). A run
+an exclusive flock(2) on that directory for as long as it lives (a kill -9 drops it). A run
 directory nobody holds is a leftover of a crash: the next prune deletes it and reports it.
 Creating a run and judging another one stale both happen under a flock of the staging root,
 so a run is never judged stale between its mkdir and its lock.
 
-Why the graphroot and not ``overlay/``: overlay.go ListLayers takes every directory in the
-driver home except a few names it knows for a layer, so ``podman system check`` would call our
-staging a layer without a record; c/storage never lists the graphroot itself. It is on the
-same mount as ``overlay/`` and ``overlay-layers/`` (checked before anything is staged), so a
-rename moves any amount of data in constant time.
+Why the graphroot: c/storage never lists it, while overlay.go ListLayers (``podman system
+check``, GarbageCollect) takes nearly every directory in the driver home for a layer. But a
+rename cannot cross a mount, and c/storage bind-mounts the driver home onto itself
+(MakePrivate) while layers are mounted, i.e. whenever a container runs. Then the driver-side
+parts (``overlay/<id>``, ``overlay/l/<link>``) go to ``overlay/tempdirs/idmapguard-run-<same
+random>/``: ``tempdirs`` is where c/storage >= 1.59 stages its own deletions, so it skips that
+name in ListLayers and recreateSymlinks, and its stale-dir recovery only touches its own
+``temp-dir-*``/``lock-*`` names. (c/storage < 1.59 lists ``tempdirs`` as an unaccounted layer
+while it exists: only between our staging and our deletion, or until the next run after a
+crash.) That directory belongs to the graphroot run of the same name: it is stale when that
+run is gone or unlocked, is created after it and deleted before it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -39,12 +45,27 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_dele
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import tree_usage_at
 
 STAGING_DIR = "idmapguard-staging"
+DRIVER_TEMP_DIR = "tempdirs"        # overlay.go tempDirName (c/storage >= 1.59)
+DRIVER_RUN_PREFIX = "idmapguard-"   # + run name, inside overlay/tempdirs
 Hook = Optional[Callable[[str], None]]
 RUN_PREFIX = "run-"
+# In a graphroot run: we created overlay/tempdirs (c/storage >= 1.59 has its own), so we remove
+# it again once empty.
+CREATED_DRIVER_ROOT = "created-driver-tempdirs"
+GRAPH_AREA = "graph"
+DRIVER_AREA = "driver"
 
 
 def staging_root(layout: StoreLayout) -> str:
     return os.path.join(layout.graphroot, STAGING_DIR)
+
+
+def driver_staging_root(layout: StoreLayout) -> str:
+    return os.path.join(layout.driver_dir, DRIVER_TEMP_DIR)
+
+
+def _same_mount(fd_a: int, fd_b: int) -> bool:
+    return os.fstat(fd_a).st_dev == os.fstat(fd_b).st_dev and mount_id(fd_a) == mount_id(fd_b)
 
 
 @dataclass
@@ -115,13 +136,15 @@ class _RootLock:
 
 
 class StagingRun:
-    """One prune's staging directory, locked by this process until :meth:`delete`."""
+    """One prune's staging directories, locked by this process until :meth:`delete`."""
 
     def __init__(self, layout: StoreLayout) -> None:
         self.layout = layout
         self.name = RUN_PREFIX + binascii.hexlify(os.urandom(8)).decode("ascii")
         self.path = os.path.join(staging_root(layout), self.name)
+        self.driver_path = self.path   # overlay/tempdirs/idmapguard-<name> when the driver home is its own mount
         self.fd: Optional[int] = None
+        self.driver_fd: Optional[int] = None
         self.staged: List[str] = []
 
     def open(self) -> "StagingRun":
@@ -132,33 +155,65 @@ class StagingRun:
                 raise StoreError("cannot create %s: %s" % (self.path, exc))
             self.fd = open_dir(self.path)
             _flock(self.fd)
+        driver_fd = open_dir(self.layout.driver_dir)
+        try:
+            if _same_mount(driver_fd, self.fd):
+                self.driver_fd = self.fd
+            else:
+                self._open_driver_side(driver_fd)
+        finally:
+            os.close(driver_fd)
         return self
 
-    def check_same_mount(self, paths: List[str]) -> None:
-        """Refuse (before anything changed) when a rename from ``paths`` would cross a mount."""
-        assert self.fd is not None
-        own_dev, own_mnt = os.fstat(self.fd).st_dev, mount_id(self.fd)
-        for path in paths:
-            try:
-                fd = open_dir(path)
-            except FileNotFoundError:
-                continue
-            try:
-                if os.fstat(fd).st_dev != own_dev or mount_id(fd) != own_mnt:
-                    raise MountedError("%s and %s are on different mounts: data cannot be staged by rename "
-                                       "(nothing was changed)" % (path, self.path))
-            finally:
-                os.close(fd)
+    def _open_driver_side(self, driver_fd: int) -> None:
+        try:
+            os.mkdir(DRIVER_TEMP_DIR, 0o700, dir_fd=driver_fd)
+            os.close(os.open(CREATED_DRIVER_ROOT, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=self.fd))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError("cannot create %s: %s" % (driver_staging_root(self.layout), exc))
+        name = DRIVER_RUN_PREFIX + self.name
+        self.driver_path = os.path.join(driver_staging_root(self.layout), name)
+        temp_fd = open_dir(driver_staging_root(self.layout))
+        try:
+            os.mkdir(name, 0o700, dir_fd=temp_fd)
+        except OSError as exc:
+            raise StoreError("cannot create %s: %s" % (self.driver_path, exc))
+        finally:
+            os.close(temp_fd)
+        self.driver_fd = open_dir(self.driver_path)
 
-    def stage(self, parent: str, name: str, staged_name: str) -> bool:
-        """rename(parent/name, run/staged_name); False when ``name`` does not exist."""
-        assert self.fd is not None
+    def _area_fd(self, area: str) -> int:
+        fd = self.driver_fd if area == DRIVER_AREA else self.fd
+        assert fd is not None
+        return fd
+
+    def check_same_mount(self, paths_by_area: Dict[str, List[str]]) -> None:
+        """Refuse (before anything changed) when a rename from a path would cross a mount."""
+        for area, paths in paths_by_area.items():
+            own = self._area_fd(area)
+            for path in paths:
+                try:
+                    fd = open_dir(path)
+                except FileNotFoundError:
+                    continue
+                try:
+                    if not _same_mount(fd, own):
+                        raise MountedError("%s and %s are on different mounts: data cannot be staged by rename"
+                                           % (path, self.driver_path if area == DRIVER_AREA else self.path))
+                finally:
+                    os.close(fd)
+
+    def stage(self, parent: str, name: str, staged_name: str, area: str = GRAPH_AREA) -> bool:
+        """rename(parent/name, area/staged_name); False when ``name`` does not exist."""
+        area_fd = self._area_fd(area)
         try:
             parent_fd = open_dir(parent)
         except FileNotFoundError:
             return False
         try:
-            os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=self.fd)
+            os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=area_fd)
         except FileNotFoundError:
             return False
         finally:
@@ -166,12 +221,11 @@ class StagingRun:
         self.staged.append(staged_name)
         return True
 
-    def unstage(self, parent: str, name: str, staged_name: str) -> None:
+    def unstage(self, parent: str, name: str, staged_name: str, area: str = GRAPH_AREA) -> None:
         """Put a staged entry back (a copy that cannot be staged whole stays whole)."""
-        assert self.fd is not None
         parent_fd = open_dir(parent)
         try:
-            os.rename(staged_name, name, src_dir_fd=self.fd, dst_dir_fd=parent_fd)
+            os.rename(staged_name, name, src_dir_fd=self._area_fd(area), dst_dir_fd=parent_fd)
         finally:
             os.close(parent_fd)
         self.staged.remove(staged_name)
@@ -179,49 +233,90 @@ class StagingRun:
     def sync(self) -> None:
         """Make the renames durable before the metadata that relies on them is written."""
         if self.staged:
-            fsync_dir(self.path)
-            for parent in (self.layout.driver_dir, self.layout.link_dir, self.layout.layer_dir):
-                fsync_dir(parent)
+            for directory in sorted({self.path, self.driver_path, self.layout.driver_dir, self.layout.link_dir,
+                                     self.layout.layer_dir}):
+                fsync_dir(directory)
 
     def delete(self, measure: bool = False, hook: Hook = None) -> Deletion:
-        """Delete everything staged at idle priority, then the run directory. Never raises for
-        what it cannot delete: it is reported in ``left`` and stays in staging."""
+        """Delete everything staged at idle priority, then the run directories. Never raises
+        for what it cannot delete: it is reported in ``left`` and stays in staging."""
         assert self.fd is not None
         try:
-            return _delete_run_dir(self.layout, self.name, self.fd, stale=False, measure=measure, hook=hook)
+            return _delete_run(self.layout, self.name, self.fd, stale=False, measure=measure, hook=hook)
         finally:
-            os.close(self.fd)
-            self.fd = None
+            self.close()
 
     def close(self) -> None:
+        if self.driver_fd is not None and self.driver_fd != self.fd:
+            os.close(self.driver_fd)
+        self.driver_fd = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
 
-def _delete_run_dir(layout: StoreLayout, name: str, fd: int, stale: bool, measure: bool,
-                    hook: Hook = None) -> Deletion:
+def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: Hook) -> None:
+    for entry in sorted(os.listdir(fd)):
+        if entry == CREATED_DRIVER_ROOT:
+            remove_file_at(fd, entry)  # read already; not staged data
+            continue
+        if hook is not None:
+            hook("delete:%s" % entry)
+        if measure:
+            try:
+                inodes, size = tree_usage_at(fd, entry)
+            except (OSError, StoreError):
+                inodes, size = 0, 0
+            done.inodes += inodes
+            done.bytes += size
+        try:
+            st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+            if (st.st_mode & 0o170000) == 0o040000:
+                remove_tree_at(fd, entry)
+            else:
+                remove_file_at(fd, entry)
+            done.entries.append(entry)
+        except FileNotFoundError:
+            done.entries.append(entry)  # someone (c/storage GarbageCollect) deleted it already
+        except StoreError as exc:
+            done.left.append({"path": os.path.join(path, entry), "why": str(exc)})
+
+
+def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", measure: bool, hook: Hook,
+                        remove_root: bool = False) -> None:
+    root = driver_staging_root(layout)
+    name = DRIVER_RUN_PREFIX + run_name
+    path = os.path.join(root, name)
+    try:
+        fd = open_dir(path)
+    except FileNotFoundError:
+        return
+    try:
+        _delete_entries(fd, path, done, measure, hook)
+    finally:
+        os.close(fd)
+    if not done.left:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            done.left.append({"path": path, "why": "cannot remove: %s" % exc})
+        if remove_root:
+            try:
+                os.rmdir(root)  # ours, and only when empty
+            except OSError:
+                pass
+
+
+def _delete_run(layout: StoreLayout, name: str, fd: int, stale: bool, measure: bool,
+                hook: Hook = None) -> "Deletion":
     done = Deletion(run=os.path.join(staging_root(layout), name), stale=stale)
     with idle_priority() as is_idle:
         done.idle_io = is_idle
-        for entry in sorted(os.listdir(fd)):
-            if hook is not None:
-                hook("delete:%s" % entry)
-            if measure:
-                inodes, size = tree_usage_at(fd, entry)
-                done.inodes += inodes
-                done.bytes += size
-            try:
-                st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
-                if (st.st_mode & 0o170000) == 0o040000:
-                    remove_tree_at(fd, entry)
-                else:
-                    remove_file_at(fd, entry)
-                done.entries.append(entry)
-            except FileNotFoundError:
-                done.entries.append(entry)
-            except StoreError as exc:
-                done.left.append({"path": os.path.join(done.run, entry), "why": str(exc)})
+        created_root = os.path.lexists(os.path.join(done.run, CREATED_DRIVER_ROOT))
+        _delete_driver_side(layout, name, done, measure, hook, remove_root=created_root)
+        _delete_entries(fd, done.run, done, measure, hook)
     if not done.left:
         with _RootLock(layout, create=False) as root_fd:
             if root_fd is not None:
@@ -236,14 +331,29 @@ def _delete_run_dir(layout: StoreLayout, name: str, fd: int, stale: bool, measur
     return done
 
 
+def _orphan_driver_runs(layout: StoreLayout, live: List[str]) -> List[str]:
+    """Run names of driver-side dirs whose graphroot run no longer exists (or is not ``live``)."""
+    try:
+        entries = os.listdir(driver_staging_root(layout))
+    except FileNotFoundError:
+        return []
+    names = []
+    for entry in sorted(entries):
+        if entry.startswith(DRIVER_RUN_PREFIX + RUN_PREFIX):
+            run = entry[len(DRIVER_RUN_PREFIX):]
+            if run not in live and not os.path.lexists(os.path.join(staging_root(layout), run)):
+                names.append(run)
+    return names
+
+
 def stale_runs(layout: StoreLayout) -> List[str]:
-    """Names of run directories no live process holds (read only; for reports)."""
-    names: List[str] = []
+    """Paths of staging directories no live process holds (read only; for reports)."""
+    found: List[str] = []
     root = staging_root(layout)
     try:
         entries = sorted(os.listdir(root))
     except FileNotFoundError:
-        return names
+        entries = []
     for entry in entries:
         if not entry.startswith(RUN_PREFIX):
             continue
@@ -253,23 +363,28 @@ def stale_runs(layout: StoreLayout) -> List[str]:
             continue
         try:
             if _flock(fd, wait=False):
-                names.append(entry)
+                found.append(os.path.join(root, entry))
+                driver_side = os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + entry)
+                if os.path.isdir(driver_side):
+                    found.append(driver_side)
         finally:
             os.close(fd)  # closing drops a lock we took
-    return names
+    for run in _orphan_driver_runs(layout, []):
+        found.append(os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + run))
+    return found
 
 
 def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = None) -> List[Deletion]:
     """Delete what crashed runs staged (after our store locks are released)."""
     done: List[Deletion] = []
     root = staging_root(layout)
+    tried: List[str] = []
     while True:
         claimed = None
         with _RootLock(layout, create=False) as root_fd:
-            if root_fd is None:
-                return done
-            for entry in sorted(os.listdir(root_fd)):
-                if not entry.startswith(RUN_PREFIX) or any(d.run.endswith("/" + entry) for d in done):
+            entries = sorted(os.listdir(root_fd)) if root_fd is not None else []
+            for entry in entries:
+                if not entry.startswith(RUN_PREFIX) or entry in tried:
                     continue
                 fd = open_dir(os.path.join(root, entry))
                 if _flock(fd, wait=False):
@@ -277,9 +392,26 @@ def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = No
                     break
                 os.close(fd)
         if claimed is None:
-            return done
+            break
         entry, fd = claimed
+        tried.append(entry)
         try:
-            done.append(_delete_run_dir(layout, entry, fd, stale=True, measure=measure, hook=hook))
+            done.append(_delete_run(layout, entry, fd, stale=True, measure=measure, hook=hook))
         finally:
             os.close(fd)
+    # A driver-side dir is created after its graphroot run and deleted before it, so one
+    # without its graphroot run is left only when that was removed by other hands.
+    if not os.path.isdir(driver_staging_root(layout)):
+        return done
+    with _RootLock(layout, create=True) as _root_fd:
+        for run in _orphan_driver_runs(layout, tried):
+            deletion = Deletion(run=os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + run), stale=True)
+            with idle_priority() as is_idle:
+                deletion.idle_io = is_idle
+                _delete_driver_side(layout, run, deletion, measure, hook)
+            done.append(deletion)
+        try:
+            os.rmdir(root)  # only when empty
+        except OSError:
+            pass
+    return done

@@ -133,6 +133,8 @@ class Store:
             try:
                 self._prune_locked(plan, min_age, step, run, result)
             except StoreError as exc:
+                if not result.changes and run.fd is not None:
+                    run.delete()  # nothing staged: remove the empty run directories again
                 run.close()  # what it staged is a leftover now: the next run deletes it
                 if result.changes and not isinstance(exc, PruneError):
                     raise PruneError(str(exc), result.changes)
