@@ -43,17 +43,18 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout im
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import StoreLocks
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import open_dir, remove_file_at
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import (
-    DRIVER_AREA, GRAPH_AREA, StagingRun,
+    DRIVER_AREA, GRAPH_AREA, StagingRun, driver_home_shares_mount,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import (
     INCOMPLETE_FLAG, PRUNING_FLAG, StoreState,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
-# The staging root and run directories (graphroot; overlay/tempdirs, its run and our marker
-# when the driver home is its own mount), and the temp file of each JSON write (freed again by
-# its rename).
-MIN_FREE_INODES = 6
+# The staging root and run directories, and the temp file of each JSON write (freed again by
+# its rename); 3 more (overlay/tempdirs, its run, our marker) when the driver home is its own
+# mount (see staging.py).
+MIN_FREE_INODES = 3
+DRIVER_SIDE_INODES = 3
 
 # Test hook: called with a step name before each step; the kill -9 tests use it through the
 # IDMAPGUARD_TEST_STEP_SLEEP environment variable of the guard, never in production.
@@ -124,11 +125,11 @@ def _free_inodes(path: str) -> int:
     return fs_usage(path)["inodes_free"]
 
 
-def free_an_inode(layout: StoreLayout, copies: List[MappedCopy]) -> List[str]:
-    """Step 1: free inodes inside doomed copies until a JSON write can succeed."""
+def free_an_inode(layout: StoreLayout, copies: List[MappedCopy], needed: int = MIN_FREE_INODES) -> List[str]:
+    """Step 1: free inodes inside doomed copies until staging and JSON writes can succeed."""
     freed: List[str] = []
     for copy in copies:
-        if _free_inodes(layout.graphroot) >= MIN_FREE_INODES:
+        if _free_inodes(layout.graphroot) >= needed:
             return freed
         layer_dir = os.path.join(layout.driver_dir, checked_id(copy.layer_id, "layer"))
         try:
@@ -144,7 +145,7 @@ def free_an_inode(layout: StoreLayout, copies: List[MappedCopy]) -> List[str]:
         finally:
             os.close(fd)
     for copy in copies:
-        if _free_inodes(layout.graphroot) >= MIN_FREE_INODES:
+        if _free_inodes(layout.graphroot) >= needed:
             return freed
         parent_fd = open_dir(layout.layer_dir)
         try:
@@ -153,9 +154,9 @@ def free_an_inode(layout: StoreLayout, copies: List[MappedCopy]) -> List[str]:
                 freed.append(os.path.join(layout.layer_dir, name))
         finally:
             os.close(parent_fd)
-    if _free_inodes(layout.graphroot) < MIN_FREE_INODES:
+    if _free_inodes(layout.graphroot) < needed:
         raise NoFreeInodeError("%s has fewer than %d free inodes and no more could be freed inside the copies to "
-                               "remove (changed: %s)" % (layout.graphroot, MIN_FREE_INODES,
+                               "remove (changed: %s)" % (layout.graphroot, needed,
                                                          ", ".join("removed " + p for p in freed) or "nothing"))
     return freed
 
@@ -206,7 +207,8 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
     if not copies:
         return [], [], []
     step("free-inode")
-    freed_first = free_an_inode(layout, copies)
+    needed = MIN_FREE_INODES + (0 if driver_home_shares_mount(layout) else DRIVER_SIDE_INODES)
+    freed_first = free_an_inode(layout, copies, needed)
     done.extend("removed %s to free an inode" % path for path in freed_first)
     run.open()
     run.check_same_mount({DRIVER_AREA: [layout.driver_dir, layout.link_dir], GRAPH_AREA: [layout.layer_dir]})

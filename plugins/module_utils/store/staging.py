@@ -68,6 +68,19 @@ def _same_mount(fd_a: int, fd_b: int) -> bool:
     return os.fstat(fd_a).st_dev == os.fstat(fd_b).st_dev and mount_id(fd_a) == mount_id(fd_b)
 
 
+def driver_home_shares_mount(layout: StoreLayout) -> bool:
+    """Whether ``overlay/`` is on the graphroot's mount (not bind-mounted onto itself)."""
+    graph_fd = open_dir(layout.graphroot)
+    try:
+        driver_fd = open_dir(layout.driver_dir)
+        try:
+            return _same_mount(graph_fd, driver_fd)
+        finally:
+            os.close(driver_fd)
+    finally:
+        os.close(graph_fd)
+
+
 @dataclass
 class Deletion:
     """What deleting one run directory did."""
