@@ -97,6 +97,8 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
         result["filesystem"] = fs_usage(where["graphroot"])
         return result
 
+    if hook is not None:
+        hook("plan")
     plan = store.prune_plan(min_age, params.get("images"), keep, measure=measure)
     before = sorted(plan.layer_ids)
     result["plan"] = plan.as_dict()
