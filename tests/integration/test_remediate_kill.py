@@ -4,8 +4,9 @@ during prunes, on every lab Podman.
 `make test-remediate` runs one kill trial per step kind (REMEDIATE_KILL_TRIALS, default 10);
 `make test-remediate-full` runs 30. Each trial: fresh unused copies, the guard with a pause
 before every step (IDMAPGUARD_TEST_STEP_SLEEP prints "step NAME" and sleeps), a kill -9 aimed
-at trial k's step kind (an occurrence picked at random, plus a random part of the pause, so
-the kill lands before or inside that step), then: Podman loads the store and creates
+at trial k's step kind (an occurrence picked at random for the per-copy kinds ``stage`` and
+``delete``, so a kill also lands half-way through staging or deletion; the kill comes inside
+that step's pause: all steps before it are done, it is not), then: Podman loads the store and creates
 containers (asserted), a second run leaves no unused copy and no staged data.
 """
 import collections
@@ -82,7 +83,8 @@ def _kill_in(host, rng, kind: str):
                     if target is None:
                         target = rng.randint(0, 2)  # which occurrence of a repeated kind
                     if target == 0 or kind not in ("stage", "delete"):
-                        time.sleep(rng.uniform(0.0, STEP_SLEEP * 1.5))
+                        # inside that step's pause: every step before it is done, it is not
+                        time.sleep(rng.uniform(0.0, STEP_SLEEP * 0.8))
                         break
                     target -= 1
         host.exec(["kill", "-9", pid])
