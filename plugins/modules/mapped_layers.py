@@ -30,7 +30,7 @@ description:
     containers; temp file and rename; a new last-write token). The write locks are held only to
     re-check the plan, update C(images.json) and C(layers.json) and move each copy's data by rename
     into C(<graphroot>/idmapguard-staging); the data is deleted after the locks are released, at
-    idle I/O and CPU priority, so Podman is never blocked for a time that grows with the data.
+    idle I/O priority, so Podman is never blocked for a time that grows with the data.
   - A copy whose data cannot be moved whole is put back whole and reported in RV(skipped); a failure
     part-way names every change made before it.
   - At 0 free inodes it first frees an inode inside a copy it is about to remove, then proceeds;

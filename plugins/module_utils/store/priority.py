@@ -1,13 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run a block at idle I/O priority and lowest CPU priority (what ``ionice -c3 nice -n19`` does).
+"""Run a block at idle I/O priority (what ``ionice -c3`` does).
 
-Used for deleting staged data after the store's locks are released: that work may take as
-long as it likes, but must leave the disk and the CPU to Podman. ioprio_set(2) has no libc
-wrapper, so it goes through syscall(2) with the number of the running architecture; on an
-architecture not listed here only the CPU priority is lowered. The I/O class only matters
-under a scheduler that honours it (BFQ; mq-deadline and none ignore it).
+Used for deleting staged data after the store's locks are released: that work must leave the
+disk to Podman. The CPU priority is left alone on purpose: deletion is mostly kernel time in
+unlinkat, and at nice 19 on a busy host it would fall far behind ``rm -rf`` (whose pace a
+prune keeps), while Podman's waits on the store are on I/O (fsync of its JSON), not CPU.
+ioprio_set(2) has no libc wrapper, so it goes through syscall(2) with the number of the
+running architecture (on one not listed here nothing is changed). The class only matters
+under a scheduler that honours it (BFQ, mq-deadline since Linux 5.14; not ``none``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,7 +19,6 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import contextlib
 import ctypes
 import ctypes.util
-import os
 import platform
 from typing import Iterator, Optional
 
@@ -68,22 +69,12 @@ def idle_io_value() -> int:
 
 @contextlib.contextmanager
 def idle_priority() -> Iterator[bool]:
-    """Lower I/O and CPU priority of this thread for the block; restore them afterwards.
-    Yields whether the idle I/O class was set."""
+    """Idle I/O class for this thread during the block, restored afterwards. Yields whether
+    the kernel took it."""
     old_io = get_io_priority()
     is_idle = set_io_priority(idle_io_value())
     try:
-        old_nice = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
-    except OSError:
-        old_nice = None
-    try:
         yield is_idle
     finally:
-        if old_nice is not None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, 0, old_nice)
-            except OSError:
-                pass
         if old_io is not None:
             set_io_priority(old_io)
