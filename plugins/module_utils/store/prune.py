@@ -109,7 +109,9 @@ class Result:
                 "inodes_freed": self.inodes_freed, "bytes_freed": self.bytes_freed,
                 "freed_first": self.freed_first, "fs_before": self.fs_before, "fs_after": self.fs_after,
                 "changes": self.changes, "staging_left": self.staging_left, "recovered": self.recovered,
-                "lock_seconds": round(self.lock_seconds, 4)}
+                "lock_seconds": round(self.lock_seconds, 4),
+                "delete_seconds": round(sum(d.get("seconds", 0.0) for d in self.deletions), 3),
+                "delete_paused_seconds": round(sum(d.get("paused_seconds", 0.0) for d in self.deletions), 3)}
 
 
 class PruneError(StoreError):

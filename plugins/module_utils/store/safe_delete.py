@@ -19,7 +19,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import errno
 import os
 import stat
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import (
     MountedError, StoreError, TamperedStoreError,
@@ -28,6 +28,8 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 4096
+# remove_tree_at calls its ``pause`` callback after this many entries (see activity.py).
+PAUSE_EVERY = 256
 
 
 def open_dir(path: str) -> int:
@@ -40,7 +42,7 @@ def open_dir(path: str) -> int:
         raise
 
 
-def remove_tree_at(parent_fd: int, name: str) -> bool:
+def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]] = None) -> bool:
     """Remove ``name`` (a directory) under ``parent_fd`` with all its content.
 
     Returns False when it did not exist. Raises TamperedStoreError when ``name`` is a symlink
@@ -63,10 +65,11 @@ def remove_tree_at(parent_fd: int, name: str) -> bool:
         raise MountedError("%r is a mount point; refusing to delete it" % name)
     # (fd, name in parent) per level; the parent of level 0 is parent_fd.
     stack: List[Tuple[int, str]] = [(root_fd, name)]
+    counter = [0]
     try:
         while stack:
             fd = stack[-1][0]
-            child = _empty_files_find_subdir(fd)
+            child = _empty_files_find_subdir(fd, counter, pause)
             if child is not None:
                 if len(stack) >= MAX_DEPTH:
                     raise StoreError("directory tree under %r is deeper than %d levels" % (name, MAX_DEPTH))
@@ -89,13 +92,18 @@ def remove_tree_at(parent_fd: int, name: str) -> bool:
     return True
 
 
-def _empty_files_find_subdir(fd: int) -> Optional[str]:
+def _empty_files_find_subdir(fd: int, counter: Optional[List[int]] = None,
+                             pause: Optional[Callable[[], None]] = None) -> Optional[str]:
     """Unlink every non-directory in the directory ``fd``; return the first subdirectory met."""
     with os.scandir(fd) as entries:  # CPython rewinds the dir fd when the iterator closes
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 return entry.name
             os.unlink(entry.name, dir_fd=fd)
+            if pause is not None and counter is not None:
+                counter[0] += 1
+                if counter[0] % PAUSE_EVERY == 0:
+                    pause()
     return None
 
 

@@ -31,9 +31,11 @@ import binascii
 import errno
 import fcntl
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.activity import PodmanActivity
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import MountedError, StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import fsync_dir
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
@@ -92,10 +94,13 @@ class Deletion:
     inodes: int = 0
     bytes: int = 0
     idle_io: bool = False
+    seconds: float = 0.0
+    paused_seconds: float = 0.0  # waited for Podman (a store lock held by another process)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"run": self.run, "stale": self.stale, "entries": self.entries, "left": self.left,
-                "inodes": self.inodes, "bytes": self.bytes, "idle_io": self.idle_io}
+                "inodes": self.inodes, "bytes": self.bytes, "idle_io": self.idle_io,
+                "seconds": round(self.seconds, 3), "paused_seconds": round(self.paused_seconds, 3)}
 
 
 def _flock(fd: int, exclusive: bool = True, wait: bool = True) -> bool:
@@ -268,7 +273,12 @@ class StagingRun:
             self.fd = None
 
 
-def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: Hook) -> None:
+def _store_locks(layout: StoreLayout) -> List[str]:
+    return [layout.layers_lock, layout.images_lock, layout.containers_lock]
+
+
+def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: Hook,
+                    activity: Optional[PodmanActivity] = None) -> None:
     for entry in sorted(os.listdir(fd)):
         if entry == CREATED_DRIVER_ROOT:
             remove_file_at(fd, entry)  # read already; not staged data
@@ -285,7 +295,7 @@ def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: H
         try:
             st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
             if (st.st_mode & 0o170000) == 0o040000:
-                remove_tree_at(fd, entry)
+                remove_tree_at(fd, entry, pause=activity.pause if activity is not None else None)
             else:
                 remove_file_at(fd, entry)
             done.entries.append(entry)
@@ -296,7 +306,7 @@ def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: H
 
 
 def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", measure: bool, hook: Hook,
-                        remove_root: bool = False) -> None:
+                        remove_root: bool = False, activity: Optional[PodmanActivity] = None) -> None:
     root = driver_staging_root(layout)
     name = DRIVER_RUN_PREFIX + run_name
     path = os.path.join(root, name)
@@ -305,7 +315,7 @@ def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", me
     except FileNotFoundError:
         return
     try:
-        _delete_entries(fd, path, done, measure, hook)
+        _delete_entries(fd, path, done, measure, hook, activity)
     finally:
         os.close(fd)
     if not done.left:
@@ -325,11 +335,18 @@ def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", me
 def _delete_run(layout: StoreLayout, name: str, fd: int, stale: bool, measure: bool,
                 hook: Hook = None) -> "Deletion":
     done = Deletion(run=os.path.join(staging_root(layout), name), stale=stale)
-    with idle_priority() as is_idle:
-        done.idle_io = is_idle
-        created_root = os.path.lexists(os.path.join(done.run, CREATED_DRIVER_ROOT))
-        _delete_driver_side(layout, name, done, measure, hook, remove_root=created_root)
-        _delete_entries(fd, done.run, done, measure, hook)
+    started = time.monotonic()
+    activity = PodmanActivity(_store_locks(layout))
+    try:
+        with idle_priority() as is_idle:
+            done.idle_io = is_idle
+            created_root = os.path.lexists(os.path.join(done.run, CREATED_DRIVER_ROOT))
+            _delete_driver_side(layout, name, done, measure, hook, remove_root=created_root, activity=activity)
+            _delete_entries(fd, done.run, done, measure, hook, activity)
+    finally:
+        activity.close()
+        done.paused_seconds = activity.paused_seconds
+        done.seconds = time.monotonic() - started
     if not done.left:
         with _RootLock(layout, create=False) as root_fd:
             if root_fd is not None:
@@ -419,9 +436,13 @@ def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = No
     with _RootLock(layout, create=True) as _root_fd:
         for run in _orphan_driver_runs(layout, tried):
             deletion = Deletion(run=os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + run), stale=True)
-            with idle_priority() as is_idle:
-                deletion.idle_io = is_idle
-                _delete_driver_side(layout, run, deletion, measure, hook)
+            activity = PodmanActivity(_store_locks(layout))
+            try:
+                with idle_priority() as is_idle:
+                    deletion.idle_io = is_idle
+                    _delete_driver_side(layout, run, deletion, measure, hook, activity=activity)
+            finally:
+                activity.close()
             done.append(deletion)
         try:
             os.rmdir(root)  # only when empty

@@ -182,3 +182,29 @@ def test_report_measures_after_the_locks_and_flags_vanished_and_estimates(fake_s
         per_image.setdefault(copy.image_id, []).append(copy)
     labelled = [c for copies in per_image.values() for c in copies[1:]]
     assert labelled and all(c.measured == ESTIMATED for c in labelled)
+
+
+def test_deletion_pauses_while_another_process_holds_a_store_lock(fake_store, monkeypatch):
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import activity as activity_mod
+    import subprocess
+    import sys
+    import time
+    store, _ids = make(fake_store)
+    watch = activity_mod.PodmanActivity([store.layout.layers_lock, store.layout.images_lock])
+    assert not watch.busy()
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_SH)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(0.3)\n"), store.layout.images_lock], stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        assert watch.busy()  # a reader counts too: it is at work on the store
+        started = time.monotonic()
+        watch.pause()
+        assert 0.05 < time.monotonic() - started < activity_mod.MAX_PAUSE
+        assert not watch.busy() and watch.pauses == 1
+    finally:
+        child.wait(timeout=10)
+        watch.close()
