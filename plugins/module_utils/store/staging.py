@@ -204,7 +204,8 @@ class StagingRun:
 
     def _area_fd(self, area: str) -> int:
         fd = self.driver_fd if area == DRIVER_AREA else self.fd
-        assert fd is not None
+        if fd is None:
+            raise StoreError("staging run %s is not open" % self.path)
         return fd
 
     def check_same_mount(self, paths_by_area: Dict[str, List[str]]) -> None:
@@ -258,7 +259,8 @@ class StagingRun:
     def delete(self, measure: bool = False, hook: Hook = None) -> Deletion:
         """Delete everything staged at idle priority, then the run directories. Never raises
         for what it cannot delete: it is reported in ``left`` and stays in staging."""
-        assert self.fd is not None
+        if self.fd is None:
+            raise StoreError("staging run %s is not open" % self.path)
         try:
             return _delete_run(self.layout, self.name, self.fd, stale=False, measure=measure, hook=hook)
         finally:
