@@ -52,12 +52,13 @@ def _make_garbage(host, tag, first_index, count):
         host.podman("rm", name, check=True)
 
 
-def _quick_agree(host, before, tag, used_map):
+def _quick_agree(host, before, tag, used_map, system_check=True):
     """Podman loads the store (images, ps, system check: nothing new) and creates containers."""
-    after = rs.podman_state(host)
+    after = rs.podman_state(host) if system_check else {"images": rs.images_view(host),
+                                                       "containers": rs.containers_view(host)}
     assert after["images"] == before["images"]
     assert after["containers"] == before["containers"]
-    if before["check"] is not None:
+    if system_check and before["check"] is not None:
         new = sorted(after["check"] - before["check"])
         assert not new, new[:20]
     for idmap in (used_map, rs.noncontig_map(9000)):
@@ -118,7 +119,7 @@ def test_kill9_in_every_step(lab_host):
                         check=True)
             hosts[suite] = (host, tag, keep_map, rs.try_start(host, "keeper"))
         host, tag, keep_map, keeper_starts = hosts[suite]
-        count = rng.randint(2, 4)
+        count = rng.randint(2, 3)
         _make_garbage(host, tag, 1000 + trial * 10, count)
         before = rs.podman_state(host)
         last, rc = _kill_in(host, rng, kind)
@@ -126,14 +127,14 @@ def test_kill9_in_every_step(lab_host):
         print("trial %d %s: aimed at %s, last step %s, rc %s" % (trial, suite, kind, last, rc))
         _quick_agree(host, before, tag, rs.noncontig_map(1000 + trial * 10))
         assert rs.try_start(host, "keeper") == keeper_starts
-        before = rs.podman_state(host)
+        before = {"images": rs.images_view(host), "containers": rs.containers_view(host)}
         _proc, result = rs.guard(host, "--min-age", "0")
         _proc, report = rs.guard(host, "--report", "--min-age", "0")
         assert all(c["in_use"] for c in report["copies"]), [c for c in report["copies"] if not c["in_use"]]
         assert len(report["copies"]) == 1  # the keeper's copy
         assert not report.get("staging"), report.get("staging")
         _no_staged_data(host)
-        _quick_agree(host, before, tag, keep_map)
+        _quick_agree(host, before, tag, keep_map, system_check=False)
         rs.guard(host, "--min-age", "0")  # the probes' copies
     print("KILL POINTS (last step printed before the kill): %s" % dict(sorted(landed.items())))
     if TRIALS >= len(KINDS):
@@ -166,7 +167,7 @@ def _churn_against_prunes(host, tag, with_run):
         idmap = rs.noncontig_map(index)
         host.podman("create", "--name", "stay%d" % index, "--uidmap", idmap, "--gidmap", idmap, tag, "true",
                     check=True)
-    _make_garbage(host, tag, 100, 6)
+    _make_garbage(host, tag, 100, 4)
     before = rs.podman_state(host)
     errors = []
     done = threading.Event()
@@ -176,7 +177,7 @@ def _churn_against_prunes(host, tag, with_run):
         index = 0
         while not done.is_set():
             # reuse maps whose copies the prune is removing, and brand-new ones: many maps
-            idmap = rs.noncontig_map(100 + index % 6 if index % 2 else 200 + index)
+            idmap = rs.noncontig_map(100 + index % 4 if index % 2 else 200 + index)
             name = "churn%d" % index
             steps = [("create", "--name", name, "--uidmap", idmap, "--gidmap", idmap, tag, "true"), ("rm", name)]
             if with_run and index % 3 == 0:
@@ -193,7 +194,7 @@ def _churn_against_prunes(host, tag, with_run):
     worker.start()
     try:
         rounds = 0
-        while rounds < 3 or (loops[0] < 6 and rounds < 40):
+        while rounds < 2 or (loops[0] < 5 and rounds < 40):
             proc, _pid = _start_guard(host, 0.05)
             _out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err
