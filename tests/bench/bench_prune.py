@@ -2,11 +2,12 @@
 
 On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N copies of a
 F-file image (a distinct non-contiguous map each). The copies' directories (overlay/<id>,
-its tar-split and l/<link>) are then cloned twice with `cp -a` into the same filesystem; the
-baseline is the mean time of `rm -rf` of one clone just before and of the other just after
-`idmapguard-prune` (planning, locks, JSON, the same deletion) runs on the real copies. Both run inside the host on the same store
-filesystem, one after the other, measured in the same run. Prints the ratio (keep <= 1.2).
-The prune time includes the deletion after the locks are released (idle I/O class).
+its tar-split and l/<link>) are then cloned four times with `cp -a` into the same filesystem.
+The baselines: `rm -rf` of one clone just before and of another just after `idmapguard-prune`
+(planning, locks, JSON, staging, the deletion after release) runs on the real copies, and
+the same with `ionice -c3 rm -rf` (the I/O class the prune deletes at: on a disk others use,
+that class waits for them, and so does the prune by design). All inside the host on the same
+store filesystem, one after the other, in the same run. Prints both ratios (keep <= 1.2).
 
     python tests/bench/bench_prune.py [--copies 100] [--files 2000] [--rounds 1]
 """
