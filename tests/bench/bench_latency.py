@@ -149,7 +149,7 @@ def main():
     biggest = max(counts + [args.report_copies])
     per_copy = args.files + 40
     inodes = biggest * per_copy * 13 // 10 + 30000
-    size_mb = max(800, (biggest * per_copy * 1024 * 25 // 10) >> 20)
+    size_mb = max(800, (biggest * per_copy * 4096 * 15 // 10) >> 20)  # 4 KiB blocks: a block per file
     lab = Lab(log=lambda msg: print(msg, file=sys.stderr))
     host = lab.up(suite="bookworm", inodes=inodes, size="%dM" % size_mb)
     try:
