@@ -99,7 +99,10 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
 
     if hook is not None:
         hook("plan")
-    plan = store.prune_plan(min_age, params.get("images"), keep, measure=measure)
+    # Check mode reports the exact plan; a real prune needs no walk before it deletes: one copy
+    # per image is measured for the plan, and each removed copy's inodes are counted while it
+    # is deleted (its "measured" says "counted"; bytes stay the estimate).
+    plan = store.prune_plan(min_age, params.get("images"), keep, measure=measure if check_mode else "estimate")
     before = sorted(plan.layer_ids)
     result["plan"] = plan.as_dict()
     result["diff"] = {"before": {"mapped_copies": before}, "after": {"mapped_copies": []},

@@ -47,6 +47,7 @@ MEASURED = "measured"        # walked, after the store's locks were released
 ESTIMATED = "estimate"       # taken from the measured copy of the same image
 VANISHED = "vanished"        # gone between reading the metadata and measuring
 NOT_MEASURED = "not measured"
+COUNTED = "counted"          # inodes counted while deleting it (a prune planned without a walk)
 
 _TIME_RE = re.compile(r"\A(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)\Z")
 

@@ -42,12 +42,14 @@ def open_dir(path: str) -> int:
         raise
 
 
-def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]] = None) -> bool:
+def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]] = None,
+                   removed: Optional[List[int]] = None) -> bool:
     """Remove ``name`` (a directory) under ``parent_fd`` with all its content.
 
     Returns False when it did not exist. Raises TamperedStoreError when ``name`` is a symlink
     and MountedError when the tree is or holds a mount point (what was already removed stays
-    removed; the rest, mount point included, is left).
+    removed; the rest, mount point included, is left). ``removed[0]`` is increased by every
+    name removed (files and directories), so a caller learns the inodes freed without a walk.
     """
     try:
         root_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -65,7 +67,7 @@ def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]
         raise MountedError("%r is a mount point; refusing to delete it" % name)
     # (fd, name in parent) per level; the parent of level 0 is parent_fd.
     stack: List[Tuple[int, str]] = [(root_fd, name)]
-    counter = [0]
+    counter = removed if removed is not None else [0]
     try:
         while stack:
             fd = stack[-1][0]
@@ -82,6 +84,7 @@ def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]
             done_fd, done_name = stack.pop()
             os.close(done_fd)
             os.rmdir(done_name, dir_fd=stack[-1][0] if stack else parent_fd)
+            counter[0] += 1
     except OSError as exc:
         if exc.errno == errno.EBUSY:
             raise MountedError("cannot remove %r: %s (a mount point)" % (name, exc))
@@ -100,9 +103,9 @@ def _empty_files_find_subdir(fd: int, counter: Optional[List[int]] = None,
             if entry.is_dir(follow_symlinks=False):
                 return entry.name
             os.unlink(entry.name, dir_fd=fd)
-            if pause is not None and counter is not None:
+            if counter is not None:
                 counter[0] += 1
-                if counter[0] % PAUSE_EVERY == 0:
+                if pause is not None and counter[0] % PAUSE_EVERY == 0:
                     pause()
     return None
 

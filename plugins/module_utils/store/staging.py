@@ -96,6 +96,7 @@ class Deletion:
     idle_io: bool = False
     seconds: float = 0.0
     paused_seconds: float = 0.0  # waited for Podman (a store lock held by another process)
+    removed_per_layer: Dict[str, int] = field(default_factory=dict)  # names removed per staged layer id
 
     def as_dict(self) -> Dict[str, Any]:
         return {"run": self.run, "stale": self.stale, "entries": self.entries, "left": self.left,
@@ -296,11 +297,14 @@ def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: H
             done.bytes += size
         try:
             st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+            removed = [0]
             if (st.st_mode & 0o170000) == 0o040000:
-                remove_tree_at(fd, entry, pause=activity.pause if activity is not None else None)
-            else:
-                remove_file_at(fd, entry)
+                remove_tree_at(fd, entry, pause=activity.pause if activity is not None else None, removed=removed)
+            elif remove_file_at(fd, entry):
+                removed[0] = 1
             done.entries.append(entry)
+            layer_id = entry.split(".", 1)[0]
+            done.removed_per_layer[layer_id] = done.removed_per_layer.get(layer_id, 0) + removed[0]
         except FileNotFoundError:
             done.entries.append(entry)  # someone (c/storage GarbageCollect) deleted it already
         except StoreError as exc:

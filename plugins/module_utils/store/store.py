@@ -12,7 +12,7 @@ import time
 from typing import Iterable, List, Optional, Sequence, Union
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import (
-    ESTIMATED, MEASURED, NOT_MEASURED, Inventory, KeepMap, MappedCopy, build_inventory, measure_copies,
+    COUNTED, ESTIMATED, MEASURED, NOT_MEASURED, Inventory, KeepMap, MappedCopy, build_inventory, measure_copies,
     select_prunable,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
@@ -150,6 +150,12 @@ class Store:
             if run.fd is not None:
                 deleted = run.delete(hook=step)
                 result.deletions.append(deleted.as_dict())
+                for copy in result.removed:
+                    # Counted while deleting: exact, and no walk of its own (a plan made with
+                    # measure=False or "estimate" gets its real figure here).
+                    if copy.layer_id in deleted.removed_per_layer and copy.measured != MEASURED:
+                        copy.inodes = deleted.removed_per_layer[copy.layer_id]
+                        copy.measured = COUNTED
                 result.staging_left.extend(deleted.left)
                 if deleted.entries:
                     result.changes.append("deleted %d staged entries of %d copies" % (

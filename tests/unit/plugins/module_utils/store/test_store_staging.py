@@ -208,3 +208,14 @@ def test_deletion_pauses_while_another_process_holds_a_store_lock(fake_store, mo
     finally:
         child.wait(timeout=10)
         watch.close()
+
+
+def test_a_prune_planned_without_a_walk_counts_the_inodes_it_frees(fake_store):
+    store, _ids = make(fake_store)
+    measured = {c.layer_id: c.inodes for c in store.prune_plan(60).copies}
+    plan = store.prune_plan(60, measure=False)
+    assert all(c.inodes == 0 for c in plan.copies)
+    result = store.prune(plan, 60)
+    assert {c.layer_id: c.inodes for c in result.removed} == measured
+    assert all(c.measured == "counted" for c in result.removed)
+    assert result.inodes_freed == sum(measured.values())
