@@ -100,7 +100,7 @@ def stats(values):
     return statistics.median(values), max(values)
 
 
-def one_round(host, tag, count, first, what, creates, fresh=True):
+def one_round(host, tag, count, first, what, creates, fresh=True, clean=True):
     if fresh:
         make_copies(host, tag, first, count)
         host.exec("sync", check=True)
@@ -111,7 +111,7 @@ def one_round(host, tag, count, first, what, creates, fresh=True):
         command = "/usr/local/sbin/idmapguard-prune --report --min-age 0 > /tmp/bench-out.json"
     loaded, err_l, seconds = loaded_window(host, tag, command)
     idle_b, err_b = idle_window(host, tag, creates)
-    if what == "report" and fresh:
+    if what == "report" and clean:
         host.exec("/usr/local/sbin/idmapguard-prune --min-age 0 >/dev/null", check=True)  # clean for the next
     idle = idle_a + idle_b
     (idle_med, idle_max), (load_med, load_max) = stats(idle), stats(loaded)
@@ -172,7 +172,8 @@ def main():
                 fresh = fresh_copies or number > 0
                 if what == "report" and args.report_then_prune:
                     fresh = number == 0
-                res = one_round(host, tag, count, first, what, args.creates, fresh=fresh)
+                res = one_round(host, tag, count, first, what, args.creates, fresh=fresh,
+                                clean=not args.report_then_prune)
                 first += count
                 rounds.append(res)
                 print("  %s %d copies round %d: %.1fs; create idle median %.3fs max %.3fs (n=%d), during "
