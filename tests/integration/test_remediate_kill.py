@@ -54,8 +54,10 @@ def _make_garbage(host, tag, first_index, count):
 
 def _quick_agree(host, before, tag, used_map, system_check=True):
     """Podman loads the store (images, ps, system check: nothing new) and creates containers."""
-    after = rs.podman_state(host) if system_check else {"images": rs.images_view(host),
-                                                       "containers": rs.containers_view(host)}
+    if system_check:
+        after = rs.podman_state(host)
+    else:
+        after = {"images": rs.images_view(host), "containers": rs.containers_view(host)}
     assert after["images"] == before["images"]
     assert after["containers"] == before["containers"]
     if system_check and before["check"] is not None:
