@@ -1,22 +1,28 @@
 # remediate: the store library, the mapped_layers module, the remediate role and guard.
 # Integration tests drive real Podman on lab hosts (bookworm 4.3, trixie 5.4, sid 5.8).
 REMEDIATE_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
+REMEDIATE_TESTS := tests/integration/test_remediate.py tests/integration/test_remediate_mounts.py \
+  tests/integration/test_remediate_kill.py tests/integration/test_remediate_role.py
 
-.PHONY: test-remediate test-remediate-full bench-prune
+.PHONY: test-remediate test-remediate-full bench-prune bench-latency
 
 # What `make test` runs: prune on randomized stores of the three Podman versions, tampered
-# metadata, zero-inode recovery, 3 kill -9 trials, create/rm loop during a prune, the role.
+# metadata, zero-inode recovery, mounts inside copies, 10 kill -9 trials (one per step kind),
+# a create/rm/run loop against prunes on every lab Podman, the role.
 test-remediate: deps
-	$(REMEDIATE_PYTEST) tests/integration/test_remediate.py tests/integration/test_remediate_kill.py \
-	  tests/integration/test_remediate_role.py
+	$(REMEDIATE_PYTEST) $(REMEDIATE_TESTS)
 
 # The full proof: 30 kill -9 trials (REMEDIATE_KILL_TRIALS to change, REMEDIATE_SEED to replay).
 test-remediate-full: deps
-	REMEDIATE_KILL_TRIALS=$${REMEDIATE_KILL_TRIALS:-30} $(REMEDIATE_PYTEST) tests/integration/test_remediate.py \
-	  tests/integration/test_remediate_kill.py tests/integration/test_remediate_role.py
+	REMEDIATE_KILL_TRIALS=$${REMEDIATE_KILL_TRIALS:-30} $(REMEDIATE_PYTEST) -s $(REMEDIATE_TESTS)
 
 # Prune of 100 copies of a 2,000-file image vs rm -rf of the same dirs; prints the ratio.
 bench-prune: deps
-	cd $(CURDIR) && python tests/bench/bench_prune.py
+	cd $(CURDIR) && python tests/bench/bench_prune.py $(BENCH_PRUNE_ARGS)
+
+# podman create latency during a prune of 25/100/200 copies and during a report of 200, vs
+# idle windows interleaved in the same run; prints the ratios (BENCH_LATENCY_ARGS="--rounds 3").
+bench-latency: deps
+	cd $(CURDIR) && python tests/bench/bench_latency.py $(BENCH_LATENCY_ARGS)
 
 TEST_TARGETS += test-remediate

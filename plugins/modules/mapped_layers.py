@@ -18,15 +18,26 @@ description:
     top layer for every distinct non-contiguous C(--uidmap)/C(--gidmap) (listed in C(mapped-layers)
     of C(overlay-images/images.json)). Nothing in Podman removes them short of deleting the image,
     and they stay after an upgrade. This module reports them and removes the unused ones.
-  - With O(state=report) it only reads (under the store's shared locks). With O(state=pruned) it
-    removes every copy that no layer has as parent (so no container uses it), that is no image's top
-    layer, is not mounted, is not marked incomplete by a process at work, and is older than O(min_age).
+  - With O(state=report) (and in check mode) it only reads the store's JSON under its shared locks,
+    briefly; inodes and bytes of each copy are measured after the locks are released (a copy that
+    vanished meanwhile is reported with C(measured=vanished)), or estimated from one copy per image
+    with O(sizes=estimate).
+  - With O(state=pruned) it removes every copy that no layer has as parent (so no container uses it),
+    that is no image's top layer, is not mounted (neither counted in C(mountpoints.json) nor a mount
+    point anywhere in its paths in C(/proc/self/mountinfo), same-filesystem bind mounts included),
+    is not marked incomplete by a process at work, and is older than O(min_age).
   - Locks and writes exactly as containers/storage does (POSIX record locks layers, images,
-    containers; temp file and rename; a new last-write token), so Podman may run meanwhile.
+    containers; temp file and rename; a new last-write token). The write locks are held only to
+    re-check the plan, update C(images.json) and C(layers.json) and move each copy's data by rename
+    into C(<graphroot>/idmapguard-staging); the data is deleted after the locks are released, at
+    idle I/O priority, so Podman is never blocked for a time that grows with the data.
+  - A copy whose data cannot be moved whole is put back whole and reported in RV(skipped); a failure
+    part-way names every change made before it.
   - At 0 free inodes it first frees an inode inside a copy it is about to remove, then proceeds;
     the store location then comes from storage.conf, because Podman itself fails.
-  - The order of the steps leaves a store Podman uses without error if the run is killed at any point;
-    a later run finishes the job.
+  - The order of the steps (see C(docs/remediate.md)) leaves a store Podman uses without error if the
+    run is killed at any point; a later run finishes the job, staged data left by a killed run included
+    (reported in RV(recovered)).
 author:
   - idmapguard contributors (@idmapguard)
 options:
@@ -68,6 +79,14 @@ options:
         that is being created right now is never raced.
     type: int
     default: 300
+  sizes:
+    description:
+      - How O(state=report) and check mode find the inodes and bytes of each copy, always after the
+        store's locks are released. V(measured) walks every copy; V(estimate) walks one copy per image
+        and gives the others its figures (each copy says which in C(measured)).
+    type: str
+    choices: [measured, estimate]
+    default: measured
   images:
     description:
       - Only remove copies of these images (full id, id prefix of at least 12 characters, or name).
@@ -180,10 +199,40 @@ removed:
   type: list
   elements: dict
 skipped:
-  description: Planned copies left alone because they came into use after planning, with the reason.
+  description:
+    - Planned copies left alone, with C(reason) (V(in use), V(mounted), V(gone), V(cannot stage)) and C(why).
   returned: state=pruned
   type: list
   elements: dict
+changes:
+  description: What was changed, in order (JSON files, copies staged, staged entries deleted).
+  returned: state=pruned and not check mode
+  type: list
+  elements: str
+staging_left:
+  description: Staged data that could not be deleted (e.g. a mount point inside), with why; the store
+    is unaffected and the next run tries again.
+  returned: state=pruned and not check mode
+  type: list
+  elements: dict
+recovered:
+  description: Staging directories left by a prune that was killed, deleted by this run.
+  returned: state=pruned and not check mode
+  type: list
+  elements: dict
+lock_seconds:
+  description: How long the store's write locks were held.
+  returned: state=pruned and not check mode
+  type: float
+staging:
+  description: Staging directories of killed prunes still to be deleted (the next prune does it).
+  returned: state=report
+  type: list
+  elements: str
+sizes:
+  description: How copy sizes were found (V(measured), V(estimate)).
+  returned: state=report
+  type: str
 inodes_freed:
   description: Inodes held by the removed copies (in check mode, by the planned ones).
   returned: state=pruned
@@ -210,8 +259,8 @@ fs_after:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
-    ParameterError, StoreError, argument_spec, run_mapped_layers,
+from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
+    NoFreeInodeError, ParameterError, PruneError, StoreError, argument_spec, run_mapped_layers,
 )
 
 
@@ -225,7 +274,9 @@ def main():
     except ParameterError as exc:
         module.fail_json(msg="mapped_layers: %s" % exc)
     except StoreError as exc:
-        module.fail_json(msg="mapped_layers: %s: %s (nothing more was changed)" % (type(exc).__name__, exc))
+        # A PruneError (and NoFreeInodeError) says itself what was changed before it failed.
+        told = isinstance(exc, (PruneError, NoFreeInodeError))
+        module.fail_json(msg="mapped_layers: %s: %s%s" % (type(exc).__name__, exc, "" if told else " (nothing was changed)"))
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

@@ -26,7 +26,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
     DEFAULT_CONFIG, load_settings,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import ParameterError, resolve_store
+from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import ParameterError, resolve_store
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 

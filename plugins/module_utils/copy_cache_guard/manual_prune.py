@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
     DEFAULT_MIN_AGE, ParameterError, resolve_store, run_mapped_layers,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError

@@ -5,7 +5,7 @@
 
 The ``remediate`` role writes it (``/etc/idmapguard/guard.json``). Which store and which copies
 are the module's options, checked against the module's argument spec (one definition:
-``store.backend.argument_spec``); the cache's own options are in :data:`GUARD_SPEC`. The module's
+``mapped_layers.argument_spec``); the cache's own options are in :data:`GUARD_SPEC`. The module's
 ``state`` and ``min_age`` do not apply (the guard always evicts; the grace replaces min_age) and
 are refused, as is any unknown name, with a message that names it.
 """
@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import reclaim_policy
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import DEFAULT_STATE_FILE
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
     ParameterError, argument_spec, parse_keep_maps,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap

@@ -11,7 +11,8 @@ A copy is in use, and is never removed, when any of these holds (the checks of s
 DeleteLayer, plus what a concurrent Podman may be doing):
 * a layer has it as parent (every container made from it: the container layer is its child);
 * it is an image's top layer; it is a container's layer;
-* mountpoints.json counts a mount of it;
+* mountpoints.json counts a mount of it, or /proc/self/mountinfo has a mount point anywhere
+  in its paths (a bind mount from the same filesystem included: reason ``mounted``);
 * it is flagged incomplete by someone else (a process is creating it);
 * it is younger than ``min_age`` (it may have been made a moment ago for a create in flight).
 """
@@ -38,7 +39,15 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout im
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import (
     INCOMPLETE_FLAG, PRUNING_FLAG, StoreState,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mounts_at_or_under
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import tree_usage
+
+# How a copy's inodes and bytes were found (MappedCopy.measured).
+MEASURED = "measured"        # walked, after the store's locks were released
+ESTIMATED = "estimate"       # taken from the measured copy of the same image
+VANISHED = "vanished"        # gone between reading the metadata and measuring
+NOT_MEASURED = "not measured"
+COUNTED = "counted"          # inodes counted while deleting it (a prune planned without a walk)
 
 _TIME_RE = re.compile(r"\A(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)\Z")
 
@@ -105,6 +114,7 @@ class MappedCopy:
     record: bool = True          # False: mapped-layers names a layer that no longer exists
     interrupted: bool = False    # a prune of ours started deleting it (flagged or unlisted)
     link: Optional[str] = None   # its short name in overlay/l (validated)
+    measured: str = NOT_MEASURED  # how inodes/bytes were found: measured, estimate, vanished
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -115,13 +125,16 @@ class Inventory:
     graphroot: str
     images: List[Dict[str, Any]] = field(default_factory=list)
     copies: List[MappedCopy] = field(default_factory=list)
+    sizes: str = NOT_MEASURED    # measured | estimate | not measured (per copy: MappedCopy.measured)
+    staging: List[str] = field(default_factory=list)  # staged data of crashed prunes, not yet deleted
 
     def as_dict(self) -> Dict[str, Any]:
         return {"graphroot": self.graphroot, "images": self.images,
                 "copies": [copy.as_dict() for copy in self.copies],
                 "mapped_copies": len(self.copies),
                 "mapped_copy_inodes": sum(copy.inodes for copy in self.copies),
-                "mapped_copy_bytes": sum(copy.bytes for copy in self.copies)}
+                "mapped_copy_bytes": sum(copy.bytes for copy in self.copies),
+                "sizes": self.sizes, "staging": self.staging}
 
 
 def _map_text(record: Dict[str, Any], key: str, layer_id: str) -> str:
@@ -169,6 +182,42 @@ def read_link_name(layout: StoreLayout, layer_id: str) -> Optional[str]:
     if os.path.normpath(target) != os.path.join("..", layer_id, "diff"):
         raise TamperedStoreError("%s points to %r, not to ../%s/diff" % (link_path, target, layer_id))
     return link
+
+
+def copy_paths(layout: StoreLayout, layer_id: str, link: Optional[str]) -> List[str]:
+    """Every path that holds part of a copy (what a prune stages)."""
+    paths = [os.path.join(layout.driver_dir, layer_id), os.path.join(layout.layer_dir, layer_id),
+             os.path.join(layout.layer_dir, layout.tar_split_name(layer_id))]
+    if link:
+        paths.append(os.path.join(layout.link_dir, link))
+    return paths
+
+
+def mounts_in_copy(layout: StoreLayout, layer_id: str, link: Optional[str], points: Sequence[str]) -> List[str]:
+    found: List[str] = []
+    for path in copy_paths(layout, layer_id, link):
+        found.extend(mounts_at_or_under(points, path))
+    return found
+
+
+def measure_copies(layout: StoreLayout, copies: List[MappedCopy], estimate: bool = False) -> None:
+    """Fill in inodes/bytes, outside the store's locks. With ``estimate`` only the first copy
+    of each image is walked and the others get its figures (labelled ``estimate``)."""
+    per_image: Dict[str, Tuple[int, int]] = {}
+    for copy in copies:
+        if not copy.record:
+            continue
+        if estimate and copy.image_id in per_image:
+            copy.inodes, copy.bytes = per_image[copy.image_id]
+            copy.measured = ESTIMATED
+            continue
+        if not os.path.lexists(os.path.join(layout.driver_dir, copy.layer_id)):
+            copy.inodes, copy.bytes, copy.measured = 0, 0, VANISHED
+            continue
+        copy.inodes, copy.bytes = copy_usage(layout, copy.layer_id, copy.link)
+        copy.measured = MEASURED
+        if estimate and copy.image_id:
+            per_image[copy.image_id] = (copy.inodes, copy.bytes)
 
 
 def copy_usage(layout: StoreLayout, layer_id: str, link: Optional[str]) -> Tuple[int, int]:
@@ -220,8 +269,11 @@ def orphan_copy_owner(state: StoreState, layer_id: str, children: Dict[str, List
 
 
 def build_inventory(state: StoreState, min_age: float = 0.0, now: Optional[float] = None,
-                    measure: bool = True) -> Inventory:
-    """Every mapped copy with its use; ``min_age`` only decides the 'too young' reason."""
+                    measure: bool = True, mount_points: Sequence[str] = ()) -> Inventory:
+    """Every mapped copy with its use; ``min_age`` only decides the 'too young' reason.
+
+    ``measure`` walks each copy here; the Store never does that under its locks (it calls
+    :func:`measure_copies` after releasing them). ``mount_points``: from mountinfo."""
     now = time.time() if now is None else now
     layout = state.layout
     children = state.children_of()
@@ -276,6 +328,9 @@ def build_inventory(state: StoreState, min_age: float = 0.0, now: Optional[float
             why.append("layer of container %s" % container[:12])
         if state.mount_counts.get(layer_id):
             why.append("mounted (%d)" % state.mount_counts[layer_id])
+        link = read_link_name(layout, layer_id)
+        for point in mounts_in_copy(layout, layer_id, link, mount_points):
+            why.append("mounted: %s is a mount point" % point)
         interrupted = state.layer_flag(layer_id, PRUNING_FLAG)
         if state.layer_flag(layer_id, INCOMPLETE_FLAG) and not interrupted:
             why.append("incomplete: a process is creating or deleting it")
@@ -285,13 +340,14 @@ def build_inventory(state: StoreState, min_age: float = 0.0, now: Optional[float
                 why.append("age unknown")
             elif age < min_age:
                 why.append("younger than min_age (%ds)" % int(age))
-        link = read_link_name(layout, layer_id)
         inodes, size = copy_usage(layout, layer_id, link) if measure else (0, 0)
         inventory.copies.append(MappedCopy(
             layer_id=layer_id, image_id=image_id, image_name=image_name, top_layer=image.get("layer") or "",
             uidmap=_map_text(record, "uidmap", layer_id), gidmap=_map_text(record, "gidmap", layer_id),
             created=created, age_seconds=age, in_use=bool(why), why=why, inodes=inodes, bytes=size,
-            interrupted=interrupted, link=link))
+            interrupted=interrupted, link=link, measured=MEASURED if measure else NOT_MEASURED))
+    if measure:
+        inventory.sizes = MEASURED
     return inventory
 
 

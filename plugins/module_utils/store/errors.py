@@ -18,3 +18,7 @@ class TamperedStoreError(StoreError):
 
 class NoFreeInodeError(StoreError):
     """The store has no free inode and none could be freed without touching metadata."""
+
+
+class MountedError(StoreError):
+    """A path to delete is or holds a mount point; deletion stopped before crossing it."""

@@ -1,48 +1,60 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Remove unused ID-mapped copies, in an order that survives a crash at any point.
+"""Remove unused ID-mapped copies with lock holds that do not grow with the data, in an order
+that leaves a store every Podman (4.3 to 5.8) loads and uses if we are killed at any point.
 
-All of it runs under the store's write locks, taken as store.go writeToAllStores does
-(layers -> images -> containers), so no Podman process can create, mount or delete a layer
-meanwhile; the plan is checked again under those locks, so a copy that came into use since
-planning is skipped. Steps, each one leaving a store every Podman (4.3 to 5.8) uses:
+Under the store's write locks (taken as store.go writeToAllStores does: layers -> images ->
+containers) only constant-time work per copy is done; the plan is checked again there, so a
+copy that came into use or got a mount since planning is skipped:
 
-1. At 0 free inodes: free one inside a doomed copy without touching metadata: its ``merged``
-   directory (empty while unmounted; overlay.go get() recreates it before every mount), else
-   its tar-split file (only read to export the layer's diff).
-2. images.json without the copies in ``mapped-layers``. From here no Podman picks the copy
-   for a new container (imageTopLayerForMapping only walks mapped-layers).
-3. layers.json with the copies flagged ``incomplete`` (+ our own flag). This is what
-   layers.go internalDelete does before deleting: if we die after this, any c/storage that
-   loads the store for writing deletes the layer itself, and our next run finishes it too.
-4. Per copy: its ``l/<link>`` symlink, then ``overlay/<id>``, its tar-split, its big-data dir.
-5. layers.json without the records.
+1. At 0 free inodes: free inodes inside doomed copies without touching metadata: their
+   ``merged`` directory (empty while unmounted; overlay.go get() recreates it before every
+   mount), else their tar-split file (only read to export the layer's diff).
+2. A staging run ``<graphroot>/idmapguard-staging/run-*`` (see staging.py), locked by us.
+3. images.json without the copies in ``mapped-layers``: from here no Podman picks a copy for a
+   new container (imageTopLayerForMapping only walks mapped-layers).
+4. layers.json with the copies flagged ``incomplete`` (+ our own flag), as layers.go
+   internalDelete does before deleting. If we die from here on, every c/storage that loads the
+   store for writing deletes the layer itself (missing data is fine for it), and so does our
+   next run.
+5. Per copy, by rename into the staging run: its ``l/<link>`` symlink first (its name is read
+   from the driver dir, so it must go before it), its driver dir ``overlay/<id>``, its
+   tar-split, its big-data dir. A copy whose data cannot be staged whole is put back whole.
+6. fsync of the renames, then layers.json without the staged copies' records (and with the
+   flags of a put-back copy restored; images.json gets it back in mapped-layers after that).
+7. Locks released. The staged data is then deleted at idle I/O and CPU priority, checking the
+   mount id at every directory; staging left by a crashed run is found and deleted too.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import copy as copy_module
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import MappedCopy
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import NoFreeInodeError, StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import write_json_list
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout, checked_id
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import StoreLocks
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import (
-    open_dir, remove_file_at, remove_tree_at,
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import open_dir, remove_file_at
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import (
+    DRIVER_AREA, GRAPH_AREA, StagingRun, driver_home_shares_mount,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import (
     INCOMPLETE_FLAG, PRUNING_FLAG, StoreState,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
-# Each JSON write needs one inode for its temp file (freed again by the rename).
-MIN_FREE_INODES = 2
+# The staging root and run directories, and the temp file of each JSON write (freed again by
+# its rename); 3 more (overlay/tempdirs, its run, our marker) when the driver home is its own
+# mount (see staging.py).
+MIN_FREE_INODES = 3
+DRIVER_SIDE_INODES = 3
 
 # Test hook: called with a step name before each step; the kill -9 tests use it through the
 # IDMAPGUARD_TEST_STEP_SLEEP environment variable of the guard's entry point, never in production.
@@ -82,26 +94,44 @@ class Result:
     freed_first: List[str] = field(default_factory=list)
     fs_before: Dict[str, int] = field(default_factory=dict)
     fs_after: Dict[str, int] = field(default_factory=dict)
+    changes: List[str] = field(default_factory=list)        # what was changed, in order
+    deletions: List[Dict[str, Any]] = field(default_factory=list)  # staging runs deleted
+    staging_left: List[Dict[str, str]] = field(default_factory=list)  # staged data not deleted (why)
+    recovered: List[Dict[str, Any]] = field(default_factory=list)  # stale runs of crashed prunes
+    lock_seconds: float = 0.0                                # how long the write locks were held
 
     @property
     def changed(self) -> bool:
-        return bool(self.removed)
+        return bool(self.removed or self.changes or self.recovered)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"removed": [copy.as_dict() for copy in self.removed], "skipped": self.skipped,
                 "inodes_freed": self.inodes_freed, "bytes_freed": self.bytes_freed,
-                "freed_first": self.freed_first, "fs_before": self.fs_before, "fs_after": self.fs_after}
+                "freed_first": self.freed_first, "fs_before": self.fs_before, "fs_after": self.fs_after,
+                "changes": self.changes, "staging_left": self.staging_left, "recovered": self.recovered,
+                "lock_seconds": round(self.lock_seconds, 4),
+                "delete_seconds": round(sum(d.get("seconds", 0.0) for d in self.deletions), 3),
+                "delete_paused_seconds": round(sum(d.get("paused_seconds", 0.0) for d in self.deletions), 3)}
+
+
+class PruneError(StoreError):
+    """A prune failed part-way; ``changes`` says what was changed before the failure."""
+
+    def __init__(self, message: str, changes: List[str]) -> None:
+        done = "; ".join(changes) if changes else "nothing"
+        super().__init__("%s (changed before the failure: %s; the store stays one Podman loads)" % (message, done))
+        self.changes = list(changes)
 
 
 def _free_inodes(path: str) -> int:
     return fs_usage(path)["inodes_free"]
 
 
-def free_an_inode(layout: StoreLayout, copies: List[MappedCopy]) -> List[str]:
-    """Step 1: free inodes inside doomed copies until a JSON write can succeed."""
+def free_an_inode(layout: StoreLayout, copies: List[MappedCopy], needed: int = MIN_FREE_INODES) -> List[str]:
+    """Step 1: free inodes inside doomed copies until staging and JSON writes can succeed."""
     freed: List[str] = []
     for copy in copies:
-        if _free_inodes(layout.graphroot) >= MIN_FREE_INODES:
+        if _free_inodes(layout.graphroot) >= needed:
             return freed
         layer_dir = os.path.join(layout.driver_dir, checked_id(copy.layer_id, "layer"))
         try:
@@ -117,7 +147,7 @@ def free_an_inode(layout: StoreLayout, copies: List[MappedCopy]) -> List[str]:
         finally:
             os.close(fd)
     for copy in copies:
-        if _free_inodes(layout.graphroot) >= MIN_FREE_INODES:
+        if _free_inodes(layout.graphroot) >= needed:
             return freed
         parent_fd = open_dir(layout.layer_dir)
         try:
@@ -126,9 +156,10 @@ def free_an_inode(layout: StoreLayout, copies: List[MappedCopy]) -> List[str]:
                 freed.append(os.path.join(layout.layer_dir, name))
         finally:
             os.close(parent_fd)
-    if _free_inodes(layout.graphroot) < 1:
-        raise NoFreeInodeError("%s has no free inode and none could be freed inside the copies to remove "
-                               "(nothing was changed)" % layout.graphroot)
+    if _free_inodes(layout.graphroot) < needed:
+        raise NoFreeInodeError("%s has fewer than %d free inodes and no more could be freed inside the copies to "
+                               "remove (changed: %s)" % (layout.graphroot, needed,
+                                                         ", ".join("removed " + p for p in freed) or "nothing"))
     return freed
 
 
@@ -137,62 +168,79 @@ def _write_layer_files(state: StoreState, files: List[str]) -> None:
         write_json_list(path, state.layer_files[path])
 
 
-def remove_copy_data(layout: StoreLayout, copy: MappedCopy) -> None:
-    """Step 4 for one copy: link, driver dir, tar-split, big-data dir; nothing else."""
+def staged_parts(layout: StoreLayout, copy: MappedCopy) -> List[Tuple[str, str, str, str]]:
+    """(parent, name, staged name, staging area) of each part of a copy, in staging order."""
     layer_id = checked_id(copy.layer_id, "layer")
+    parts = []
     if copy.link:
-        link_fd = open_dir(layout.link_dir)
-        try:
-            remove_file_at(link_fd, copy.link)
-        finally:
-            os.close(link_fd)
-    driver_fd = open_dir(layout.driver_dir)
+        parts.append((layout.link_dir, copy.link, layer_id + ".link", DRIVER_AREA))
+    parts.append((layout.driver_dir, layer_id, layer_id + ".overlay", DRIVER_AREA))
+    parts.append((layout.layer_dir, layout.tar_split_name(layer_id), layer_id + ".tar-split.gz", GRAPH_AREA))
+    parts.append((layout.layer_dir, layer_id, layer_id + ".big-data", GRAPH_AREA))
+    return parts
+
+
+def stage_copy(layout: StoreLayout, run: StagingRun, copy: MappedCopy) -> Optional[str]:
+    """Step 5 for one copy: None when staged whole, else why it was put back whole."""
+    moved = []
     try:
-        remove_tree_at(driver_fd, layer_id)
-    finally:
-        os.close(driver_fd)
-    try:
-        layer_fd = open_dir(layout.layer_dir)
-    except FileNotFoundError:
-        return
-    try:
-        remove_file_at(layer_fd, layout.tar_split_name(layer_id))
-        remove_tree_at(layer_fd, layer_id)
-    finally:
-        os.close(layer_fd)
+        for parent, name, staged_name, area in staged_parts(layout, copy):
+            if run.stage(parent, name, staged_name, area):
+                moved.append((parent, name, staged_name, area))
+    except (OSError, StoreError) as exc:
+        for parent, name, staged_name, area in reversed(moved):
+            try:
+                run.unstage(parent, name, staged_name, area)
+            except OSError as back_exc:
+                return "cannot stage (%s) and cannot put %s back (%s)" % (exc, staged_name, back_exc)
+        return "cannot stage: %s" % exc
+    return None
 
 
 def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: List[MappedCopy],
-            hook: Optional[StepHook] = None) -> List[str]:
-    """Steps 1-5 for ``copies`` (already re-checked under ``locks``). Returns freed-first paths."""
+            run: StagingRun, hook: Optional[StepHook] = None,
+            changes: Optional[List[str]] = None) -> Tuple[List[str], List[MappedCopy], List[Dict[str, Any]]]:
+    """Steps 1-6 for ``copies`` (already re-checked under ``locks``).
+
+    Returns (freed-first paths, staged copies, copies put back whole with why). ``changes``
+    gets one line per change made, as it is made."""
     step = hook or (lambda name: None)
+    done = changes if changes is not None else []
     if not copies:
-        return []
-    doomed = set(copy.layer_id for copy in copies)
+        return [], [], []
     step("free-inode")
-    freed_first = free_an_inode(layout, copies)
+    needed = MIN_FREE_INODES + (0 if driver_home_shares_mount(layout) else DRIVER_SIDE_INODES)
+    freed_first = free_an_inode(layout, copies, needed)
+    done.extend("removed %s to free an inode" % path for path in freed_first)
+    run.open()
+    run.check_same_mount({DRIVER_AREA: [layout.driver_dir, layout.link_dir], GRAPH_AREA: [layout.layer_dir]})
+    doomed = set(copy.layer_id for copy in copies)
+    image_of = {copy.layer_id: copy.image_id for copy in copies}
 
     step("images")
-    images_changed = False
+    images_changed = 0
     for image in state.images:
         mapped = image.get("mapped-layers")
         if mapped and any(layer_id in doomed for layer_id in mapped):
             kept = [layer_id for layer_id in mapped if layer_id not in doomed]
+            images_changed += len(mapped) - len(kept)
             if kept:
                 image["mapped-layers"] = kept
             else:
                 del image["mapped-layers"]  # Go writes it with omitempty
-            images_changed = True
     if images_changed:
         write_json_list(layout.images_json, state.images)
         locks.lock_for(layout.images_lock).record_write()
+        done.append("images.json: %d copies taken out of mapped-layers" % images_changed)
 
     step("mark")
     marked_files = []
+    old_flags: Dict[str, Any] = {}
     for copy in copies:
         record = state.layer(copy.layer_id)
         if record is None:
             continue
+        old_flags[copy.layer_id] = copy_module.deepcopy(record.get("flags"))
         flags = record.get("flags")
         if not isinstance(flags, dict):
             flags = record["flags"] = {}
@@ -203,26 +251,57 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
     if marked_files:
         _write_layer_files(state, sorted(set(marked_files)))
         locks.lock_for(layout.layers_lock).record_write()
+        done.append("layers.json: %d copies flagged incomplete" % len(old_flags))
 
+    staged: List[MappedCopy] = []
+    put_back: List[Dict[str, Any]] = []
     for copy in copies:
-        if not copy.record:
-            continue
-        step("data:%s" % copy.layer_id)
-        remove_copy_data(layout, copy)
+        step("stage:%s" % copy.layer_id)
+        why = stage_copy(layout, run, copy) if copy.record else None
+        if why is None:
+            staged.append(copy)
+        else:
+            put_back.append({"layer_id": copy.layer_id, "why": [why], "reason": "cannot stage"})
+    if staged:
+        done.append("%d copies moved into %s" % (
+            len(staged), run.path if run.driver_path == run.path else "%s and %s" % (run.driver_path, run.path)))
+    run.sync()
 
     step("records")
+    back = set(entry["layer_id"] for entry in put_back)
     record_files = set()
     for copy in copies:
-        if copy.record and copy.layer_id in state.layers:
-            record_files.add(state.layer_file_of[copy.layer_id])
+        if copy.layer_id not in state.layers:
+            continue
+        record_files.add(state.layer_file_of[copy.layer_id])
+        if copy.layer_id in back:
+            flags = old_flags.get(copy.layer_id)
+            if flags is None:
+                state.layers[copy.layer_id].pop("flags", None)
+            else:
+                state.layers[copy.layer_id]["flags"] = flags
+        else:
             del state.layers[copy.layer_id]
     for path in record_files:
-        state.layer_files[path] = [r for r in state.layer_files[path] if r.get("id") not in doomed]
+        state.layer_files[path] = [r for r in state.layer_files[path]
+                                   if r.get("id") not in doomed or r.get("id") in back]
     if record_files:
         _write_layer_files(state, sorted(record_files))
         locks.lock_for(layout.layers_lock).record_write()
-    step("done")
-    return freed_first
+        done.append("layers.json: %d records removed%s" % (
+            len(staged), ", %d restored" % len(back) if back else ""))
+    if back:
+        restored = 0
+        for image in state.images:
+            again = [lid for lid in back if image_of.get(lid) == image.get("id") and lid in state.layers]
+            if again:
+                image["mapped-layers"] = list(image.get("mapped-layers") or []) + again
+                restored += len(again)
+        if restored:
+            write_json_list(layout.images_json, state.images)
+            locks.lock_for(layout.images_lock).record_write()
+            done.append("images.json: %d copies put back into mapped-layers" % restored)
+    return freed_first, staged, put_back
 
 
 def check_writable(layout: StoreLayout) -> None:

@@ -5,8 +5,9 @@
 
 Why not shutil.rmtree: we need (1) every step relative to an fd opened with O_NOFOLLOW, so a
 symlink planted in the store can never redirect deletion outside the layer's own paths,
-(2) a refusal to cross into another filesystem (a still-mounted ``merged`` dir would otherwise
-let us delete through the overlay into a live upper dir), and (3) memory independent of the
+(2) a refusal to cross into another mount, checked at every directory by mount id and not
+only by ``st_dev`` (a bind mount from the same filesystem keeps the device number; a
+still-mounted ``merged`` would let us delete through the overlay into a live upper dir), and (3) memory independent of the
 number of files: only one open fd per directory level is kept, entries are streamed from
 getdents and unlinked as they come (unlinkat, as ``rm -rf`` does).
 """
@@ -18,12 +19,17 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import errno
 import os
 import stat
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError, TamperedStoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import (
+    MountedError, StoreError, TamperedStoreError,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_id
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 4096
+# remove_tree_at calls its ``pause`` callback after this many entries (see activity.py).
+PAUSE_EVERY = 256
 
 
 def open_dir(path: str) -> int:
@@ -36,11 +42,14 @@ def open_dir(path: str) -> int:
         raise
 
 
-def remove_tree_at(parent_fd: int, name: str) -> bool:
+def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]] = None,
+                   removed: Optional[List[int]] = None) -> bool:
     """Remove ``name`` (a directory) under ``parent_fd`` with all its content.
 
     Returns False when it did not exist. Raises TamperedStoreError when ``name`` is a symlink
-    or the tree holds a mount point.
+    and MountedError when the tree is or holds a mount point (what was already removed stays
+    removed; the rest, mount point included, is left). ``removed[0]`` is increased by every
+    name removed (files and directories), so a caller learns the inodes freed without a walk.
     """
     try:
         root_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -51,25 +60,34 @@ def remove_tree_at(parent_fd: int, name: str) -> bool:
             raise TamperedStoreError("%r is not a real directory; refusing to delete through it" % name)
         raise StoreError("cannot open %r: %s" % (name, exc))
     root_dev = os.fstat(root_fd).st_dev
+    root_mnt = mount_id(root_fd)
+    parent_mnt = mount_id(parent_fd)
+    if os.fstat(parent_fd).st_dev != root_dev or (root_mnt is not None and root_mnt != parent_mnt):
+        os.close(root_fd)
+        raise MountedError("%r is a mount point; refusing to delete it" % name)
     # (fd, name in parent) per level; the parent of level 0 is parent_fd.
     stack: List[Tuple[int, str]] = [(root_fd, name)]
+    counter = removed if removed is not None else [0]
     try:
         while stack:
             fd = stack[-1][0]
-            child = _empty_files_find_subdir(fd)
+            child = _empty_files_find_subdir(fd, counter, pause)
             if child is not None:
                 if len(stack) >= MAX_DEPTH:
                     raise StoreError("directory tree under %r is deeper than %d levels" % (name, MAX_DEPTH))
                 child_fd = os.open(child, _DIR_FLAGS, dir_fd=fd)
-                if os.fstat(child_fd).st_dev != root_dev:
+                if os.fstat(child_fd).st_dev != root_dev or mount_id(child_fd) != root_mnt:
                     os.close(child_fd)
-                    raise TamperedStoreError("%r holds a mount point (%s); refusing to delete it" % (name, child))
+                    raise MountedError("%r holds a mount point (%s); refusing to delete through it" % (name, child))
                 stack.append((child_fd, child))
                 continue
             done_fd, done_name = stack.pop()
             os.close(done_fd)
             os.rmdir(done_name, dir_fd=stack[-1][0] if stack else parent_fd)
+            counter[0] += 1
     except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise MountedError("cannot remove %r: %s (a mount point)" % (name, exc))
         raise StoreError("cannot remove %r: %s" % (name, exc))
     finally:
         for fd, _name in stack:
@@ -77,13 +95,18 @@ def remove_tree_at(parent_fd: int, name: str) -> bool:
     return True
 
 
-def _empty_files_find_subdir(fd: int) -> Optional[str]:
+def _empty_files_find_subdir(fd: int, counter: Optional[List[int]] = None,
+                             pause: Optional[Callable[[], None]] = None) -> Optional[str]:
     """Unlink every non-directory in the directory ``fd``; return the first subdirectory met."""
     with os.scandir(fd) as entries:  # CPython rewinds the dir fd when the iterator closes
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 return entry.name
             os.unlink(entry.name, dir_fd=fd)
+            if counter is not None:
+                counter[0] += 1
+                if pause is not None and counter[0] % PAUSE_EVERY == 0:
+                    pause()
     return None
 
 

@@ -9,19 +9,28 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import (
-    Inventory, KeepMap, MappedCopy, build_inventory, select_prunable,
+    COUNTED, ESTIMATED, MEASURED, NOT_MEASURED, Inventory, KeepMap, MappedCopy, build_inventory, measure_copies,
+    select_prunable,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, StoreLocks
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import (
-    Plan, Result, StepHook, check_writable, execute,
+    Plan, PruneError, Result, StepHook, check_writable, execute,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import (
+    StagingRun, finish_stale_runs, stale_runs, staging_root,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
+
+# Store.inventory/prune_plan ``measure``: True (walk every copy, after the locks), "estimate"
+# (walk one copy per image), False (no sizes).
+Measure = Union[bool, str]
 
 
 class Store:
@@ -56,15 +65,43 @@ class Store:
     def is_initialized(self) -> bool:
         return os.path.exists(self.layout.layers_lock)
 
-    # --- the API of contracts.md -----------------------------------------------------------
-    def inventory(self, min_age: float = 0.0, measure: bool = True) -> Inventory:
-        """Images, top layers and mapped copies, read under shared locks."""
-        if not self.is_initialized():
-            return Inventory(graphroot=self.layout.graphroot)
+    def _graph_mounts(self) -> List[str]:
+        try:
+            return mount_points()
+        except OSError as exc:
+            raise StoreError("cannot read the mount table: %s" % exc)
+
+    def _read(self, min_age: float, now: Optional[float] = None) -> "tuple[StoreState, Inventory]":
+        """Metadata under shared locks: JSON and a few small files, nothing that grows with data."""
         paths = [p for p in self._lock_paths() if os.path.exists(p)]
+        points = self._graph_mounts()
         with StoreLocks(paths, exclusive=False):
             state = self._load_with_mounts()
-            return build_inventory(state, min_age=min_age, measure=measure)
+            inventory = build_inventory(state, min_age=min_age, now=now, measure=False, mount_points=points)
+        return state, inventory
+
+    def _measure(self, inventory: Inventory, measure: Measure) -> None:
+        if measure:
+            estimate = measure == ESTIMATED
+            measure_copies(self.layout, inventory.copies, estimate=estimate)
+            inventory.sizes = ESTIMATED if estimate else MEASURED
+        else:
+            inventory.sizes = NOT_MEASURED
+
+    # --- the API of contracts.md -----------------------------------------------------------
+    def inventory(self, min_age: float = 0.0, measure: Measure = True) -> Inventory:
+        """Images, top layers and mapped copies, read under shared locks; sizes are measured
+        after the locks are released (``measure``: True, "estimate" or False)."""
+        if not self.is_initialized():
+            return Inventory(graphroot=self.layout.graphroot)
+        _state, inventory = self._read(min_age)
+        self._measure(inventory, measure)
+        inventory.staging = self.stale_staging()
+        return inventory
+
+    def stale_staging(self) -> List[str]:
+        """Staging directories left by killed prunes (the next prune deletes them)."""
+        return [os.path.join(staging_root(self.layout), name) for name in stale_runs(self.layout)]
 
     def records(self) -> Dict[str, List[Dict[str, Any]]]:
         """The layer, image and container records as stored, read under shared locks (held
@@ -78,50 +115,104 @@ class Store:
                 "containers": list(state.containers)}
 
     def prune_plan(self, min_age: float, images: Optional[Sequence[str]] = None,
-                   keep_maps: Iterable[KeepMap] = ()) -> Plan:
+                   keep_maps: Iterable[KeepMap] = (), measure: Measure = True) -> Plan:
+        """What a prune would remove; read like :meth:`inventory`."""
         keep = list(keep_maps)
         if not self.is_initialized():
             return Plan()
-        paths = [p for p in self._lock_paths() if os.path.exists(p)]
-        with StoreLocks(paths, exclusive=False):
-            state = self._load_with_mounts()
-            inventory = build_inventory(state, min_age=min_age)
-            names = {image["id"]: list(image.get("names") or []) for image in state.images}
-            plan = Plan(select_prunable(inventory, images, keep, names), min_age=min_age)
+        state, inventory = self._read(min_age)
+        names = {image["id"]: list(image.get("names") or []) for image in state.images}
+        plan = Plan(select_prunable(inventory, images, keep, names), min_age=min_age)
+        self._measure(Inventory(graphroot=self.layout.graphroot, copies=plan.copies), measure)
         return plan
 
-    def prune(self, plan: Plan, min_age: Optional[float] = None, hook: Optional[StepHook] = None) -> Result:
-        """Remove the copies of ``plan`` that are still unused when we hold the write locks
-        (``min_age`` defaults to the plan's)."""
+    def prune(self, plan: Plan, min_age: Optional[float] = None, hook: Optional[StepHook] = None,
+              finish_staged: bool = True) -> Result:
+        """Remove the copies of ``plan`` that are still unused (and unmounted) when we hold the
+        write locks (``min_age`` defaults to the plan's). The locks are held for metadata and
+        renames only; the data is deleted after they are released. ``finish_staged`` also
+        deletes what crashed prunes left in staging."""
         min_age = plan.min_age if min_age is None else min_age
+        step = hook or (lambda name: None)
         result = Result(fs_before=fs_usage(self.layout.graphroot))
-        if not plan.copies:
-            result.fs_after = result.fs_before
-            return result
-        check_writable(self.layout)
-        missing = [p for p in self._lock_paths() if not os.path.exists(p)]
-        if missing:
-            raise StoreError("lock file(s) missing: %s; is this a store Podman created?" % ", ".join(missing))
-        with StoreLocks(self._lock_paths(), exclusive=True) as locks:
-            state = self._load_with_mounts()
-            # Same rules as the plan, now that nobody can change the store under us.
-            now = time.time()
-            # Sizes were measured for the plan; an unused copy does not change, so skip a second walk.
-            current = {copy.layer_id: copy
-                       for copy in build_inventory(state, min_age=min_age, now=now, measure=False).copies}
-            todo: List[MappedCopy] = []
-            for planned in plan.copies:
-                fresh = current.get(planned.layer_id)
-                if fresh is None:
-                    result.skipped.append({"layer_id": planned.layer_id, "why": ["gone since planning"]})
-                elif fresh.in_use:
-                    result.skipped.append({"layer_id": planned.layer_id, "why": fresh.why})
-                else:
-                    fresh.inodes, fresh.bytes = planned.inodes, planned.bytes
-                    todo.append(fresh)
-            result.freed_first = execute(self.layout, locks, state, todo, hook)
-            result.removed = todo
+        run = StagingRun(self.layout)
+        if plan.copies:
+            check_writable(self.layout)
+            missing = [p for p in self._lock_paths() if not os.path.exists(p)]
+            if missing:
+                raise StoreError("lock file(s) missing: %s; is this a store Podman created?" % ", ".join(missing))
+            try:
+                self._prune_locked(plan, min_age, step, run, result)
+            except StoreError as exc:
+                if not result.changes and run.fd is not None:
+                    run.delete()  # nothing staged: remove the empty run directories again
+                run.close()  # what it staged is a leftover now: the next run deletes it
+                if result.changes and not isinstance(exc, PruneError):
+                    raise PruneError(str(exc), result.changes)
+                raise
+            except BaseException:
+                run.close()
+                raise
+            try:
+                step("released")
+            except BaseException:
+                run.close()
+                raise
+            if run.fd is not None:
+                deleted = run.delete(hook=step)
+                result.deletions.append(deleted.as_dict())
+                for copy in result.removed:
+                    # Counted while deleting: exact, and no walk of its own (a plan made with
+                    # measure=False or "estimate" gets its real figure here).
+                    if copy.layer_id in deleted.removed_per_layer and copy.measured != MEASURED:
+                        copy.inodes = deleted.removed_per_layer[copy.layer_id]
+                        copy.measured = COUNTED
+                result.staging_left.extend(deleted.left)
+                if deleted.entries:
+                    result.changes.append("deleted %d staged entries of %d copies" % (
+                        len(deleted.entries), len(result.removed)))
+        if finish_staged:
+            step("stale")
+            for deleted in finish_stale_runs(self.layout, hook=step):
+                result.recovered.append(deleted.as_dict())
+                result.staging_left.extend(deleted.left)
+                if deleted.entries:
+                    result.changes.append("deleted %d entries (%d inodes) left in %s by a prune that died" % (
+                        len(deleted.entries), deleted.inodes, deleted.run))
+        step("done")
         result.inodes_freed = sum(copy.inodes for copy in result.removed)
         result.bytes_freed = sum(copy.bytes for copy in result.removed)
         result.fs_after = fs_usage(self.layout.graphroot)
         return result
+
+    def _prune_locked(self, plan: Plan, min_age: float, step: StepHook, run: StagingRun, result: Result) -> None:
+        with StoreLocks(self._lock_paths(), exclusive=True) as locks:
+            started = time.monotonic()
+            try:
+                step("locked")
+                # Mounts are read under the locks: no Podman can mount a layer meanwhile.
+                points = self._graph_mounts()
+                state = self._load_with_mounts()
+                # Same rules as the plan, now that nobody can change the store under us.
+                current = {copy.layer_id: copy for copy in build_inventory(
+                    state, min_age=min_age, now=time.time(), measure=False, mount_points=points).copies}
+                todo: List[MappedCopy] = []
+                for planned in plan.copies:
+                    fresh = current.get(planned.layer_id)
+                    if fresh is None:
+                        result.skipped.append({"layer_id": planned.layer_id, "why": ["gone since planning"],
+                                               "reason": "gone"})
+                    elif fresh.in_use:
+                        mounted = any(why.startswith("mounted") for why in fresh.why)
+                        result.skipped.append({"layer_id": planned.layer_id, "why": fresh.why,
+                                               "reason": "mounted" if mounted else "in use"})
+                    else:
+                        # Sizes were measured for the plan; an unused copy does not change.
+                        fresh.inodes, fresh.bytes, fresh.measured = planned.inodes, planned.bytes, planned.measured
+                        todo.append(fresh)
+                freed_first, staged, put_back = execute(self.layout, locks, state, todo, run, step, result.changes)
+                result.freed_first = freed_first
+                result.removed = staged
+                result.skipped.extend(put_back)
+            finally:
+                result.lock_seconds = time.monotonic() - started

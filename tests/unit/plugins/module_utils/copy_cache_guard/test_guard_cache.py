@@ -19,7 +19,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
     load_settings, settings_from_params,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.backend import ParameterError
+from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import ParameterError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 
 from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import FakeStore, standard

@@ -150,7 +150,18 @@ def test_symlinks_inside_a_copy_are_not_followed(fake_store):
     assert open(os.path.join(fake_store.outside, "precious")).read() == "must survive"
 
 
-@pytest.mark.parametrize("stop_at", ["images", "mark", "data", "records", "done"])
+STEPS = ["locked", "free-inode", "images", "mark", "stage", "records", "released", "delete", "stale", "done"]
+
+
+def _staging(fake_store):
+    root = fake_store.path("idmapguard-staging")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        found.extend(os.path.join(dirpath, name) for name in dirnames + filenames)
+    return found
+
+
+@pytest.mark.parametrize("stop_at", STEPS)
 def test_interrupted_prune_leaves_a_consistent_store_and_is_finished_later(fake_store, stop_at):
     store, ids = make(fake_store)
     plan = store.prune_plan(60)
@@ -168,21 +179,36 @@ def test_interrupted_prune_leaves_a_consistent_store_and_is_finished_later(fake_
     images = fake_store.read("overlay-images/images.json")
     listed = {lid for i in images for lid in i.get("mapped-layers", [])}
     for copy_id in plan.layer_ids:
-        if stop_at in ("data", "records"):
+        if stop_at in ("stage", "records"):
             # Already dropped from images.json and flagged for c/storage's own cleanup.
             assert copy_id not in listed
             assert layers[copy_id]["flags"] == {"incomplete": True, "idmapguard-pruning": True}
-    # Every record that images.json lists still has its data.
+        if stop_at in ("released", "delete", "stale", "done"):
+            assert copy_id not in layers and copy_id not in listed
+            assert not os.path.exists(fake_store.path("overlay", copy_id))
+    # c/storage never sees a record without its data unless it is flagged incomplete (which
+    # it deletes itself): every other record has its driver dir and diff.
+    for layer_id, record in layers.items():
+        if not (record.get("flags") or {}).get("incomplete"):
+            assert os.path.isdir(fake_store.path("overlay", layer_id, "diff")), (stop_at, layer_id)
     for copy_id in listed:
         assert copy_id in layers and os.path.isdir(fake_store.path("overlay", copy_id, "diff"))
-    # A later run finishes: all planned copies gone, records too.
+    if stop_at in ("released", "delete"):
+        assert _staging(fake_store), "staged data expected before its deletion"
+    # A later run finishes: all planned copies gone, records too, staging empty.
     again = Store(fake_store.graphroot, fake_store.runroot)
-    again.prune(again.prune_plan(60), 60)
+    if stop_at in ("released", "delete"):
+        assert again.inventory().staging
+    result = again.prune(again.prune_plan(60), 60)
+    if stop_at in ("released", "delete"):
+        assert result.recovered and result.changed
     layers = {r["id"] for r in fake_store.read("overlay-layers/layers.json")}
     for copy_id in plan.layer_ids:
         assert copy_id not in layers
         assert not os.path.exists(fake_store.path("overlay", copy_id))
     assert ids["copies"][0] in layers
+    assert _staging(fake_store) == []
+    assert not os.path.exists(fake_store.path("idmapguard-staging"))
 
 
 def test_zero_free_inodes_frees_one_inside_a_doomed_copy(fake_store, monkeypatch):

@@ -17,8 +17,8 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     PodmanError, Runner, StorageConfError, storage_settings,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import StepHook
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import NoFreeInodeError, StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import PruneError, StepHook
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
@@ -36,6 +36,7 @@ def argument_spec() -> Dict[str, Any]:
         storage_conf=dict(type="path"),
         podman=dict(type="str", default="podman"),
         min_age=dict(type="int", default=DEFAULT_MIN_AGE),
+        sizes=dict(type="str", choices=["measured", "estimate"], default="measured"),
         images=dict(type="list", elements="str"),
         keep_maps=dict(type="list", elements="dict", options=dict(
             uidmap=dict(type="str", required=True),
@@ -99,6 +100,10 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
     if state not in ("report", "pruned"):
         raise ParameterError("state must be report or pruned, got %r" % (state,))
     keep = parse_keep_maps(params.get("keep_maps"))
+    sizes = params.get("sizes") or "measured"
+    if sizes not in ("measured", "estimate"):
+        raise ParameterError("sizes must be measured or estimate, got %r" % (sizes,))
+    measure = "estimate" if sizes == "estimate" else True
     where = resolve_store(params, run)
     try:
         store = Store(where["graphroot"], where["runroot"], where["imagestore"], where["transient_store"],
@@ -107,20 +112,27 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
         raise ParameterError(str(exc))
     result: Dict[str, Any] = {"changed": False, "store": where}
     if state == "report":
-        inventory = store.inventory(min_age=min_age)
+        inventory = store.inventory(min_age=min_age, measure=measure)
         result.update(inventory.as_dict())
         result["filesystem"] = fs_usage(where["graphroot"])
         return result
 
-    plan = store.prune_plan(min_age, params.get("images"), keep)
+    if hook is not None:
+        hook("plan")
+    # Check mode reports the exact plan; a real prune needs no walk before it deletes: one copy
+    # per image is measured for the plan, and each removed copy's inodes are counted while it
+    # is deleted (its "measured" says "counted"; bytes stay the estimate).
+    plan = store.prune_plan(min_age, params.get("images"), keep, measure=measure if check_mode else "estimate")
     before = sorted(plan.layer_ids)
     result["plan"] = plan.as_dict()
     result["diff"] = {"before": {"mapped_copies": before}, "after": {"mapped_copies": []},
                       "before_header": "%s mapped copies to remove" % where["graphroot"],
                       "after_header": "%s after prune" % where["graphroot"]}
     if check_mode:
-        result.update(changed=bool(plan.copies), removed=[c.as_dict() for c in plan.copies], skipped=[],
-                      inodes_freed=plan.inodes, bytes_freed=plan.bytes, filesystem=fs_usage(where["graphroot"]))
+        staging = store.stale_staging()
+        result.update(changed=bool(plan.copies or staging), removed=[c.as_dict() for c in plan.copies], skipped=[],
+                      inodes_freed=plan.inodes, bytes_freed=plan.bytes, staging=staging,
+                      filesystem=fs_usage(where["graphroot"]))
         return result
     outcome = store.prune(plan, min_age, hook)
     result.update(outcome.as_dict())
@@ -130,4 +142,5 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
     return result
 
 
-__all__ = ["ParameterError", "StoreError", "argument_spec", "run_mapped_layers", "DEFAULT_MIN_AGE"]
+__all__ = ["ParameterError", "StoreError", "PruneError", "NoFreeInodeError", "argument_spec", "run_mapped_layers",
+           "DEFAULT_MIN_AGE"]

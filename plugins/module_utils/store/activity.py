@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Whether a Podman process is at work on the store right now, from its lock files.
+
+Deleting staged data needs no lock of the store, but it loads the filesystem's journal; a
+``podman create`` that is writing (and fsyncing) the store's JSON meanwhile waits for that
+journal. So the deletion looks, every few hundred entries, whether any process holds (or
+waits for) one of the store's lock files, with fcntl F_GETLK, which takes no lock itself, and
+pauses until Podman is done (at most ``MAX_PAUSE`` per look, so a busy host still gets its
+inodes back). No fd of a lock file is closed while this process holds a lock on it: the
+deletion runs after the prune released all of them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import fcntl
+import os
+import struct
+import time
+from typing import List
+
+# struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
+_FLOCK = "hhqqi4x"
+MAX_PAUSE = 2.0
+_POLL = 0.005
+
+
+class PodmanActivity:
+    """Look at the store's lock files; ``pause()`` waits while another process holds one."""
+
+    def __init__(self, lock_paths: List[str]) -> None:
+        self._fds: List[int] = []
+        for path in lock_paths:
+            try:
+                self._fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW))
+            except OSError:
+                continue
+        self.paused_seconds = 0.0
+        self.pauses = 0
+
+    def busy(self) -> bool:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        for fd in self._fds:
+            try:
+                answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+            except (OSError, struct.error):
+                continue
+            if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
+                return True
+        return False
+
+    def pause(self) -> None:
+        if not self.busy():
+            return
+        self.pauses += 1
+        started = time.monotonic()
+        while time.monotonic() - started < MAX_PAUSE:
+            time.sleep(_POLL)
+            if not self.busy():
+                break
+        self.paused_seconds += time.monotonic() - started
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.pop())
+
+
+class NoActivity:
+    """For callers without a store to watch."""
+
+    paused_seconds = 0.0
+    pauses = 0
+
+    def pause(self) -> None:
+        return
+
+    def close(self) -> None:
+        return

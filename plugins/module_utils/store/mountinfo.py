@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mount points under the store, and the mount a directory fd lives on.
+
+Why not ``st_dev``: a bind mount from the same filesystem has the same device number as the
+directory it covers, so a walk comparing ``st_dev`` deletes straight through it. The kernel's
+own answer is the mount id: ``/proc/self/mountinfo`` lists every mount point of our mount
+namespace (bind mounts included), and statx(STATX_MNT_ID) or name_to_handle_at() give the
+mount id of an open directory, which is what the deletion walk compares at every level.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import ctypes
+import ctypes.util
+import os
+import re
+from typing import Iterable, List, Optional
+
+MOUNTINFO = "/proc/self/mountinfo"
+_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
+
+_AT_EMPTY_PATH = 0x1000
+_STATX_MNT_ID = 0x00001000
+_EOVERFLOW = 75
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_points(mountinfo: str = MOUNTINFO) -> List[str]:
+    """Every mount point of this mount namespace (field 5 of mountinfo), in order."""
+    points = []
+    with open(mountinfo, "r", encoding="utf-8", errors="surrogateescape") as handle:
+        for line in handle:
+            fields = line.split(" ")
+            if len(fields) > 5:
+                points.append(os.path.normpath(_unescape(fields[4])))
+    return points
+
+
+def mounts_at_or_under(points: Iterable[str], path: str) -> List[str]:
+    """The mount points that are ``path`` itself or lie below it."""
+    path = os.path.normpath(path)
+    prefix = path.rstrip("/") + "/"
+    return [point for point in points if point == path or point.startswith(prefix)]
+
+
+class _Statx(ctypes.Structure):
+    # struct statx (include/uapi/linux/stat.h); only stx_mask and stx_mnt_id are read.
+    _fields_ = [("stx_mask", ctypes.c_uint32), ("stx_blksize", ctypes.c_uint32),
+                ("stx_attributes", ctypes.c_uint64), ("stx_nlink", ctypes.c_uint32),
+                ("stx_uid", ctypes.c_uint32), ("stx_gid", ctypes.c_uint32), ("stx_mode", ctypes.c_uint16),
+                ("_spare0", ctypes.c_uint16), ("stx_ino", ctypes.c_uint64), ("stx_size", ctypes.c_uint64),
+                ("stx_blocks", ctypes.c_uint64), ("stx_attributes_mask", ctypes.c_uint64),
+                ("stx_times", ctypes.c_uint8 * 64), ("stx_rdev_major", ctypes.c_uint32),
+                ("stx_rdev_minor", ctypes.c_uint32), ("stx_dev_major", ctypes.c_uint32),
+                ("stx_dev_minor", ctypes.c_uint32), ("stx_mnt_id", ctypes.c_uint64),
+                ("_spare", ctypes.c_uint8 * 104)]
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int)]
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def mount_id(fd: int) -> Optional[int]:
+    """The id of the mount ``fd`` lives on, or None when the kernel/libc cannot tell.
+
+    statx(STATX_MNT_ID) needs Linux 5.8 and glibc 2.28; name_to_handle_at() with a zero-sized
+    handle fails with EOVERFLOW but still fills in the mount id, on any Linux since 2.6.39.
+    """
+    if _LIBC is None:
+        return None
+    statx = getattr(_LIBC, "statx", None)
+    if statx is not None:
+        buf = _Statx()
+        if statx(fd, b"", _AT_EMPTY_PATH, _STATX_MNT_ID, ctypes.byref(buf)) == 0 and \
+                buf.stx_mask & _STATX_MNT_ID:
+            return int(buf.stx_mnt_id)
+    name_to_handle_at = getattr(_LIBC, "name_to_handle_at", None)
+    if name_to_handle_at is not None:
+        handle = _FileHandle(0, 0)
+        mnt = ctypes.c_int(0)
+        ret = name_to_handle_at(fd, b"", ctypes.byref(handle), ctypes.byref(mnt), _AT_EMPTY_PATH)
+        if ret == 0 or ctypes.get_errno() == _EOVERFLOW:
+            return int(mnt.value)
+    return None

@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a block at idle I/O priority (what ``ionice -c3`` does).
+
+Used for deleting staged data after the store's locks are released: that work must leave the
+disk to Podman. The CPU priority is left alone on purpose: deletion is mostly kernel time in
+unlinkat, and at nice 19 on a busy host it would fall far behind ``rm -rf`` (whose pace a
+prune keeps), while Podman's waits on the store are on I/O (fsync of its JSON), not CPU.
+ioprio_set(2) has no libc wrapper, so it goes through syscall(2) with the number of the
+running architecture (on one not listed here nothing is changed). The class only matters
+under a scheduler that honours it (BFQ, mq-deadline since Linux 5.14; not ``none``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import contextlib
+import ctypes
+import ctypes.util
+import platform
+from typing import Iterator, Optional
+
+_IOPRIO_WHO_PROCESS = 1
+_IOPRIO_CLASS_SHIFT = 13
+IOPRIO_CLASS_IDLE = 3
+# (ioprio_set, ioprio_get) per machine (include/uapi/asm-generic/unistd.h and arch tables).
+_SYSCALLS = {
+    "x86_64": (251, 252), "amd64": (251, 252), "i386": (289, 290), "i686": (289, 290),
+    "aarch64": (30, 31), "arm64": (30, 31), "riscv64": (30, 31), "armv7l": (314, 315),
+    "ppc64le": (273, 274), "ppc64": (273, 274), "s390x": (282, 283),
+}
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _numbers() -> Optional[tuple]:
+    return _SYSCALLS.get(platform.machine().lower())
+
+
+def get_io_priority() -> Optional[int]:
+    numbers = _numbers()
+    if _LIBC is None or numbers is None:
+        return None
+    value = _LIBC.syscall(numbers[1], _IOPRIO_WHO_PROCESS, 0)
+    return None if value < 0 else int(value)
+
+
+def set_io_priority(value: int) -> bool:
+    """ioprio_set for the calling thread; True when the kernel took it."""
+    numbers = _numbers()
+    if _LIBC is None or numbers is None:
+        return False
+    return _LIBC.syscall(numbers[0], _IOPRIO_WHO_PROCESS, 0, value) == 0
+
+
+def idle_io_value() -> int:
+    return IOPRIO_CLASS_IDLE << _IOPRIO_CLASS_SHIFT
+
+
+@contextlib.contextmanager
+def idle_priority() -> Iterator[bool]:
+    """Idle I/O class for this thread during the block, restored afterwards. Yields whether
+    the kernel took it."""
+    old_io = get_io_priority()
+    is_idle = set_io_priority(idle_io_value())
+    try:
+        yield is_idle
+    finally:
+        if old_io is not None:
+            set_io_priority(old_io)

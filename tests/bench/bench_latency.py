@@ -1,0 +1,195 @@
+"""Benchmark: `podman create` latency while a prune runs, and while `state: report` runs, vs idle.
+
+On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N unused copies of
+an F-file image (a distinct non-contiguous map each). A loop inside the host then creates and
+removes an unrelated container (no map: no copy of its own) and records each `podman create`
+wall time, in three windows per round, interleaved so drifting load on the shared machine
+hits both sides: idle, during the prune (or the report) of the N copies, idle again. Prints
+median and max latency of each side and their ratios (goal <= 1.5 for both).
+
+    python tests/bench/bench_latency.py [--copies 25,100,200] [--files 2000] [--rounds 1]
+                                        [--report-copies 200] [--lib DIR]
+
+--lib DIR installs plugins/module_utils from another checkout (e.g. the code before this
+change) to measure it the same way.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+from tests.lab.lab import Lab  # noqa: E402
+import remediate_support as rs  # noqa: E402
+
+LOOP = r"""
+rm -f /tmp/bench-stop /tmp/bench-lat; echo $$ > /tmp/bench-pid; i=0
+while [ ! -e /tmp/bench-stop ]; do
+  s=$(date +%s%N); podman create --name lat$i {tag} true >/dev/null 2>>/tmp/bench-err || echo "ERR $i" >>/tmp/bench-lat
+  e=$(date +%s%N); echo "$s $e" >>/tmp/bench-lat
+  podman rm lat$i >/dev/null 2>>/tmp/bench-err; i=$((i+1))
+done
+"""
+
+
+def make_copies(host, tag, first, count):
+    script = ("for i in $(seq %d %d); do b=$((1065537 + i * 70000)); m=0:$b:65536,531571:531571:1; "
+              "podman create --name b$i --uidmap $m --gidmap $m %s true >/dev/null && podman rm b$i >/dev/null "
+              "|| exit 1; done" % (first, first + count - 1, tag))
+    host.exec(script, check=True)
+
+
+def now_ns(host):
+    return int(host.exec("date +%s%N", check=True).stdout.strip())
+
+
+def samples(host, start_ns=None, end_ns=None):
+    """Create latencies (s) whose create started inside [start_ns, end_ns]."""
+    out = []
+    errors = 0
+    for line in host.exec("cat /tmp/bench-lat 2>/dev/null || true").stdout.splitlines():
+        if line.startswith("ERR"):
+            errors += 1
+            continue
+        start, end = (int(v) for v in line.split())
+        if (start_ns is None or start >= start_ns) and (end_ns is None or start <= end_ns):
+            out.append((end - start) / 1e9)
+    return out, errors
+
+
+def loop_start(host, tag):
+    host.exec(["sh", "-c", "nohup sh -c '%s' >/dev/null 2>&1 &" % LOOP.format(tag=tag).replace("'", "'\\''")],
+              check=True)
+
+
+def loop_stop(host):
+    host.exec("touch /tmp/bench-stop; while kill -0 $(cat /tmp/bench-pid) 2>/dev/null; do sleep 0.1; done",
+              check=True)
+
+
+def idle_window(host, tag, creates):
+    loop_start(host, tag)
+    deadline = time.time() + 120
+    while len(samples(host)[0]) < creates and time.time() < deadline:
+        time.sleep(0.3)
+    loop_stop(host)
+    return samples(host)
+
+
+def loaded_window(host, tag, command, warmup=2):
+    """Creates that started while ``command`` ran inside the host; (latencies, errors, seconds)."""
+    loop_start(host, tag)
+    while len(samples(host)[0]) < warmup:
+        time.sleep(0.1)
+    start = now_ns(host)
+    host.exec(command, check=True)
+    end = now_ns(host)
+    loop_stop(host)
+    lat, errors = samples(host, start, end)
+    if not lat:  # the command was faster than one create: take the create that overlapped it
+        lat = [max(samples(host, None, end)[0][-1:] or [0.0])]
+    return lat, errors, (end - start) / 1e9
+
+
+def stats(values):
+    return statistics.median(values), max(values)
+
+
+def one_round(host, tag, count, first, what, creates, fresh=True, clean=True):
+    if fresh:
+        make_copies(host, tag, first, count)
+        host.exec("sync", check=True)
+    idle_a, err_a = idle_window(host, tag, creates)
+    if what == "prune":
+        command = "/usr/local/sbin/idmapguard-prune --min-age 0 > /tmp/bench-out.json"
+    else:
+        command = "/usr/local/sbin/idmapguard-prune --report --min-age 0 > /tmp/bench-out.json"
+    loaded, err_l, seconds = loaded_window(host, tag, command)
+    idle_b, err_b = idle_window(host, tag, creates)
+    if what == "report" and clean:
+        host.exec("/usr/local/sbin/idmapguard-prune --min-age 0 >/dev/null", check=True)  # clean for the next
+    idle = idle_a + idle_b
+    (idle_med, idle_max), (load_med, load_max) = stats(idle), stats(loaded)
+    return {"what": what, "copies": count, "seconds": seconds, "idle_n": len(idle), "loaded_n": len(loaded),
+            "idle_median": idle_med, "idle_max": idle_max, "loaded_median": load_med, "loaded_max": load_max,
+            "ratio_median": load_med / idle_med, "ratio_max": load_max / idle_max,
+            "errors": err_a + err_l + err_b}
+
+
+def install_lib(host, lib):
+    if lib:
+        rs.install_guard(host)
+        import shutil
+        dest = host.path(os.path.join(rs.LIB_INSIDE, rs.PKG))
+        shutil.rmtree(dest)
+        shutil.copytree(os.path.join(lib, "plugins", "module_utils"), dest)
+    else:
+        rs.install_guard(host)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", default="25,100,200")
+    parser.add_argument("--report-copies", type=int, default=200, help="0: skip the report benchmark")
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--creates", type=int, default=6, help="creates per idle window")
+    parser.add_argument("--lib", help="checkout whose plugins/module_utils to measure instead of this one")
+    parser.add_argument("--report-then-prune", action="store_true",
+                        help="report on the report copies, then prune those same copies (saves making them twice)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_latency needs root (lab hosts)")
+    counts = [int(c) for c in args.copies.split(",") if c]
+    biggest = max(counts + [args.report_copies])
+    per_copy = args.files + 40
+    inodes = biggest * per_copy * 13 // 10 + 30000
+    size_mb = max(800, (biggest * per_copy * 4096 * 15 // 10) >> 20)  # 4 KiB blocks: a block per file
+    lab = Lab(log=lambda msg: print(msg, file=sys.stderr))
+    host = lab.up(suite="bookworm", inodes=inodes, size="%dM" % size_mb)
+    try:
+        install_lib(host, args.lib)
+        tag = host.image(files=args.files)
+        host.exec("podman create --name warm %s true >/dev/null && podman rm warm >/dev/null" % tag, check=True)
+        print("host %s podman %s, store ext4 %d MB, %d inodes, lib %s" % (
+            host.name, host.podman_version(), size_mb, inodes, args.lib or REPO))
+        jobs = [("prune", n, True) for n in counts]
+        if args.report_copies:
+            if args.report_then_prune:
+                jobs = [("report", args.report_copies, True), ("prune", args.report_copies, False)]
+            else:
+                jobs.append(("report", args.report_copies, True))
+        first = 0
+        summary = []
+        for what, count, fresh_copies in jobs:
+            rounds = []
+            for number in range(args.rounds):
+                fresh = fresh_copies or number > 0
+                if what == "report" and args.report_then_prune:
+                    fresh = number == 0
+                res = one_round(host, tag, count, first, what, args.creates, fresh=fresh,
+                                clean=not args.report_then_prune)
+                first += count
+                rounds.append(res)
+                print("  %s %d copies round %d: %.1fs; create idle median %.3fs max %.3fs (n=%d), during "
+                      "median %.3fs max %.3fs (n=%d); ratio median %.2f max %.2f; podman errors %d" % (
+                          what, count, number, res["seconds"], res["idle_median"], res["idle_max"], res["idle_n"],
+                          res["loaded_median"], res["loaded_max"], res["loaded_n"], res["ratio_median"],
+                          res["ratio_max"], res["errors"]))
+            med = statistics.median(r["ratio_median"] for r in rounds)
+            mx = statistics.median(r["ratio_max"] for r in rounds)
+            summary.append((what, count, med, mx, sum(r["errors"] for r in rounds)))
+        for what, count, med, mx, errors in summary:
+            print("RESULT create latency during %s of %d copies vs idle: median %.2fx, max %.2fx "
+                  "(median of %d round(s); goal <= 1.5); podman errors %d" % (what, count, med, mx, args.rounds, errors))
+    finally:
+        host.down()
+
+
+if __name__ == "__main__":
+    main()
