@@ -14,9 +14,9 @@ import time
 
 import remediate_support as rs
 
-TRIALS = int(os.environ.get("REMEDIATE_KILL_TRIALS", "3"))
+SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs"), ("bullseye", None)]
+TRIALS = int(os.environ.get("REMEDIATE_KILL_TRIALS", str(len(SUITES))))
 SEED = int(os.environ.get("REMEDIATE_SEED", "0")) or int(time.time())
-SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs")]
 STEP_SLEEP = 0.25
 
 

@@ -95,6 +95,7 @@ def podman_copies_for_noncontiguous_map(host) -> int:
 
 CASES = [
     # id, suite, lab options, verdict, reason codes, canary new copies
+    ("bullseye", "bullseye", {}, "needs_podman_upgrade", ["podman_too_old"], 1),
     ("bookworm", "bookworm", {}, "needs_podman_upgrade", ["podman_too_old"], 1),
     ("trixie", "trixie", {}, "needs_podman_upgrade", ["podman_too_old"], 1),
     ("sid", "sid", {}, "shares", [], 0),
