@@ -3,9 +3,10 @@
 A repository is made once per recipe and cached under $LAB_CACHE/repos/<name>-<recipe hash>/.
 Its packages are resolved against the root filesystem of the suite whose hosts will use it
 (`base`): in a throw-away overlay of that rootfs, apt is pointed at the base suite and the
-source suite and downloads `podman` from the source suite together with exactly what the base
+other suites named, and downloads each `package/suite` together with exactly what the base
 lacks for it (apt's `pkg/suite` selection pulls a dependency from that suite only when the
-base's version does not satisfy it). The .debs get a Packages index and a Release file, so a
+base's version does not satisfy it). Like an internal mirror, a repository that offers a newer
+Podman also keeps the base's own, so a host can go back. The .debs get a Packages index and a Release file, so a
 lab host sees an ordinary (unsigned, `trusted=yes`) apt repository at a `file:` URI.
 
 Only the lab knows how a repository is made; the collection sees a host whose apt sources
@@ -28,10 +29,12 @@ except ImportError:  # run as a plain module from tests/lab
 
 # name -> where the packages come from (`suite`) and which rootfs they must install on (`base`)
 REPOS: Dict[str, Dict[str, object]] = {
-    # a Podman that shares non-contiguous maps (5.8) for a trixie host (5.4)
-    "sid-podman": {"suite": "sid", "base": "trixie", "packages": ["podman"]},
-    # only the trixie host's own Podman (5.4): no version that shares
-    "trixie-podman": {"suite": "trixie", "base": "trixie", "packages": ["podman"]},
+    # for a trixie host (Podman 5.4): sid's Podman 5.8, which shares non-contiguous maps
+    "sid-podman": {"base": "trixie", "packages": ["podman/sid", "podman/trixie"]},
+    # for a trixie host: only its own Podman 5.4, no version that shares
+    "trixie-podman": {"base": "trixie", "packages": ["podman/trixie"]},
+    # for a bookworm host (Podman 4.3): trixie's 5.4, which still copies (a "backport" that is not)
+    "trixie-podman-bookworm": {"base": "bookworm", "packages": ["podman/trixie", "podman/bookworm"]},
 }
 
 # Where a host finds its repository, and its one apt source (the mirror is not reachable from
@@ -42,7 +45,7 @@ HOST_SOURCES = f"deb [trusted=yes] file:{HOST_REPO_DIR} ./\n"
 # Runs as root in a fresh mount namespace: overlay over the base rootfs, apt inside it.
 DOWNLOAD_SCRIPT = r"""
 set -eu
-LOWER=$1 WORK=$2 OUT=$3 MIRROR=$4 BASE=$5 SUITE=$6 PKGS=$7
+LOWER=$1 WORK=$2 OUT=$3 MIRROR=$4 BASE=$5 PKGS=$6
 R=$WORK/root
 mkdir -p "$WORK/upper" "$WORK/work" "$R"
 mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$WORK/upper,workdir=$WORK/work" "$R"
@@ -50,12 +53,15 @@ mount -t proc proc "$R/proc"
 mount --rbind /dev "$R/dev"
 cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
 printf 'deb %s %s main\n' "$MIRROR" "$BASE" > "$R/etc/apt/sources.list"
-[ "$SUITE" = "$BASE" ] || printf 'deb %s %s main\n' "$MIRROR" "$SUITE" >> "$R/etc/apt/sources.list"
+for sel in $PKGS; do
+  s=${sel#*/}
+  [ "$s" = "$BASE" ] || grep -q " $s main" "$R/etc/apt/sources.list" || printf 'deb %s %s main\n' "$MIRROR" "$s" >> "$R/etc/apt/sources.list"
+done
 CH="chroot $R /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"
 $CH apt-get update -q
-SEL=""
-for p in $PKGS; do SEL="$SEL $p/$SUITE"; done
-$CH apt-get install -y -q --download-only --reinstall --no-install-recommends $SEL
+for sel in $PKGS; do
+  $CH apt-get install -y -q --download-only --reinstall --no-install-recommends "$sel"
+done
 mkdir -p "$OUT"
 cp "$R"/var/cache/apt/archives/*.deb "$OUT"/
 """
@@ -103,7 +109,7 @@ def ensure_repo(name: str, log=None) -> str:
         with open(logfile, "w") as out:
             proc = subprocess.run(
                 ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", DOWNLOAD_SCRIPT,
-                 "lab-repo", lower, work, tmp, str(r["mirror"]), str(r["base"]), str(r["suite"]),
+                 "lab-repo", lower, work, tmp, str(r["mirror"]), str(r["base"]),
                  " ".join(r["packages"])],  # type: ignore[arg-type]
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
         shutil.rmtree(work, ignore_errors=True)  # the mount namespace (and overlay) is gone
@@ -147,14 +153,14 @@ def write_index(directory: str, label: str) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def versions(name: str) -> Dict[str, str]:
-    """Package -> version in the repository NAME (for tests and the demo)."""
-    out: Dict[str, str] = {}
+def versions(name: str) -> Dict[str, List[str]]:
+    """Package -> versions in the repository NAME (for tests and the demo)."""
+    out: Dict[str, List[str]] = {}
     with open(os.path.join(ensure_repo(name), "Packages")) as f:
         package = ""
         for line in f:
             if line.startswith("Package: "):
                 package = line.split(None, 1)[1].strip()
             elif line.startswith("Version: ") and package:
-                out[package] = line.split(None, 1)[1].strip()
+                out.setdefault(package, []).append(line.split(None, 1)[1].strip())
     return out
