@@ -1,5 +1,5 @@
 # remediate: the store library, the mapped_layers module, the remediate role and guard.
-# Integration tests drive real Podman on lab hosts (bookworm 4.3, trixie 5.4, sid 5.8).
+# Integration tests drive real Podman on lab hosts (bullseye 3.0, bookworm 4.3, trixie 5.4, sid 5.8).
 REMEDIATE_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 
 .PHONY: test-remediate test-remediate-full bench-prune

@@ -36,6 +36,10 @@ options:
     type: list
     elements: str
     default: []
+  refresh_error:
+    description: Why refreshing the package lists failed, if it did; added to the C(note).
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -59,10 +63,10 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.idmapguard.storage.plugins.plugin_utils import podman_upgrade as logic
 
 
-def podman_upgrade_plan(listing, package_manager, backports=None):
+def podman_upgrade_plan(listing, package_manager, backports=None, refresh_error=""):
     if not isinstance(listing, str):
         raise AnsibleFilterError("podman_upgrade_plan expects the listing command's stdout (a string)")
-    return logic.plan_upgrade(listing, str(package_manager), backports or [])
+    return logic.plan_upgrade(listing, str(package_manager), backports or [], str(refresh_error or ""))
 
 
 def podman_upgrade_outcome(plan, installed, check_mode=False):

@@ -238,9 +238,18 @@ def package_spec(version: str, package_manager: str, name: str = "podman") -> st
     return "%s=%s" % (name, version) if package_manager == "apt" else "%s-%s" % (name, version)
 
 
-def plan_upgrade(listing: str, package_manager: str, backports: Sequence[str] = ()) -> Dict[str, Any]:
+def plan_upgrade(listing: str, package_manager: str, backports: Sequence[str] = (),
+                 refresh_error: str = "") -> Dict[str, Any]:
     """The upgrade this host gets, or why it gets none. Never raises for a host's state:
-    an unusable listing becomes ``upgrade: false`` with the reason as ``note``."""
+    an unusable listing becomes ``upgrade: false`` with the reason as ``note``. REFRESH_ERROR:
+    why refreshing the package lists failed (the listing is then what the host last fetched)."""
+    plan = _plan(listing, package_manager, backports)
+    if refresh_error:
+        plan["note"] += " (the package lists could not be refreshed: %s)" % refresh_error.strip()
+    return plan
+
+
+def _plan(listing: str, package_manager: str, backports: Sequence[str]) -> Dict[str, Any]:
     plan: Dict[str, Any] = {
         "package_manager": package_manager, "installed": None, "available": [], "target": None,
         "target_spec": None, "backport": False, "rollback_spec": None, "upgrade": False,

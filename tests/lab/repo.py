@@ -6,7 +6,8 @@ Its packages are resolved against the root filesystem of the suite whose hosts w
 other suites named, and downloads each `package/suite` together with exactly what the base
 lacks for it (apt's `pkg/suite` selection pulls a dependency from that suite only when the
 base's version does not satisfy it). Like an internal mirror, a repository that offers a newer
-Podman also keeps the base's own, so a host can go back. The .debs get a Packages index and a Release file, so a
+Podman also keeps the base's own, so a host can go back; and each carries python3-apt, which
+Ansible's apt module installs on first use, as it would from a host's real mirror. The .debs get a Packages index and a Release file, so a
 lab host sees an ordinary (unsigned, `trusted=yes`) apt repository at a `file:` URI.
 
 Only the lab knows how a repository is made; the collection sees a host whose apt sources
@@ -30,11 +31,12 @@ except ImportError:  # run as a plain module from tests/lab
 # name -> where the packages come from (`suite`) and which rootfs they must install on (`base`)
 REPOS: Dict[str, Dict[str, object]] = {
     # for a trixie host (Podman 5.4): sid's Podman 5.8, which shares non-contiguous maps
-    "sid-podman": {"base": "trixie", "packages": ["podman/sid", "podman/trixie"]},
+    "sid-podman": {"base": "trixie", "packages": ["podman/sid", "podman/trixie", "python3-apt/trixie"]},
     # for a trixie host: only its own Podman 5.4, no version that shares
-    "trixie-podman": {"base": "trixie", "packages": ["podman/trixie"]},
+    "trixie-podman": {"base": "trixie", "packages": ["podman/trixie", "python3-apt/trixie"]},
     # for a bookworm host (Podman 4.3): trixie's 5.4, which still copies (a "backport" that is not)
-    "trixie-podman-bookworm": {"base": "bookworm", "packages": ["podman/trixie", "podman/bookworm"]},
+    "trixie-podman-bookworm": {"base": "bookworm",
+                               "packages": ["podman/trixie", "podman/bookworm", "python3-apt/bookworm"]},
 }
 
 # Where a host finds its repository, and its one apt source (the mirror is not reachable from

@@ -181,3 +181,9 @@ def test_filter_entry_points():
     assert podman_upgrade_plan(listing("apt-trixie-sid-repo.txt"), "apt")["upgrade"] is True
     with pytest.raises(AnsibleFilterError):
         podman_upgrade_plan(None, "apt")
+
+
+def test_refresh_error_is_part_of_the_note():
+    plan = pu.plan_upgrade(listing("apt-bullseye-no-lists.txt"), "apt", refresh_error="Failed to update apt cache: W:...\n")
+    assert plan["upgrade"] is False
+    assert plan["note"] == pu.NO_SHARING_NOTE + " (the package lists could not be refreshed: Failed to update apt cache: W:...)"
