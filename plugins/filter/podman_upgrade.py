@@ -16,11 +16,11 @@ description:
     one that shares layers across non-contiguous ID maps (Podman 5.6 or later, or a package
     version listed in O(backports)). apt's candidate is preferred when it qualifies; a version
     pinned below 0 is never chosen.
-  - Returns C(upgrade=false) and a C(note) saying why when there is no such version (for
-    example C(no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded)).
-  - The same file provides C(podman_upgrade_outcome) (the plan after the package step:
-    C(_input), C(installed), C(check_mode)) and C(podman_upgrade_failed_proof) (C(_input),
-    C(verdict), C(proof), C(reasons): marks an upgraded host whose proof failed, with the error).
+  - "Returns C(upgrade=false) and a C(note) saying why when there is no such version (for
+    example C(no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded))."
+  - The same file provides C(podman_upgrade_outcome) (the plan after the package step, with
+    C(installed) and C(check_mode)) and C(podman_upgrade_failed_proof) (with C(verdict),
+    C(proof) and C(reasons); marks an upgraded host whose proof failed, with the error).
 options:
   _input:
     description: Standard output of the listing command.

@@ -296,8 +296,8 @@ def upgrade_outcome(plan: Mapping[str, Any], installed: bool, check_mode: bool =
     if not plan.get("upgrade"):
         return out
     if check_mode:
-        out["note"] = "would upgrade Podman %s -> %s (%s)" % (plan["installed"], plan["target"],
-                                                             plan["package_manager"])
+        out["note"] = "would upgrade Podman %s -> %s (%s)" % (
+            plan["installed"], plan["target"], plan["package_manager"])
         return out
     out["upgraded"] = bool(installed)
     out["note"] = ("upgraded Podman %s -> %s (%s)" % (plan["installed"], plan["target"], plan["package_manager"])

@@ -111,7 +111,7 @@ def outcome(label: str, row: Dict[str, object]) -> str:
         return "Podman upgraded from its repository, proof passed, old copies pruned"
     parts = []
     if isinstance(upgrade, dict) and upgrade.get("note"):
-        parts.append(str(upgrade["note"]).split(":")[0])
+        parts.append(str(upgrade["note"]).split(":", maxsplit=1)[0])
     if label == GUARDED:
         parts.append("guard installed")
     changes = [str(c) for c in row.get("changes") or []]  # type: ignore[union-attr]
