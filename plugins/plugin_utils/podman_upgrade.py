@@ -312,14 +312,15 @@ def failed_proof(plan: Mapping[str, Any], verdict: str, proof: Optional[Mapping[
     out = dict(plan)
     if not plan.get("upgraded"):
         return out
-    passed = isinstance(proof, Mapping) and bool(proof.get("passed"))
+    ran = isinstance(proof, Mapping) and bool(proof.get("ran"))
+    passed = ran and bool(proof.get("passed"))  # type: ignore[union-attr]
     if verdict == "shares" and passed:
         return out
-    if verdict != "shares":
+    if ran and not passed:  # (the canary's copy also turns the verdict to needs_podman_upgrade)
+        why = "proof failed after the upgrade to %s: a new non-contiguous map still added a copy" % plan["target"]
+    else:
         why = "the verdict after the upgrade to %s is %s%s" % (
             plan["target"], verdict, (": " + "; ".join(reasons)) if reasons else "")
-    else:
-        why = "proof failed after the upgrade to %s: a new non-contiguous map still added a copy" % plan["target"]
     out["proof_failed"] = True
     if plan.get("rollback_spec"):
         out["error"] = "%s; Podman %s is installed again" % (why, plan["installed"])

@@ -164,6 +164,9 @@ def test_failed_proof_after_an_upgrade():
     assert ok["proof_failed"] is False and ok["error"] == ""
     bad = pu.failed_proof(plan, "shares", {"ran": True, "passed": False})
     assert bad["proof_failed"] is True and "still added a copy" in bad["error"]
+    # the canary's copy turns the verdict itself (canary_copied): still the proof's message
+    copied = pu.failed_proof(plan, "needs_podman_upgrade", {"ran": True, "passed": False}, ["canary copied"])
+    assert copied["proof_failed"] is True and copied["error"].startswith("proof failed after the upgrade")
     assert "5.4.2+ds1-2+b2 is installed again" in bad["error"]
     other = pu.failed_proof(plan, "unsupported_filesystem", None, ["ramfs has no idmapped mounts"])
     assert other["proof_failed"] is True and "unsupported_filesystem: ramfs" in other["error"]
