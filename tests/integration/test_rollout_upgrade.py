@@ -12,6 +12,7 @@
 """
 import json
 import os
+import random
 import subprocess
 
 from test_rollout import FILES, MAPS, NEW_MAP, REPO, create_with_map, mapped_layers, recap
@@ -114,8 +115,10 @@ def test_upgrade_to_a_sharing_podman_and_hold_the_others(lab_host, inventory, tm
 
 
 def test_failed_proof_after_an_upgrade_reinstalls_the_previous_podman(lab_host, inventory, tmp_path):
-    canary, other = sorted([lab_host("bookworm", apt_repo="trixie-podman-bookworm"), lab_host("bookworm")],
-                           key=lambda h: h.name)
+    # the inventory lists a suite's hosts by name: the first one is the canary batch
+    tag = "%d-%04x" % (os.getpid(), random.randrange(16 ** 4))
+    canary = lab_host("bookworm", name="upg-a-" + tag, apt_repo="trixie-podman-bookworm")
+    other = lab_host("bookworm", name="upg-b-" + tag)
     fill(canary)
     before = installed(canary)
     inv = inventory(canary, other)
