@@ -317,7 +317,12 @@ def failed_proof(plan: Mapping[str, Any], verdict: str, proof: Optional[Mapping[
     if verdict == "shares" and passed:
         return out
     if ran and not passed:  # (the canary's copy also turns the verdict to needs_podman_upgrade)
-        why = "proof failed after the upgrade to %s: a new non-contiguous map still added a copy" % plan["target"]
+        what = []
+        if int(proof.get("new_mapped_layers") or 0) > 0:  # type: ignore[union-attr]
+            what.append("a new non-contiguous map still added a copy")
+        what += ["check %s failed" % c for c in proof.get("failed_checks") or []]  # type: ignore[union-attr]
+        why = "proof failed after the upgrade to %s: %s" % (
+            plan["target"], "; ".join(what) or "a new non-contiguous map still added a copy")
     else:
         why = "the verdict after the upgrade to %s is %s%s" % (
             plan["target"], verdict, (": " + "; ".join(reasons)) if reasons else "")

@@ -162,8 +162,11 @@ def test_failed_proof_after_an_upgrade():
     plan = pu.upgrade_outcome(pu.plan_upgrade(listing("apt-trixie-sid-repo.txt"), "apt"), installed=True)
     ok = pu.failed_proof(plan, "shares", {"ran": True, "passed": True})
     assert ok["proof_failed"] is False and ok["error"] == ""
-    bad = pu.failed_proof(plan, "shares", {"ran": True, "passed": False})
+    bad = pu.failed_proof(plan, "shares", {"ran": True, "passed": False, "new_mapped_layers": 1})
     assert bad["proof_failed"] is True and "still added a copy" in bad["error"]
+    checks = pu.failed_proof(plan, "shares", {"ran": True, "passed": False, "new_mapped_layers": 0,
+                                              "failed_checks": ["ownership", "commit"]})
+    assert "upgrade to 5.8.6+ds1-3: check ownership failed; check commit failed;" in checks["error"]
     # the canary's copy turns the verdict itself (canary_copied): still the proof's message
     copied = pu.failed_proof(plan, "needs_podman_upgrade", {"ran": True, "passed": False}, ["canary copied"])
     assert copied["proof_failed"] is True and copied["error"].startswith("proof failed after the upgrade")
