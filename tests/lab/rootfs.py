@@ -32,6 +32,7 @@ SUITE_PACKAGES: Dict[str, List[str]] = {
 def packages(suite: str) -> List[str]:
     return SUITE_PACKAGES.get(suite, PACKAGES)
 
+
 # sshd: root with the lab key only, no PAM (no login session machinery in a lab host);
 # podman 5 warns on every call under cgroup v1 (this machine is hybrid), so silence it.
 SSHD_CONFIG = """\
