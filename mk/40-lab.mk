@@ -1,14 +1,18 @@
-# The lab: disposable Podman hosts (bookworm 4.3, trixie 5.4, sid 5.8) for integration tests.
+# The lab: disposable Podman hosts (bullseye 3.0, bookworm 4.3, trixie 5.4, sid 5.8) for integration tests.
 # Root filesystems are cached under $(LAB_CACHE)/rootfs, keyed by recipe (see tests/lab/rootfs.py).
 LABCTL      := $(PYTHON) tests/lab/labctl
-LAB_SUITES  ?= bookworm trixie sid
+LAB_SUITES  ?= bullseye bookworm trixie sid
 SUITE       ?= sid
 
-.PHONY: lab-build lab-down lab-reap lab-shell test-lab lab-baseline-long
+.PHONY: lab-build lab-repos lab-down lab-reap lab-shell test-lab lab-baseline-long
 
 # Cold: about a minute per suite, one suite at a time (the machine has 2 cores).
 lab-build:
 	@for s in $(LAB_SUITES); do $(LABCTL) build $$s || exit 1; done
+
+# The lab's package repositories (tests/lab/repo.py): cold 10-70 s each, from the Debian mirror.
+lab-repos:
+	$(LABCTL) repo
 
 # Ends EVERY lab host on this machine, also those of other people's runs.
 lab-down:

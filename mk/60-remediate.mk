@@ -1,5 +1,5 @@
 # remediate: the store library, the mapped_layers module, the remediate role and guard.
-# Integration tests drive real Podman on lab hosts (bookworm 4.3, trixie 5.4, sid 5.8).
+# Integration tests drive real Podman on lab hosts (bullseye 3.0, bookworm 4.3, trixie 5.4, sid 5.8).
 REMEDIATE_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 REMEDIATE_TESTS := tests/integration/test_remediate.py tests/integration/test_remediate_mounts.py \
   tests/integration/test_remediate_kill.py tests/integration/test_remediate_role.py

@@ -24,7 +24,7 @@ options:
         C(inodes_used_before), C(inodes_used_after), C(mapped_copies_before),
         C(mapped_copies_after), C(copies_removed), C(inodes_freed), C(noncontiguous_map_cost),
         C(proof), C(rolled_back), C(changes), C(failed), C(error), C(podman_version),
-        C(check_mode).
+        C(check_mode), C(podman_upgrade) (the upgrade step's plan and outcome).
     type: list
     elements: dict
     required: true
@@ -44,7 +44,7 @@ RETURN = r"""
 _value:
   description:
     - The report. C(summary) holds the totals (C(hosts), C(by_verdict), C(sharing), C(failed),
-      C(rolled_back), C(changed_hosts), C(copies_removed), C(inodes_freed),
+      C(rolled_back), C(changed_hosts), C(podman_upgraded), C(copies_removed), C(inodes_freed),
       C(inodes_used_before), C(inodes_used_after), C(check_mode)), C(summary_line) one sentence,
       C(hosts) one normalised row per host, C(chart_svg) the chart as inline SVG.
   type: dict

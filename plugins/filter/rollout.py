@@ -59,6 +59,16 @@ options:
     description: C(idmapguard_remediate_graphroot).
     type: str
     default: ""
+  upgrade_podman:
+    description: C(idmapguard_rollout_upgrade_podman) - the opt-in Podman upgrade step.
+    type: bool
+    default: false
+  upgrade:
+    description: What the upgrade step did so far (C(upgraded), C(proof_failed), ...); empty before it ran.
+    type: dict
+  after:
+    description: The facts after the steps so far (after an upgrade, the new Podman's); empty means as before.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -97,7 +107,8 @@ def _mapping(value, what):
 
 def rollout_steps_filter(facts, steps=None, check_mode=False, helper_changed=False, proof="changed",
                          conf_changed=False, remediate_policy=None, remediate_threshold=None,
-                         remediate_guard=False, remediate_graphroot=""):
+                         remediate_guard=False, remediate_graphroot="", upgrade_podman=False, upgrade=None,
+                         after=None):
     try:
         inputs = StepInputs(
             facts=_mapping(facts, "rollout_steps: the facts"),
@@ -106,7 +117,9 @@ def rollout_steps_filter(facts, steps=None, check_mode=False, helper_changed=Fal
             proof=str(proof or "changed"), conf_changed=boolean(conf_changed),
             remediate_policy=str(remediate_policy or REMEDIATE_POLICY),
             remediate_threshold=float(REMEDIATE_THRESHOLD if remediate_threshold in (None, "") else remediate_threshold),
-            remediate_guard=boolean(remediate_guard), remediate_graphroot=str(remediate_graphroot or ""))
+            remediate_guard=boolean(remediate_guard), remediate_graphroot=str(remediate_graphroot or ""),
+            upgrade_podman=boolean(upgrade_podman), upgrade=_mapping(upgrade, "upgrade"),
+            after=_mapping(after, "after"))
         return rollout_steps(inputs)
     except (TypeError, ValueError) as exc:
         raise AnsibleFilterError("rollout_steps: %s" % exc)
@@ -125,6 +138,7 @@ def rollout_record_filter(inputs, failed_task=None, failed_result=None):
             helper=_mapping(data.get("helper"), "helper"), changes=list(data.get("changes") or []),
             remediated=_mapping(data.get("remediated"), "remediated"),
             proof=data.get("proof"), rolled_back=boolean(data.get("rolled_back", False)),
+            podman_upgrade=_mapping(data.get("podman_upgrade"), "podman_upgrade"),
             failed_task=None if failed_task is None else str(failed_task),
             failed_result=_mapping(failed_result, "failed_result") if failed_task is not None else None)
     except (TypeError, ValueError) as exc:

@@ -23,7 +23,7 @@ HOST_RECORD_KEYS = (
     "inodes_total", "inodes_used_before", "inodes_used_after",
     "mapped_copies_before", "mapped_copies_after", "copies_removed", "inodes_freed",
     "noncontiguous_map_cost", "proof", "rolled_back", "changes", "failed", "error",
-    "podman_version", "check_mode", "guard",
+    "podman_version", "check_mode", "guard", "podman_upgrade",
 )
 
 # Verdicts in the order an operator cares about them (worst news last).
@@ -99,6 +99,9 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     row["proof"] = dict(proof) if isinstance(proof, Mapping) else None
     row["proof_checks"] = proof_checks(row["proof"])
     row["guard"] = guard_summary(record.get("guard"))
+    # the opt-in upgrade step's plan and outcome (empty when the step did not run on the host)
+    upgrade = record.get("podman_upgrade")
+    row["podman_upgrade"] = dict(upgrade) if isinstance(upgrade, Mapping) and upgrade else None
     return row
 
 
@@ -138,6 +141,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         "failed": sum(1 for row in rows if row["failed"]),
         "rolled_back": sum(1 for row in rows if row["rolled_back"]),
         "changed_hosts": sum(1 for row in rows if row["changes"]),
+        "podman_upgraded": sum(1 for row in rows if (row["podman_upgrade"] or {}).get("upgraded")),
         "copies_removed": _sum(rows, "copies_removed"),
         "inodes_freed": _sum(rows, "inodes_freed"),
         "inodes_used_before": _sum(rows, "inodes_used_before"),

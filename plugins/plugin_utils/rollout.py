@@ -53,6 +53,12 @@ class StepInputs:
     remediate_threshold: float = REMEDIATE_THRESHOLD
     remediate_guard: bool = False
     remediate_graphroot: str = ""
+    # the opt-in Podman upgrade (idmapguard_rollout_upgrade_podman) and what it did so far
+    # (plugins/plugin_utils/podman_upgrade.py: upgraded, proof_failed, ...)
+    upgrade_podman: bool = False
+    upgrade: Mapping[str, Any] = field(default_factory=dict)
+    # the facts after the steps so far (after an upgrade, the new Podman's); empty: as before
+    after: Mapping[str, Any] = field(default_factory=dict)
 
 
 def remediate_due(inputs: StepInputs) -> Dict[str, Any]:
@@ -74,31 +80,43 @@ def rollout_steps(inputs: StepInputs) -> Dict[str, Any]:
     facts = inputs.facts
     verdict = facts.get("verdict")
     copies = _int(_graphroot(facts).get("mapped_copies"), 1)  # unknown: look
+    upgraded = bool(inputs.upgrade.get("upgraded"))
     plan = {}  # type: Dict[str, Any]
     helper = "helper" in inputs.steps and inputs.helper_changed
     plan["reverify"] = {"run": helper, "reason": "the helper changed" if helper else "helper unchanged"}
-    configure = "configure" in inputs.steps and verdict == "fixable_by_config"
-    plan["configure"] = {"run": configure, "reason": "verdict %s" % verdict}
+    upgrade = inputs.upgrade_podman and verdict == "needs_podman_upgrade"
+    plan["upgrade"] = {"run": upgrade,
+                       "reason": ("verdict %s" % verdict) if inputs.upgrade_podman else "idmapguard_rollout_upgrade_podman is off"}
+    # after an upgrade, the new Podman's verdict decides whether configure is the next fix
+    verdict_now = (inputs.after or {}).get("verdict", verdict)
+    configure = "configure" in inputs.steps and verdict_now == "fixable_by_config"
+    plan["configure"] = {"run": configure, "reason": "verdict %s" % verdict_now}
     if "proof" not in inputs.steps:
         proof, why = False, "proof step not selected"
     elif inputs.check_mode:
         proof, why = False, "check mode: the proof creates and removes an image and a container"
     elif inputs.proof == "always":
         proof, why = True, "idmapguard_rollout_proof is always"
+    elif upgraded and inputs.proof != "never":
+        proof, why = True, "Podman was upgraded"
     elif inputs.proof == "changed":
         proof, why = inputs.conf_changed, ("storage.conf changed" if inputs.conf_changed else "storage.conf unchanged")
     else:
         proof, why = False, "idmapguard_rollout_proof is %s" % inputs.proof
     plan["proof"] = {"run": proof, "reason": why}
-    remediate = "remediate" in inputs.steps and copies > 0
-    plan["remediate"] = {"run": remediate,
-                         "reason": "%d mapped copies" % copies if "remediate" in inputs.steps else "remediate step not selected"}
+    proof_failed = bool(inputs.upgrade.get("proof_failed"))
+    remediate = "remediate" in inputs.steps and copies > 0 and not proof_failed
+    if proof_failed:
+        why = "the proof failed after the Podman upgrade: nothing is pruned"
+    else:
+        why = "%d mapped copies" % copies if "remediate" in inputs.steps else "remediate step not selected"
+    plan["remediate"] = {"run": remediate, "reason": why}
     due = remediate_due(inputs) if remediate else {"due": False, "reason": plan["remediate"]["reason"]}
     plan["remediate"]["due"] = due["due"]
     plan["remediate"]["due_reason"] = due["reason"]
     # Before configure runs, a proof can only be due when it is always run (a changed
     # storage.conf needs configure, which is due then anyway).
-    act = helper or configure or (proof and inputs.proof == "always") or (remediate and due["due"])
+    act = helper or upgrade or configure or (proof and inputs.proof == "always") or (remediate and due["due"])
     plan["act"] = bool(act)
     return plan
 
@@ -117,6 +135,7 @@ class RecordInputs:
     remediated: Mapping[str, Any] = field(default_factory=dict)  # the remediate role's idmapguard_remediate
     proof: Optional[Mapping[str, Any]] = None
     rolled_back: bool = False
+    podman_upgrade: Mapping[str, Any] = field(default_factory=dict)  # the upgrade step's outcome
     failed_task: Optional[str] = None  # set in the rescue: the task that failed ...
     failed_result: Optional[Mapping[str, Any]] = None  # ... and its result
 
@@ -140,6 +159,8 @@ def host_record(inputs: RecordInputs) -> Dict[str, Any]:
         # where the verdict changed, also what was fixed
         reasons += ["fixed: %s" % reason for reason in before.get("reasons") or []]
     proof = inputs.proof
+    upgrade = inputs.podman_upgrade or {}
+    rolled_back = bool(inputs.rolled_back or upgrade.get("rolled_back"))
     changes = []  # type: List[str]
     if "helper" in inputs.steps and inputs.helper.get("changed"):
         changes.append("%s helper at %s" % ("would install" if inputs.check_mode else "installed",
@@ -148,8 +169,10 @@ def host_record(inputs: RecordInputs) -> Dict[str, Any]:
     if inputs.failed_task is not None:
         result = inputs.failed_result or {}
         failed, error = True, "%s: %s" % (inputs.failed_task, result.get("msg", result.get("stderr", "failed")))
+    elif upgrade.get("proof_failed"):
+        failed, error = True, str(upgrade.get("error") or proof_failed_error(proof))
     else:
-        failed, error = inputs.rolled_back, proof_failed_error(proof) if inputs.rolled_back else ""
+        failed, error = rolled_back, proof_failed_error(proof) if rolled_back else ""
     return {
         "host": inputs.host,
         "check_mode": inputs.check_mode,
@@ -168,7 +191,9 @@ def host_record(inputs: RecordInputs) -> Dict[str, Any]:
         "inodes_freed": _reclaimed(inputs, "inodes_freed", "mapped_copy_inodes"),
         "noncontiguous_map_cost": proof.get("inodes_delta") if isinstance(proof, Mapping) and proof.get("ran") else None,
         "proof": proof,
-        "rolled_back": inputs.rolled_back,
+        "rolled_back": rolled_back,
+        "podman_upgrade": dict(upgrade),
+        "guard": after.get("guard", before.get("guard")),
         "changes": changes,
         "failed": failed,
         "error": error,

@@ -1,13 +1,20 @@
 #!/usr/bin/env python
 """`make demo`: the whole story on lab hosts, with real Podman, over real SSH.
 
-1. Lab hosts: bookworm (Podman 4.3), trixie (5.4), sid (5.8) and sid with
-   mount_program = fuse-overlayfs, each with a small container store (few inodes).
+1. Lab hosts: bullseye (Podman 3.0), bookworm (4.3), two trixie hosts (5.4): one whose
+   package repository carries a Podman that shares (sid's 5.8), one whose repository has only
+   its own 5.4; sid (5.8) and sid with mount_program = fuse-overlayfs; each with a small
+   container store (few inodes).
 2. The problem: a 300-file image, then containers with distinct non-contiguous
    --uidmap/--gidmap; inode use after each map, until bookworm's store is out of inodes.
-3. The fix: the idmapguard.storage.rollout playbook over SSH (canary batch first).
-4. The result per host: verdict, inode use before/after, what a new non-contiguous map costs
-   now (measured with Podman), and where the fleet report is.
+3. The fix: the idmapguard.storage.rollout playbook over SSH (canary batch first), with the
+   opt-in Podman upgrade step on (idmapguard_rollout_upgrade_podman) and, on the trixie host
+   that cannot upgrade, the remediate role's on-host guard (the guard as it is on main: a
+   prune entry point and a systemd timer; lab hosts have no systemd, so the demo runs the
+   timer's command itself).
+4. The result per host: Podman and verdict before/after, inode use before/after, what a new
+   non-contiguous map costs now (measured with Podman), and where the fleet report is; then
+   the held host is filled with new maps again and the guard brings it back under its bound.
 Never touches this machine's /etc/containers or /var/lib/containers; the lab hosts are torn
 down at the end, also on failure or Ctrl-C.
 """
@@ -28,8 +35,12 @@ FILES = int(os.environ.get("DEMO_FILES", "300"))
 INODES = int(os.environ.get("DEMO_INODES", "4096"))
 MAPS_PER_HOST = int(os.environ.get("DEMO_MAPS", "3"))
 OUT = os.environ.get("DEMO_OUT", os.path.join(REPO, "demo-output"))
-HOSTS = [("bookworm", "bookworm", None), ("trixie", "trixie", None), ("sid", "sid", None),
-         ("sid-fuse", "sid", "/usr/bin/fuse-overlayfs")]
+# label, suite, mount_program, lab package repository (tests/lab/repo.py)
+HOSTS = [("bullseye", "bullseye", None, None), ("bookworm", "bookworm", None, None),
+         ("trixie-up", "trixie", None, "sid-podman"), ("trixie-held", "trixie", None, "trixie-podman"),
+         ("sid", "sid", None, None), ("sid-fuse", "sid", "/usr/bin/fuse-overlayfs", None)]
+GUARDED = "trixie-held"
+GUARD_THRESHOLD = 40  # percent of the store's inodes (the role's default is 80)
 
 
 def say(msg: str = "") -> None:
@@ -93,6 +104,47 @@ def fill(label: str, host, image: str, maps: int, exhaust: bool) -> int:
             return i
 
 
+def outcome(label: str, row: Dict[str, object]) -> str:
+    """One phrase per host: the upgrade step's outcome, the guard, what remediate/configure did."""
+    upgrade = row.get("podman_upgrade") or {}
+    if isinstance(upgrade, dict) and upgrade.get("upgraded"):
+        return "Podman upgraded from its repository, proof passed, old copies pruned"
+    parts = []
+    if isinstance(upgrade, dict) and upgrade.get("note"):
+        parts.append(str(upgrade["note"]).split(":", maxsplit=1)[0])
+    if label == GUARDED:
+        parts.append("guard installed")
+    changes = [str(c) for c in row.get("changes") or []]  # type: ignore[union-attr]
+    parts += [c.split(" (")[0] for c in changes if c.startswith("removed") or "storage.conf" in c]
+    return "; ".join(parts) or ("nothing to do" if row.get("verdict") == "shares" else "reported only")
+
+
+def guard_once(host, image: str) -> None:
+    """Fill the held host with new maps past the guard's bound, then run the timer's command."""
+    total = os.statvfs(host.path("/var/lib/containers/storage")).f_files
+    i = 500
+    while 100.0 * host.inodes_used() / total < GUARD_THRESHOLD + 5 and i < 540:
+        if create_rm(host, image, i):
+            break
+        i += 1
+    say("  after %d new maps: %d of %d inodes used (%.0f%%), %d mapped copies"
+        % (i - 500, host.inodes_used(), total, 100.0 * host.inodes_used() / total, mapped_layers(host)))
+    unit = host.exec(["sh", "-c", "sed -n 's/^ExecStart=//p' /etc/systemd/system/idmapguard-prune.service"]).stdout.strip()
+    if not unit:
+        say("  (the guard is not installed: see the rollout log)")
+        return
+    say("  the timer's command: " + unit)
+    proc = host.exec(unit)
+    try:
+        result = json.loads(proc.stdout)
+        say("  guard: removed %s copies, freed %s inodes (rc %d)" % (
+            len(result.get("removed_layers") or []), result.get("inodes_freed"), proc.returncode))
+    except ValueError:
+        say("  guard rc %d: %s" % (proc.returncode, (proc.stderr or proc.stdout).strip()[-300:]))
+    say("  now: %d of %d inodes used (%.0f%%), %d mapped copies: the store stays bounded"
+        % (host.inodes_used(), total, 100.0 * host.inodes_used() / total, mapped_layers(host)))
+
+
 def ansible_env() -> Dict[str, str]:
     return dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="1",
                 ANSIBLE_NOCOLOR="1")
@@ -109,9 +161,9 @@ def main() -> int:
     hosts = {}
     try:
         say("== 1. lab hosts (Debian root filesystems with their own Podman, store: ext4 with %d inodes)" % INODES)
-        for label, suite, mp in HOSTS:
+        for label, suite, mp, repo in HOSTS:
             hosts[label] = lab.up(name="demo-%s-%d" % (label, os.getpid() % 10000), suite=suite,
-                                  inodes=INODES, mount_program=mp)
+                                  inodes=INODES, mount_program=mp, apt_repo=repo)
         say()
         say("== 2. the problem: a %d-file image, one container per distinct non-contiguous ID map" % FILES)
         images = {}
@@ -120,11 +172,16 @@ def main() -> int:
             fill(label, host, images[label], MAPS_PER_HOST, exhaust=(label == "bookworm"))
         say()
         before = {label: (h.inodes_used(), mapped_layers(h)) for label, h in hosts.items()}
+        podman_before = {label: h.podman_version() for label, h in hosts.items()}
 
         say("== 3. the fix: ansible-playbook idmapguard.storage.rollout over SSH")
         inv = os.path.join(OUT, "inventory.ini")
         with open(inv, "w") as f:
             f.write(lab.inventory([h.name for h in hosts.values()]))
+            # the host that cannot upgrade gets the guard (a timer on a real host)
+            f.write("[guarded]\n%s\n\n[guarded:vars]\nidmapguard_remediate_guard=true\n"
+                    "idmapguard_remediate_guard_enable=false\nidmapguard_remediate_guard_threshold=%d\n"
+                    "idmapguard_remediate_guard_min_age=0\n" % (hosts[GUARDED].name, GUARD_THRESHOLD))
         report_dir = os.path.join(OUT, "report")
         argv = ["ansible-playbook", "-i", inv, "idmapguard.storage.rollout",
                 "-e", "idmapguard_rollout_report_dir=" + report_dir,
@@ -137,6 +194,8 @@ def main() -> int:
                 # Podman 5.8.6 fails the proof's commit check for real (container-libs #1126, see
                 # docs/verdicts.md): accepted, so sid-fuse is fixed and the report shows the failure
                 "-e", '{"idmapguard_rollout_proof_accept": ["commit"]}',
+                # opt-in: upgrade Podman where the host's own repositories have one that shares
+                "-e", "idmapguard_rollout_upgrade_podman=true",
                 "-e", '{"idmapguard_rollout_batches": [1, 2, "100%"]}']
         say("  " + " ".join(argv))
         log = os.path.join(OUT, "rollout.log")
@@ -163,11 +222,14 @@ def main() -> int:
             after = (host.inodes_used(), mapped_layers(host))  # before the measurement below
             cost = map_cost(host, images[label], 900 + n)
             row = report.get(host.name, {})
-            rows.append((label, host.podman_version(), row.get("verdict_before", "?"), row.get("verdict", "?"),
+            version = host.podman_version()
+            rows.append((label, podman_before[label] if version == podman_before[label]
+                         else "%s -> %s" % (podman_before[label], version),
+                         row.get("verdict_before", "?"), row.get("verdict", "?"),
                          before[label][0], after[0], before[label][1], after[1],
-                         "failed" if cost is None else "%d" % cost))
+                         "failed" if cost is None else "%d" % cost, outcome(label, row)))
         hdr = ("host", "podman", "verdict before", "verdict after", "inodes before", "after",
-               "copies before", "after", "new map costs (inodes)")
+               "copies before", "after", "new map costs (inodes)", "what the rollout did")
         widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
         fmt = "  " + "  ".join("%%-%ds" % w for w in widths)
         say(fmt % hdr)
@@ -181,6 +243,9 @@ def main() -> int:
         except (OSError, ValueError, KeyError):
             pass
         say("  fleet report: %s/fleet-report.html (and .md, .json)" % report_dir)
+        say()
+        say("== 5. the host that cannot upgrade (%s): new maps again, then the guard" % GUARDED)
+        guard_once(hosts[GUARDED], images[GUARDED])
         say("  demo took %ds" % (time.time() - started))
         return proc.returncode
     finally:

@@ -22,7 +22,10 @@ STORE = "/var/lib/containers/storage"
 OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "output", "baseline.md")
 
 # (suite, mount_program, podman version prefix, copies per non-contiguous map?)
+# "every map": Podman 3.0 (containers/storage 1.24) has no idmapped-mount shifting at all, so
+# it copies the layer for a contiguous map too.
 CASES = [
+    ("bullseye", None, "3.0.", "every map"),
     ("bookworm", None, "4.3.", True),
     ("trixie", None, "5.4.", True),
     ("sid", None, "5.8.", False),
@@ -74,7 +77,8 @@ def table():
 def test_inodes_per_id_map(lab_host, table, suite, mount_program, version, copies):
     host = lab_host(suite, inodes=4096 + MAPS * 2 * FILES, mount_program=mount_program)
     assert host.podman_version().startswith(version)
-    status = json.loads(host.podman("info", "--format", "{{json .Store.GraphStatus}}", check=True).stdout)
+    # (Podman 3.0's templates have no `json` function: read the whole JSON document)
+    status = json.loads(host.podman("info", "--format", "json", check=True).stdout)["store"]["graphStatus"]
     image = host.image(files=FILES)
     after_import = host.inodes_used()
 
@@ -106,7 +110,11 @@ def test_inodes_per_id_map(lab_host, table, suite, mount_program, version, copie
         assert status.get("Supports shifting") == "true", status
         assert all(d <= NO_COPY_MAX for d in per_map), per_map
         assert mapped == [0] * MAPS, mapped
-    assert contig <= NO_COPY_MAX
-    assert mapped_after_contig == mapped[-1]
+    if copies == "every map":
+        assert COPY_MIN <= contig <= COPY_MAX, contig
+        assert mapped_after_contig == mapped[-1] + 1
+    else:
+        assert contig <= NO_COPY_MAX
+        assert mapped_after_contig == mapped[-1]
     assert repeat <= NO_COPY_MAX, "the same map again must reuse its copy"
-    assert mapped_layers(host) == mapped[-1]
+    assert mapped_layers(host) == mapped_after_contig

@@ -10,7 +10,7 @@ import pytest
 
 import remediate_support as rs
 
-SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs")]
+SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs"), ("bullseye", None)]
 
 
 def _host(lab_host, suite, mount_program, **opts):
@@ -78,7 +78,11 @@ def test_tampered_store_fails_and_deletes_nothing(lab_host):
     assert proc.returncode == 2 and "keep_maps" in proc.stderr
 
 
-@pytest.mark.parametrize("suite,mount_program", SUITES[:2], ids=[s for s, _m in SUITES[:2]])
+# (fuse-overlayfs on sid fills the store through a FUSE daemon: not this test's subject)
+ZERO_INODE_SUITES = [s for s in SUITES if s[1] is None]
+
+
+@pytest.mark.parametrize("suite,mount_program", ZERO_INODE_SUITES, ids=[s for s, _m in ZERO_INODE_SUITES])
 def test_zero_free_inodes_host_is_recovered(lab_host, suite, mount_program):
     host = _host(lab_host, suite, mount_program, inodes=3072)
     tag = host.image(files=300)
@@ -110,5 +114,8 @@ def test_zero_free_inodes_host_is_recovered(lab_host, suite, mount_program):
     idmap = rs.noncontig_map(500)
     proc = host.podman("create", "--name", "after", "--uidmap", idmap, "--gidmap", idmap, tag, "true")
     assert proc.returncode == 0, proc.stderr
-    proc = host.podman("run", "--rm", "--uidmap", "0:1065537:65536", "--gidmap", "0:1065537:65536", tag, "true")
+    # Podman 3.0 chowns a copy for a contiguous map too, which fails for an image owner (531571)
+    # the map does not cover: give it a contiguous map that covers every owner
+    contig = "0:1065537:600000" if suite == "bullseye" else "0:1065537:65536"
+    proc = host.podman("run", "--rm", "--uidmap", contig, "--gidmap", contig, tag, "true")
     assert proc.returncode == 0, proc.stderr

@@ -20,7 +20,7 @@ import remediate_support as rs
 
 TRIALS = int(os.environ.get("REMEDIATE_KILL_TRIALS", "10"))
 SEED = int(os.environ.get("REMEDIATE_SEED", "0")) or int(time.time())
-SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs")]
+SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs"), ("bullseye", None)]
 STEP_SLEEP = 0.5
 # The step kinds of one prune, in order (stage and delete occur once per copy / staged entry).
 KINDS = ["plan", "locked", "free-inode", "images", "mark", "stage", "records", "released", "delete", "stale"]

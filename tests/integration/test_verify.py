@@ -95,6 +95,7 @@ def podman_copies_for_noncontiguous_map(host) -> int:
 
 CASES = [
     # id, suite, lab options, verdict, reason codes, canary new copies
+    ("bullseye", "bullseye", {}, "needs_podman_upgrade", ["podman_too_old"], 1),
     ("bookworm", "bookworm", {}, "needs_podman_upgrade", ["podman_too_old"], 1),
     ("trixie", "trixie", {}, "needs_podman_upgrade", ["podman_too_old"], 1),
     ("sid", "sid", {}, "shares", [], 0),
@@ -103,7 +104,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("suite,opts,verdict,codes,new_copies", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+# Known (found by the bullseye suite, after issue 14's canary): on Podman 3.0 the canary leaves
+# an empty overlay/<image top layer>/work/work behind (one inode), so "the store is as the test
+# found it" fails there. Strict: this starts failing once the canary cleans it up.
+CANARY_LEAVES_WORK_DIR = pytest.mark.xfail(strict=True, reason="Podman 3.0: the canary leaves an empty work/work")
+
+
+@pytest.mark.parametrize("suite,opts,verdict,codes,new_copies",
+                         [pytest.param(*c[1:], marks=CANARY_LEAVES_WORK_DIR) if c[0] == "bullseye" else c[1:]
+                          for c in CASES], ids=[c[0] for c in CASES])
 def test_verdict_and_canary(lab_host, inventory, suite, opts, verdict, codes, new_copies):
     host = lab_host(suite, **opts)
     prepare(host)

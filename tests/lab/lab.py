@@ -28,9 +28,11 @@ from typing import Dict, List, Optional, Sequence, Union
 
 try:
     from . import image as lab_image
+    from . import repo as lab_repo
     from . import rootfs as lab_rootfs
 except ImportError:  # run as a plain module from tests/lab
     import image as lab_image  # type: ignore
+    import repo as lab_repo  # type: ignore
     import rootfs as lab_rootfs  # type: ignore
 
 STATE_DIR = "/run/idmapguard-lab"
@@ -323,10 +325,14 @@ class Lab:
 
     def up(self, name: Optional[str] = None, suite: str = "sid", store_fs: str = "ext4",
            inodes: int = 4096, size: Union[str, int] = "300M", storage_conf: Optional[str] = None,
-           mount_program: Optional[str] = None, timeout: float = 60) -> LabHost:
+           mount_program: Optional[str] = None, timeout: float = 60,
+           apt_repo: Optional[str] = None) -> LabHost:
         """Start a host. NAME defaults to SUITE-<pid>-<random>. STORAGE_CONF: text of an
         /etc/containers/storage.conf to install (default: the distribution's); MOUNT_PROGRAM
-        (e.g. /usr/bin/fuse-overlayfs): write a storage.conf that sets it."""
+        (e.g. /usr/bin/fuse-overlayfs): write a storage.conf that sets it. APT_REPO: a lab
+        repository (tests/lab/repo.py, e.g. "sid-podman") that becomes the host's only apt
+        source, with its package lists already fetched (default: the rootfs's mirror sources,
+        which the host cannot reach, and no lists)."""
         if suite not in lab_rootfs.SUITES:
             raise LabError(f"unknown suite {suite!r}")
         if store_fs not in STORE_FS:
@@ -335,12 +341,18 @@ class Lab:
         if not NAME_RE.match(name):
             raise LabError(f"bad lab host name {name!r} (lowercase letters, digits, '-')")
         lower = lab_rootfs.ensure_rootfs(suite, log=self.log)
+        repo_dir = lab_repo.ensure_repo(apt_repo, log=self.log) if apt_repo else None
+        if apt_repo and lab_repo.REPOS[apt_repo]["base"] != suite:
+            raise LabError(f"lab repository {apt_repo} is made for {lab_repo.REPOS[apt_repo]['base']} hosts, not {suite}")
         key = ssh_key()
         state = self._reserve(name, suite)
         if self.ephemeral:
             self._mine.append(name)
         try:
-            self._start(state, lower, key, store_fs, inodes, size, storage_conf, mount_program, timeout)
+            self._start(state, lower, key, store_fs, inodes, size, storage_conf, mount_program, timeout,
+                        repo_dir)
+            if repo_dir:
+                LabHost(self, state).exec(["apt-get", "update", "-q"], check=True)
         except BaseException:
             self._teardown(state)
             raise
@@ -348,14 +360,15 @@ class Lab:
         self.log(f"lab: {name} up ({suite}, podman {lab_rootfs.podman_version(suite)}, ip {host.ip})")
         return host
 
-    def _start(self, state, lower, key, store_fs, inodes, size, storage_conf, mount_program, timeout):
+    def _start(self, state, lower, key, store_fs, inodes, size, storage_conf, mount_program, timeout,
+               repo_dir=None):
         var = str(state["var_dir"])
         if os.path.exists(var):
             _remove_tree(var)
         upper, work, root = (os.path.join(var, d) for d in ("upper", "work", "root"))
         for d in (upper, work, root):
             os.makedirs(d)
-        self._populate_upper(upper, str(state["name"]), key, storage_conf, mount_program)
+        self._populate_upper(upper, str(state["name"]), key, storage_conf, mount_program, repo_dir)
         store_src, store_opts = "", ""
         if store_fs in ("ext4", "xfs", "btrfs"):
             store_src = os.path.join(var, "store.img")
@@ -392,7 +405,7 @@ class Lab:
         self._wait_ssh(str(state["ip"]), deadline, proc, var)
 
     @staticmethod
-    def _populate_upper(upper: str, name: str, key: str, storage_conf, mount_program) -> None:
+    def _populate_upper(upper: str, name: str, key: str, storage_conf, mount_program, repo_dir=None) -> None:
         """Files the host gets on top of the shared rootfs (overlay upper, written before mounting)."""
         def put(rel: str, text: str, mode: int = 0o644) -> None:
             p = os.path.join(upper, rel)
@@ -413,6 +426,10 @@ class Lab:
             put("etc/containers/storage.conf", storage_conf)
         with open(os.path.join(HERE, "host_init.py")) as f:
             put("usr/local/sbin/idmapguard-lab-init", f.read(), 0o755)
+        if repo_dir:
+            shutil.copytree(repo_dir, os.path.join(upper, lab_repo.HOST_REPO_DIR.lstrip("/")),
+                            copy_function=_link_or_copy)
+            put("etc/apt/sources.list", lab_repo.HOST_SOURCES)
 
     @staticmethod
     def _check_alive(proc: subprocess.Popen, var: str, deadline: float) -> None:
@@ -538,6 +555,14 @@ class Lab:
             "",
         ]
         return "\n".join(lines)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link a cached repository file into a host's upper layer (same filesystem), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _wait_gone(pids: List[int], timeout: float) -> None:

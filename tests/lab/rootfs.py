@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-SUITES = ("bookworm", "trixie", "sid")
+SUITES = ("bullseye", "bookworm", "trixie", "sid")
 
 # What every host needs: podman and its runtime pieces, fuse-overlayfs for the mount_program
 # case, sshd + python3 so Ansible reaches it like a real host, gcc/make for native helpers.
@@ -22,6 +22,16 @@ PACKAGES: List[str] = [
     "podman", "runc", "fuse-overlayfs", "conmon", "catatonit", "uidmap", "netavark",
     "python3", "openssh-server", "iproute2", "procps", "gcc", "libc6-dev", "make",
 ]
+
+# Podman 3.0.1 predates netavark (CNI then; no test needs a network: netns = "none").
+SUITE_PACKAGES: Dict[str, List[str]] = {
+    "bullseye": [p for p in PACKAGES if p != "netavark"],
+}
+
+
+def packages(suite: str) -> List[str]:
+    return SUITE_PACKAGES.get(suite, PACKAGES)
+
 
 # sshd: root with the lab key only, no PAM (no login session machinery in a lab host);
 # podman 5 warns on every call under cgroup v1 (this machine is hybrid), so silence it.
@@ -95,7 +105,7 @@ def recipe(suite: str, mirror: Optional[str] = None) -> Dict[str, object]:
     return {
         "suite": suite,
         "mirror": mirror or machine_mirror(),
-        "packages": PACKAGES,
+        "packages": packages(suite),
         "script": BUILD_SCRIPT,
         "sshd": SSHD_CONFIG,
     }
@@ -136,7 +146,7 @@ def ensure_rootfs(suite: str, log=None) -> str:
         with open(logfile, "w") as out:
             proc = subprocess.run(
                 ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", BUILD_SCRIPT,
-                 "lab-build", tmp, suite, str(r["mirror"]), " ".join(PACKAGES)],
+                 "lab-build", tmp, suite, str(r["mirror"]), " ".join(packages(suite))],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0:
             with open(logfile, encoding="utf-8", errors="replace") as f:

@@ -156,6 +156,25 @@ def free_an_inode(layout: StoreLayout, copies: List[MappedCopy], needed: int = M
                 freed.append(os.path.join(layout.layer_dir, name))
         finally:
             os.close(parent_fd)
+    # Podman 3.0's copies have neither (no merged/, no tar-split): their empty work/ dir goes.
+    # An image layer's copy is only ever a lower layer, never mounted with that workdir.
+    for copy in copies:
+        if _free_inodes(layout.graphroot) >= needed:
+            return freed
+        layer_dir = os.path.join(layout.driver_dir, checked_id(copy.layer_id, "layer"))
+        try:
+            fd = open_dir(layer_dir)
+        except FileNotFoundError:
+            continue
+        try:
+            for name in ("work/work", "work"):
+                try:
+                    os.rmdir(name, dir_fd=fd)  # only when empty (ENOTEMPTY otherwise)
+                    freed.append(os.path.join(layer_dir, name))
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
     if _free_inodes(layout.graphroot) < needed:
         raise NoFreeInodeError("%s has fewer than %d free inodes and no more could be freed inside the copies to "
                                "remove (changed: %s)" % (layout.graphroot, needed,

@@ -114,3 +114,20 @@ def test_guard_state_is_shown_per_host(env):
     md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(records))
     assert "Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)\n" in md
     assert "NOT RUNNING (state stale)" in md
+
+
+def test_podman_upgrade_note_in_row_summary_and_markdown(env):
+    held = "no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded"
+    records = RECORDS + [
+        {"host": "trixie-up", "verdict_before": "needs_podman_upgrade", "verdict": "shares",
+         "podman_upgrade": {"upgrade": True, "upgraded": True, "note": "upgraded Podman 5.4.2 -> 5.8.6 (apt)"}},
+        {"host": "trixie-held", "verdict": "needs_podman_upgrade",
+         "podman_upgrade": {"upgrade": False, "upgraded": False, "note": held}},
+    ]
+    report = build_report(records, generated="now")
+    assert report["summary"]["podman_upgraded"] == 1
+    rows = {h["host"]: h for h in report["hosts"]}
+    assert rows["sid-a"]["podman_upgrade"] is None
+    text = env.get_template("fleet_report.md.j2").render(fleet=report)
+    assert "- **Podman upgrade:** " + held in text
+    assert "- **Podman upgrade:** upgraded Podman 5.4.2 -> 5.8.6 (apt)" in text

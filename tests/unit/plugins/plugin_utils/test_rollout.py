@@ -77,6 +77,54 @@ def test_remediate_reason_comes_from_the_reclaim_policy():
     assert plan["remediate"]["due_reason"] == "inode use 85.0% >= 80.0%"
 
 
+UPGRADE_CASES = [
+    # name, inputs, act, upgrade, configure, proof, remediate
+    ("upgrade off", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=10)),
+     False, False, False, False, True),
+    ("upgrade on, not yet run", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=10), upgrade_podman=True),
+     True, True, False, False, True),
+    ("upgrade on, host already shares", StepInputs(facts=facts("shares", copies=0), upgrade_podman=True),
+     False, False, False, False, False),
+    ("upgraded, now shares: proof runs", StepInputs(facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True,
+                                                    upgrade={"upgraded": True}, after=facts("shares", copies=3)),
+     True, True, False, True, True),
+    ("upgraded, now fixable_by_config: configure", StepInputs(
+        facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True, upgrade={"upgraded": True},
+        after=facts("fixable_by_config", copies=3)),
+     True, True, True, True, True),
+    ("upgraded, proof never", StepInputs(facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True,
+                                         upgrade={"upgraded": True}, proof="never", after=facts("shares")),
+     True, True, False, False, True),
+    ("proof failed after upgrade: nothing pruned", StepInputs(
+        facts=facts("needs_podman_upgrade", copies=3, used=95), upgrade_podman=True,
+        upgrade={"upgraded": True, "proof_failed": True}, after=facts("shares", copies=3)),
+     True, True, False, True, False),
+    ("check mode: upgrade planned, no proof", StepInputs(
+        facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True, check_mode=True),
+     True, True, False, False, True),
+]
+
+
+@pytest.mark.parametrize("name,inputs,act,upgrade,configure,proof,remediate", UPGRADE_CASES,
+                         ids=[c[0] for c in UPGRADE_CASES])
+def test_rollout_steps_with_the_upgrade(name, inputs, act, upgrade, configure, proof, remediate):
+    plan = rollout_steps(inputs)
+    assert (plan["act"], plan["upgrade"]["run"], plan["configure"]["run"], plan["proof"]["run"],
+            plan["remediate"]["run"]) == (act, upgrade, configure, proof, remediate)
+    assert plan["upgrade"]["reason"]
+
+
+def test_record_of_a_failed_proof_after_an_upgrade():
+    upgrade = {"upgraded": True, "proof_failed": True, "rolled_back": True,
+               "error": "proof failed after upgrading Podman 5.4.2 -> 5.8.6; Podman 5.4.2 installed again"}
+    record = host_record(RecordInputs(host="h", before=facts("needs_podman_upgrade"), after=facts("shares"),
+                                      podman_upgrade=upgrade))
+    assert (record["failed"], record["rolled_back"], record["error"]) == (True, True, upgrade["error"])
+    assert record["podman_upgrade"] == upgrade
+    plain = host_record(RecordInputs(host="h", before=facts("needs_podman_upgrade")))
+    assert (plain["failed"], plain["rolled_back"], plain["podman_upgrade"]) == (False, False, {})
+
+
 BEFORE = facts("fixable_by_config", copies=4, used=90, copy_inodes=400, reasons=["uses fuse-overlayfs"], version="5.8.5")
 AFTER = facts("shares", copies=1, used=60, copy_inodes=100, reasons=[], version="5.8.6")
 
@@ -90,7 +138,8 @@ def test_record_of_a_fixed_host():
         "podman_version": "5.8.6", "inodes_total": 100, "inodes_used_before": 90, "inodes_used_after": 60,
         "mapped_copies_before": 4, "mapped_copies_after": 1, "copies_removed": 3, "inodes_freed": 300,
         "noncontiguous_map_cost": None, "proof": None, "rolled_back": False,
-        "changes": ["installed helper at /usr/local/libexec/h", "edited /etc/x"], "failed": False, "error": ""}
+        "changes": ["installed helper at /usr/local/libexec/h", "edited /etc/x"], "failed": False, "error": "",
+        "podman_upgrade": {}, "guard": None}
 
 
 # (inputs, expected subset of the record)

@@ -238,11 +238,36 @@ def test_no_inode_to_free_changes_nothing(fake_store, monkeypatch):
     for copy in plan.copies:
         os.rmdir(fake_store.path("overlay", copy.layer_id, "merged"))
         os.unlink(fake_store.path("overlay-layers", copy.layer_id + ".tar-split.gz"))
+        # a work dir that is not empty is left alone too
+        with open(fake_store.path("overlay", copy.layer_id, "work", "busy"), "w"):
+            pass
     before = fake_store.snapshot()
     monkeypatch.setattr(prune_mod, "_free_inodes", lambda _path: 0)
     with pytest.raises(NoFreeInodeError):
         store.prune(plan, 60)
     assert fake_store.snapshot() == before
+
+
+def test_zero_free_inodes_on_a_podman_3_store_frees_an_empty_work_dir(fake_store, monkeypatch):
+    """Podman 3.0's mapped copies have no merged/ and no tar-split: their empty work/ goes."""
+    store, _ids = make(fake_store)
+    plan = store.prune_plan(60)
+    for copy in plan.copies:
+        os.rmdir(fake_store.path("overlay", copy.layer_id, "merged"))
+        os.unlink(fake_store.path("overlay-layers", copy.layer_id + ".tar-split.gz"))
+    state = {"free": 0}
+    real_rmdir = os.rmdir
+
+    def counting_rmdir(path, *args, **kwargs):
+        real_rmdir(path, *args, **kwargs)
+        state["free"] += 1
+
+    monkeypatch.setattr(prune_mod, "_free_inodes", lambda _path: state["free"])
+    monkeypatch.setattr(prune_mod.os, "rmdir", counting_rmdir)
+    result = store.prune(plan, 60)
+    assert result.freed_first and result.freed_first[0].endswith("/work")
+    assert os.path.basename(os.path.dirname(result.freed_first[0])) in plan.layer_ids
+    assert len(result.removed) == 3
 
 
 def test_prune_waits_for_a_podman_lock(fake_store, tmp_path):
