@@ -44,10 +44,15 @@ def cache_names(host, runroot: str) -> List[str]:
     return sorted(os.listdir(host.path(runroot + "/overlay")))
 
 
+# Podman 5.8.6's proof fails its commit check for real (container-libs #1126, issue 14); this
+# test is about the probe cache, so it accepts that one check explicitly, as test_rollout does.
+ACCEPT_COMMIT = ("-e", '{"idmapguard_rollout_proof_accept": ["commit"]}')
+
+
 def rollout(inventory_path: str, report_dir: str, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="1")
     argv = ["ansible-playbook", "-i", inventory_path, "idmapguard.storage.rollout",
-            "-e", "idmapguard_rollout_report_dir=%s" % report_dir, *extra]
+            "-e", "idmapguard_rollout_report_dir=%s" % report_dir, *ACCEPT_COMMIT, *extra]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
     print(proc.stdout[-4000:])
     return proc
