@@ -9,9 +9,9 @@
    --uidmap/--gidmap; inode use after each map, until bookworm's store is out of inodes.
 3. The fix: the idmapguard.storage.rollout playbook over SSH (canary batch first), with the
    opt-in Podman upgrade step on (idmapguard_rollout_upgrade_podman) and, on the trixie host
-   that cannot upgrade, the remediate role's on-host guard (the guard as it is on main: a
-   prune entry point and a systemd timer; lab hosts have no systemd, so the demo runs the
-   timer's command itself).
+   that cannot upgrade, the remediate role's on-host copy-cache guard (a systemd service on a
+   real host; lab hosts have no systemd, so the demo runs one pass of the service's command,
+   `idmapguard-guard once`, itself).
 4. The result per host: Podman and verdict before/after, inode use before/after, what a new
    non-contiguous map costs now (measured with Podman), and where the fleet report is; then
    the held host is filled with new maps again and the guard brings it back under its bound.
@@ -40,7 +40,8 @@ HOSTS = [("bullseye", "bullseye", None, None), ("bookworm", "bookworm", None, No
          ("trixie-up", "trixie", None, "sid-podman"), ("trixie-held", "trixie", None, "trixie-podman"),
          ("sid", "sid", None, None), ("sid-fuse", "sid", "/usr/bin/fuse-overlayfs", None)]
 GUARDED = "trixie-held"
-GUARD_THRESHOLD = 40  # percent of the store's inodes (the role's default is 80)
+GUARD_THRESHOLD = 40  # fill the store past this percent of its inodes ...
+GUARD_BUDGET = 10  # ... then the guard evicts down to this budget (the role's default)
 
 
 def say(msg: str = "") -> None:
@@ -120,7 +121,7 @@ def outcome(label: str, row: Dict[str, object]) -> str:
 
 
 def guard_once(host, image: str) -> None:
-    """Fill the held host with new maps past the guard's bound, then run the timer's command."""
+    """Fill the held host with new maps past the guard's bound, then run one pass of the guard."""
     total = os.statvfs(host.path("/var/lib/containers/storage")).f_files
     i = 500
     while 100.0 * host.inodes_used() / total < GUARD_THRESHOLD + 5 and i < 540:
@@ -129,17 +130,17 @@ def guard_once(host, image: str) -> None:
         i += 1
     say("  after %d new maps: %d of %d inodes used (%.0f%%), %d mapped copies"
         % (i - 500, host.inodes_used(), total, 100.0 * host.inodes_used() / total, mapped_layers(host)))
-    unit = host.exec(["sh", "-c", "sed -n 's/^ExecStart=//p' /etc/systemd/system/idmapguard-prune.service"]).stdout.strip()
-    if not unit:
+    unit = host.exec(["sh", "-c", "sed -n 's/^ExecStart=//p' /etc/systemd/system/idmapguard-guard.service"]).stdout.strip()
+    if not unit.endswith(" watch"):
         say("  (the guard is not installed: see the rollout log)")
         return
-    say("  the timer's command: " + unit)
-    proc = host.exec(unit)
+    command = unit[:-len(" watch")] + " once"
+    say("  one pass of the guard service: " + command)
+    proc = host.exec(command)
     try:
-        result = json.loads(proc.stdout)
-        say("  guard: removed %s copies, freed %s inodes (rc %d)" % (
-            len(result.get("removed_layers") or []), result.get("inodes_freed"), proc.returncode))
-    except ValueError:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        say("  guard: evicted %s copies (rc %d)" % (result.get("evicted"), proc.returncode))
+    except (ValueError, IndexError):
         say("  guard rc %d: %s" % (proc.returncode, (proc.stderr or proc.stdout).strip()[-300:]))
     say("  now: %d of %d inodes used (%.0f%%), %d mapped copies: the store stays bounded"
         % (host.inodes_used(), total, 100.0 * host.inodes_used() / total, mapped_layers(host)))
@@ -180,8 +181,8 @@ def main() -> int:
             f.write(lab.inventory([h.name for h in hosts.values()]))
             # the host that cannot upgrade gets the guard (a timer on a real host)
             f.write("[guarded]\n%s\n\n[guarded:vars]\nidmapguard_remediate_guard=true\n"
-                    "idmapguard_remediate_guard_enable=false\nidmapguard_remediate_guard_threshold=%d\n"
-                    "idmapguard_remediate_guard_min_age=0\n" % (hosts[GUARDED].name, GUARD_THRESHOLD))
+                    "idmapguard_remediate_guard_enable=false\nidmapguard_remediate_guard_budget_percent=%d\n"
+                    "idmapguard_remediate_guard_grace=0\n" % (hosts[GUARDED].name, GUARD_BUDGET))
         report_dir = os.path.join(OUT, "report")
         argv = ["ansible-playbook", "-i", inv, "idmapguard.storage.rollout",
                 "-e", "idmapguard_rollout_report_dir=" + report_dir,
