@@ -100,3 +100,20 @@ def test_module_failure_has_no_diff():
                          module_result={"failed": True, "msg": "refusing", "changed": False})[0]
     result = action.run(task_vars={})
     assert result["failed"] is True and "diff" not in result
+
+
+def test_documentation_and_action_plugin_use_the_one_argument_spec():
+    """The spec lives in module_utils/storage_conf/write.py; DOCUMENTATION must describe exactly
+    it (ansible-test validate-modules checks the same), the action plugin validates with it.
+    (A controller test: it imports the action plugin, which needs ansible-core.)"""
+    import yaml
+    from ansible_collections.idmapguard.storage.plugins.action import storage_conf as action
+    from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import write as writer
+    from ansible_collections.idmapguard.storage.plugins.modules import storage_conf as module
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    spec = writer.argument_spec()
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        for key in ("type", "default", "elements"):
+            assert documented[name].get(key) == option.get(key), (name, key)
+    assert action.user_argument_spec is writer.user_argument_spec

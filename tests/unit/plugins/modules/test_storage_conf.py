@@ -268,18 +268,3 @@ def test_refusal_becomes_fail_json_with_refused(tmp_path):
         writer.run_module(module)
     assert info.value.args[0]["refused"] is True
     assert path.read_text() == "[storage]\n"
-
-
-def test_documentation_and_action_plugin_use_the_one_argument_spec():
-    """The spec lives in module_utils/storage_conf/write.py; DOCUMENTATION must describe exactly
-    it (ansible-test validate-modules checks the same), the action plugin validates with it."""
-    import yaml
-    from ansible_collections.idmapguard.storage.plugins.modules import storage_conf as module
-    from ansible_collections.idmapguard.storage.plugins.action import storage_conf as action
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
-    spec = writer.argument_spec()
-    assert set(documented) == set(spec)
-    for name, option in spec.items():
-        for key in ("type", "default", "elements"):
-            assert documented[name].get(key) == option.get(key), (name, key)
-    assert action.user_argument_spec is writer.user_argument_spec

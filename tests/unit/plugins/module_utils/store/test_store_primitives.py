@@ -13,7 +13,6 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks imp
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import remove_tree_at
 
 
-
 def _tree(root, width=30, depth=6):
     path = root
     for level in range(depth):
