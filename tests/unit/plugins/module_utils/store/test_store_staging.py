@@ -12,7 +12,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store import st
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import store as store_mod
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import ESTIMATED, VANISHED
 
-from fake_store import standard  # pylint: disable=import-error
+from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import standard
 
 STEPS = ["locked", "free-inode", "images", "mark", "stage", "records", "released", "delete", "stale", "done"]
 
