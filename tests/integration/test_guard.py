@@ -126,10 +126,15 @@ def test_watch_mode_guard_never_races_podman(lab_host, suite, opts, can_run):
         if can_run:
             proc = host.podman("start", "-a", name)
             assert proc.returncode == 0, proc.stderr
-    # Only the kept containers' copies are left (the guard evicted every other, and none of theirs).
+    # Only the kept containers' copies are left (the guard evicted every other, and none of
+    # theirs) -- except a copy that something still has mounted: Podman 4.3 can leave its chown
+    # mount on a fresh copy's `merged` (docs/guard.md), and the prune skips a mounted copy whole.
     left = image_maps(host)
-    assert sorted(host_uid_base(layer) for layer in left.values()) == sorted(
-        base_of(idmap) for idmap in set(kept.values()))
+    wanted = sorted(base_of(idmap) for idmap in set(kept.values()))
+    mountinfo = host.exec(["cat", "/proc/self/mountinfo"], check=True).stdout
+    extra = [layer_id for layer_id, layer in left.items() if host_uid_base(layer) not in wanted]
+    assert all("/overlay/%s/" % layer_id in mountinfo for layer_id in extra), (extra, mountinfo[-2000:])
+    assert sorted(host_uid_base(layer) for layer_id, layer in left.items() if layer_id not in extra) == wanted
     assert sorted(c[1][0] for c in rs.containers_view(host)) == sorted(kept)
     assert rs.images_view(host)
     assert host.podman("create", "--name", "after", tag, "true").returncode == 0

@@ -118,7 +118,7 @@ class CopyCacheGuard:
         last_used = {entry.layer_id: entry.last_used for entry in entries}
         evicted: List[Dict[str, Any]] = []
         skipped: List[Dict[str, Any]] = []
-        # A copy prune skips (mounted, in use since we looked) or fails on is set aside for
+        # A copy prune cannot remove (mounted, cannot be staged) or fails on is set aside for
         # BACKOFF seconds and the choice is made again without it, so one copy that cannot go
         # does not stop every other eviction while the cache is over budget.
         free = fs["inodes_free"]
@@ -150,9 +150,14 @@ class CopyCacheGuard:
                 free += copy.inodes
                 evicted.append(event)
             for item in result.skipped:
-                self.state.back_off(item["layer_id"], now + BACKOFF)
+                # A copy a container took since we looked (or that is gone) is simply not a
+                # candidate at the next read; only one that cannot go (mounted, cannot be
+                # staged) is set aside, so it does not block the other evictions.
+                retry = 0 if item.get("reason") in ("in use", "gone") else BACKOFF
+                if retry:
+                    self.state.back_off(item["layer_id"], now + retry)
                 skip = {"event": "kept", "time": round(self.clock(), 3), "layer_id": item["layer_id"],
-                        "why": item["why"], "retry_in": BACKOFF}
+                        "why": item["why"], "retry_in": retry}
                 emit(self.log, skip)
                 skipped.append(skip)
             entries = [e for e in entries if e.layer_id not in {c.layer_id for c in result.removed}]
