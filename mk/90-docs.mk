@@ -26,8 +26,9 @@ test-docs: deps
 	  test -s $(DOCS_BUILD)/html/collections/idmapguard/storage/$${n}_module.html || { echo "no page for module $$n"; exit 1; }; done; \
 	for d in roles/*/; do n=$$(basename $$d); \
 	  test -s $(DOCS_BUILD)/html/collections/idmapguard/storage/$${n}_role.html || { echo "no page for role $$n"; exit 1; }; done; \
-	for f in plugins/filter/*.py; do n=$$(basename $$f .py); \
-	  test -s $(DOCS_BUILD)/html/collections/idmapguard/storage/$${n}_filter.html || { echo "no page for filter $$n"; exit 1; }; done; \
+	for f in plugins/filter/*.py plugins/filter/*.yml; do \
+	  n=$$(sed -n 's/^ *name: *\([a-z_0-9]*\) *$$/\1/p' $$f | head -n 1); test -n "$$n" || n=$$(basename $${f%.*}); \
+	  test -s $(DOCS_BUILD)/html/collections/idmapguard/storage/$${n}_filter.html || { echo "no page for filter $$n ($$f)"; exit 1; }; done; \
 	echo "test-docs: reference site complete"
 
 TEST_TARGETS += test-docs
