@@ -150,9 +150,9 @@ class CopyCacheGuard:
                 free += copy.inodes
                 evicted.append(event)
             for item in result.skipped:
-                # A copy a container took since we looked (or that is gone) is simply not a
-                # candidate at the next read; only one that cannot go (mounted, cannot be
-                # staged) is set aside, so it does not block the other evictions.
+                # A copy a container took since we looked (or that is gone) is judged again at
+                # the next read; only one that cannot go (mounted, cannot be staged) is set
+                # aside across passes, so it does not block the other evictions.
                 retry = 0 if item.get("reason") in ("in use", "gone") else BACKOFF
                 if retry:
                     self.state.back_off(item["layer_id"], now + retry)
@@ -160,7 +160,9 @@ class CopyCacheGuard:
                         "why": item["why"], "retry_in": retry}
                 emit(self.log, skip)
                 skipped.append(skip)
-            entries = [e for e in entries if e.layer_id not in {c.layer_id for c in result.removed}]
+            # neither a removed nor a skipped copy is chosen again in this pass
+            done = {c.layer_id for c in result.removed} | {item["layer_id"] for item in result.skipped}
+            entries = [e for e in entries if e.layer_id not in done]
         fs_after = fs_usage(self.store.layout.graphroot)
         self.passes += 1
         status = {

@@ -15,10 +15,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import ctypes
-import ctypes.util
 import os
 import re
 from typing import Iterable, List, Optional
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import LIBC as _LIBC
 
 MOUNTINFO = "/proc/self/mountinfo"
 _ESCAPE_RE = re.compile(r"\\([0-7]{3})")
@@ -66,16 +67,6 @@ class _Statx(ctypes.Structure):
 
 class _FileHandle(ctypes.Structure):
     _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int)]
-
-
-def _libc():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
 
 
 def mount_id(fd: int) -> Optional[int]:

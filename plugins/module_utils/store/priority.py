@@ -17,10 +17,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import contextlib
-import ctypes
-import ctypes.util
 import platform
 from typing import Iterator, Optional
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import LIBC as _LIBC
 
 _IOPRIO_WHO_PROCESS = 1
 _IOPRIO_CLASS_SHIFT = 13
@@ -31,16 +31,6 @@ _SYSCALLS = {
     "aarch64": (30, 31), "arm64": (30, 31), "riscv64": (30, 31), "armv7l": (314, 315),
     "ppc64le": (273, 274), "ppc64": (273, 274), "s390x": (282, 283),
 }
-
-
-def _libc():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
 
 
 def _numbers() -> Optional[tuple]:

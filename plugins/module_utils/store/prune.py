@@ -34,7 +34,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import copy as copy_module
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import MappedCopy
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import NoFreeInodeError, StoreError
@@ -127,25 +127,32 @@ def _free_inodes(path: str) -> int:
     return fs_usage(path)["inodes_free"]
 
 
+def _remove_empty_dirs(layout: StoreLayout, copy: MappedCopy, names: Sequence[str], freed: List[str]) -> None:
+    """rmdir the NAMES (in order) inside a doomed copy's driver dir, where they are empty: EBUSY
+    if mounted, ENOTEMPTY if in use leave them alone."""
+    layer_dir = os.path.join(layout.driver_dir, checked_id(copy.layer_id, "layer"))
+    try:
+        fd = open_dir(layer_dir)
+    except FileNotFoundError:
+        return
+    try:
+        for name in names:
+            try:
+                os.rmdir(name, dir_fd=fd)
+                freed.append(os.path.join(layer_dir, name))
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
 def free_an_inode(layout: StoreLayout, copies: List[MappedCopy], needed: int = MIN_FREE_INODES) -> List[str]:
     """Step 1: free inodes inside doomed copies until staging and JSON writes can succeed."""
     freed: List[str] = []
     for copy in copies:
         if _free_inodes(layout.graphroot) >= needed:
             return freed
-        layer_dir = os.path.join(layout.driver_dir, checked_id(copy.layer_id, "layer"))
-        try:
-            fd = open_dir(layer_dir)
-        except FileNotFoundError:
-            continue
-        try:
-            try:
-                os.rmdir("merged", dir_fd=fd)  # EBUSY if mounted, ENOTEMPTY if in use: skip then
-                freed.append(os.path.join(layer_dir, "merged"))
-            except OSError:
-                pass
-        finally:
-            os.close(fd)
+        _remove_empty_dirs(layout, copy, ("merged",), freed)
     for copy in copies:
         if _free_inodes(layout.graphroot) >= needed:
             return freed
@@ -161,20 +168,7 @@ def free_an_inode(layout: StoreLayout, copies: List[MappedCopy], needed: int = M
     for copy in copies:
         if _free_inodes(layout.graphroot) >= needed:
             return freed
-        layer_dir = os.path.join(layout.driver_dir, checked_id(copy.layer_id, "layer"))
-        try:
-            fd = open_dir(layer_dir)
-        except FileNotFoundError:
-            continue
-        try:
-            for name in ("work/work", "work"):
-                try:
-                    os.rmdir(name, dir_fd=fd)  # only when empty (ENOTEMPTY otherwise)
-                    freed.append(os.path.join(layer_dir, name))
-                except OSError:
-                    pass
-        finally:
-            os.close(fd)
+        _remove_empty_dirs(layout, copy, ("work/work", "work"), freed)
     if _free_inodes(layout.graphroot) < needed:
         raise NoFreeInodeError("%s has fewer than %d free inodes and no more could be freed inside the copies to "
                                "remove (changed: %s)" % (layout.graphroot, needed,

@@ -233,7 +233,20 @@ class StagingRun:
         except FileNotFoundError:
             return False
         try:
-            os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=area_fd)
+            try:
+                os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=area_fd)
+            except OSError as exc:
+                # A Podman that started since the run opened has bind-mounted the driver home
+                # onto itself (c/storage does it at driver init, before any store lock): from
+                # then on driver-side parts are staged inside the driver home, as open() does.
+                if exc.errno != errno.EXDEV or area != DRIVER_AREA or self.driver_fd != self.fd:
+                    raise
+                driver_fd = open_dir(self.layout.driver_dir)
+                try:
+                    self._open_driver_side(driver_fd)
+                finally:
+                    os.close(driver_fd)
+                os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=self._area_fd(area))
         except FileNotFoundError:
             return False
         finally:

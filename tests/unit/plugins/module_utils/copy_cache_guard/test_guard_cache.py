@@ -238,3 +238,30 @@ def test_a_copy_that_cannot_go_is_set_aside_and_the_next_one_evicted(tmp_path):
     assert guard.state.backing_off(copies[0], time.time())
     guard.run_pass("again")                       # within the back-off: not tried again
     assert len(events(log, "error")) == 1
+
+
+def test_a_copy_taken_since_the_read_is_not_set_aside(tmp_path):
+    """prune skips a copy a container took since the guard read the store ("in use"): it is
+    judged again at the next read, not left out for the back-off (only mounted/unstageable are)."""
+    built, copies = cache_store(tmp_path, ages=[400, 300])
+    guard, log = make_guard(built, tmp_path, budget_percent=0, low_free_percent=0, evict_batch=1)
+    real_prune = guard.store.prune
+    calls = []
+
+    def prune(plan, *args, **kw):
+        calls.append(plan.copies[0].layer_id)
+        if len(calls) == 1:
+            result = real_prune(type(plan)([], min_age=plan.min_age), *args, **kw)
+            result.skipped.append({"layer_id": plan.copies[0].layer_id, "why": ["used by container c1"],
+                                   "reason": "in use"})
+            return result
+        return real_prune(plan, *args, **kw)
+
+    guard.store.prune = prune
+    guard.run_pass("test")
+    kept = events(log, "kept")
+    assert [k["retry_in"] for k in kept] == [0]
+    assert calls == [copies[0], copies[1]]         # not chosen again in the same pass
+    assert not guard.state.backing_off(kept[0]["layer_id"], time.time())
+    guard.run_pass("again")                       # the container went away: it is evicted now
+    assert sorted(e["layer_id"] for e in events(log)) == sorted(copies)
