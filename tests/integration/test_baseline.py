@@ -44,9 +44,15 @@ def noncontiguous(i: int) -> List[str]:
             "--gidmap", f"0:{base}:65536", "--gidmap", "531571:531571:1"]
 
 
-def contiguous(i: int) -> List[str]:
+def contiguous(i: int, size: int = 65536) -> List[str]:
     base = 1_000_000 + i * 100_000
-    return ["--uidmap", f"0:{base}:65536", "--gidmap", f"0:{base}:65536"]
+    return ["--uidmap", f"0:{base}:{size}", "--gidmap", f"0:{base}:{size}"]
+
+
+# Podman 3.0 chowns a copy even for a contiguous map, and a file owned by an id outside the map
+# (the image's 531571) can make that fail ("error mapping container ID pair"; seen once in a
+# cold-cache run, not reproduced): there the contiguous map covers every owner of the image.
+CONTIGUOUS_COVERS_ALL = 600_000
 
 
 def mapped_layers(host) -> int:
@@ -92,7 +98,7 @@ def test_inodes_per_id_map(lab_host, table, suite, mount_program, version, copie
     for i in range(MAPS):
         per_map.append(create_rm(f"noncontig{i}", noncontiguous(i)))
         mapped.append(mapped_layers(host))
-    contig = create_rm("contig", contiguous(MAPS + 1))
+    contig = create_rm("contig", contiguous(MAPS + 1, CONTIGUOUS_COVERS_ALL if copies == "every map" else 65536))
     mapped_after_contig = mapped_layers(host)
     repeat = create_rm("repeat0", noncontiguous(0))
     table.append({
