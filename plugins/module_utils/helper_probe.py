@@ -59,7 +59,7 @@ def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str
     return data
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 16), b""):
@@ -98,7 +98,7 @@ def helper_identity(run: Runner, helper: str) -> Dict[str, Any]:
         return identity
     identity.update(present=True, uid=info.st_uid, gid=info.st_gid, mode="%04o" % stat.S_IMODE(info.st_mode))
     try:
-        identity["sha256"] = _sha256(helper)
+        identity["sha256"] = sha256_file(helper)
     except (OSError, IOError):
         return identity
     if os.access(helper, os.X_OK):

@@ -9,9 +9,10 @@ and the install; these functions make the two decisions it needs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Dict, Mapping, Optional
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import sha256_file
 
 # Sources, in the order they win: an operator binary for every host, a binary per architecture,
 # the prebuilt binary of the execution environment, then a build (controller or host).
@@ -48,14 +49,6 @@ def choose_source(arch: str, binary: str, binaries: Mapping[str, str], prebuilt:
     return {"arch": arch, "source": source, "src": src}
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def problem(plan: Mapping[str, str], build_arch: Optional[str] = None) -> str:
     """Why this host cannot get a binary from the controller ('' if it can)."""
     source, src, arch = plan["source"], plan["src"], plan["arch"]
@@ -88,7 +81,7 @@ def helper_record(observed: Optional[Mapping[str, Any]], plan: Mapping[str, str]
     """The role's `idmapguard_helper` fact before any install: current or not, and why not."""
     observed = observed or {}
     why_not = problem(plan, build_arch)
-    sha256 = _sha256(plan["src"]) if (plan["source"] != HOST and not why_not) else ""
+    sha256 = sha256_file(plan["src"]) if (plan["source"] != HOST and not why_not) else ""
     current = not why_not and is_current(observed, dest, sha256)
     return {
         "path": dest, "run_path": dest, "staged": False, "checksum": sha256,
