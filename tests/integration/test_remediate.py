@@ -114,8 +114,6 @@ def test_zero_free_inodes_host_is_recovered(lab_host, suite, mount_program):
     idmap = rs.noncontig_map(500)
     proc = host.podman("create", "--name", "after", "--uidmap", idmap, "--gidmap", idmap, tag, "true")
     assert proc.returncode == 0, proc.stderr
-    # Podman 3.0 chowns a copy for a contiguous map too, which fails for an image owner (531571)
-    # the map does not cover: give it a contiguous map that covers every owner
-    contig = "0:1065537:600000" if suite == "bullseye" else "0:1065537:65536"
+    contig = rs.contiguous_map(host)
     proc = host.podman("run", "--rm", "--uidmap", contig, "--gidmap", contig, tag, "true")
     assert proc.returncode == 0, proc.stderr

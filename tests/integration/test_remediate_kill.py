@@ -160,7 +160,7 @@ def _assert_layers_intact(host):
 
 
 def _can_run(host, tag):
-    return host.podman("run", "--rm", "--uidmap", "0:1065537:65536", "--gidmap", "0:1065537:65536", tag,
+    return host.podman("run", "--rm", "--uidmap", rs.contiguous_map(host), "--gidmap", rs.contiguous_map(host), tag,
                        "true", timeout=120).returncode == 0
 
 
@@ -183,7 +183,7 @@ def _churn_against_prunes(host, tag, with_run):
             name = "churn%d" % index
             steps = [("create", "--name", name, "--uidmap", idmap, "--gidmap", idmap, tag, "true"), ("rm", name)]
             if with_run and index % 3 == 0:
-                steps.append(("run", "--rm", "--uidmap", "0:1065537:65536", "--gidmap", "0:1065537:65536",
+                steps.append(("run", "--rm", "--uidmap", rs.contiguous_map(host), "--gidmap", rs.contiguous_map(host),
                               tag, "true"))
             for args in steps:
                 proc = host.podman(*args, timeout=300)

@@ -89,7 +89,7 @@ def test_mounts_inside_copies_are_never_crossed(lab_host, suite, mount_program):
         proc = host.podman("create", "--name", "after%d" % index, "--uidmap", idmap, "--gidmap", idmap, tag, "true")
         assert proc.returncode == 0, proc.stderr
         host.podman("rm", "after%d" % index, check=True)
-    proc = host.podman("run", "--rm", "--uidmap", "0:1065537:65536", "--gidmap", "0:1065537:65536", tag,
+    proc = host.podman("run", "--rm", "--uidmap", rs.contiguous_map(host), "--gidmap", rs.contiguous_map(host), tag,
                        "cat", "/etc/hostname", timeout=120)
     assert proc.returncode == 0, proc.stderr
 
