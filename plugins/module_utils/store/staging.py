@@ -21,6 +21,14 @@ name in ListLayers and recreateSymlinks, and its stale-dir recovery only touches
 while it exists: only between our staging and our deletion, or until the next run after a
 crash.) That directory belongs to the graphroot run of the same name: it is stale when that
 run is gone or unlocked, is created after it and deleted before it.
+
+A Podman may start, and bind-mount the driver home, at any moment of a prune (c/storage does
+it at driver init, before taking any store lock). So a run opens the directories it stages
+from (``overlay/``, ``overlay/l``, ``overlay-layers/``) once, together with its own, and every
+rename of the run, and every put-back, goes between those fds: the mounts a run renames across
+are the ones it checked when it opened, whatever is mounted later (a bind mount of a directory
+onto itself shares its dentries: what the run renames through the fd it opened before the
+mount is what Podman sees through the mount).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -165,6 +173,8 @@ class StagingRun:
         self.fd: Optional[int] = None
         self.driver_fd: Optional[int] = None
         self.staged: List[str] = []
+        # The directories parts are staged from, opened with the run (path -> fd; None: absent).
+        self.parent_fds: Dict[str, Optional[int]] = {}
 
     def open(self) -> "StagingRun":
         with _RootLock(self.layout, create=True) as root_fd:
@@ -175,14 +185,28 @@ class StagingRun:
             self.fd = open_dir(self.path)
             _flock(self.fd)
         driver_fd = open_dir(self.layout.driver_dir)
+        self.parent_fds[self.layout.driver_dir] = driver_fd
+        # l/ through the driver home's fd: on the same mount as it, whatever is mounted later.
         try:
-            if _same_mount(driver_fd, self.fd):
-                self.driver_fd = self.fd
-            else:
-                self._open_driver_side(driver_fd)
-        finally:
-            os.close(driver_fd)
+            self.parent_fds[self.layout.link_dir] = os.open(
+                os.path.basename(self.layout.link_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=driver_fd)
+        except FileNotFoundError:
+            self.parent_fds[self.layout.link_dir] = None
+        try:
+            self.parent_fds[self.layout.layer_dir] = open_dir(self.layout.layer_dir)
+        except FileNotFoundError:
+            self.parent_fds[self.layout.layer_dir] = None
+        if _same_mount(driver_fd, self.fd):
+            self.driver_fd = self.fd
+        else:
+            self._open_driver_side(driver_fd)
         return self
+
+    def _parent_fd(self, parent: str) -> Optional[int]:
+        if parent not in self.parent_fds:
+            raise StoreError("%s is not a directory this staging run stages from" % parent)
+        return self.parent_fds[parent]
 
     def _open_driver_side(self, driver_fd: int) -> None:
         try:
@@ -214,53 +238,32 @@ class StagingRun:
         for area, paths in paths_by_area.items():
             own = self._area_fd(area)
             for path in paths:
-                try:
-                    fd = open_dir(path)
-                except FileNotFoundError:
-                    continue
-                try:
-                    if not _same_mount(fd, own):
-                        raise MountedError("%s and %s are on different mounts: data cannot be staged by rename"
-                                           % (path, self.driver_path if area == DRIVER_AREA else self.path))
-                finally:
-                    os.close(fd)
+                fd = self._parent_fd(path)
+                if fd is not None and not _same_mount(fd, own):
+                    raise MountedError("%s and %s are on different mounts: data cannot be staged by rename"
+                                       % (path, self.driver_path if area == DRIVER_AREA else self.path))
 
     def stage(self, parent: str, name: str, staged_name: str, area: str = GRAPH_AREA) -> bool:
-        """rename(parent/name, area/staged_name); False when ``name`` does not exist."""
+        """rename(parent/name, area/staged_name) between the fds opened with the run; False
+        when ``name`` (or ``parent``) does not exist."""
         area_fd = self._area_fd(area)
-        try:
-            parent_fd = open_dir(parent)
-        except FileNotFoundError:
+        parent_fd = self._parent_fd(parent)
+        if parent_fd is None:
             return False
         try:
-            try:
-                os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=area_fd)
-            except OSError as exc:
-                # A Podman that started since the run opened has bind-mounted the driver home
-                # onto itself (c/storage does it at driver init, before any store lock): from
-                # then on driver-side parts are staged inside the driver home, as open() does.
-                if exc.errno != errno.EXDEV or area != DRIVER_AREA or self.driver_fd != self.fd:
-                    raise
-                driver_fd = open_dir(self.layout.driver_dir)
-                try:
-                    self._open_driver_side(driver_fd)
-                finally:
-                    os.close(driver_fd)
-                os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=self._area_fd(area))
+            os.rename(name, staged_name, src_dir_fd=parent_fd, dst_dir_fd=area_fd)
         except FileNotFoundError:
             return False
-        finally:
-            os.close(parent_fd)
         self.staged.append(staged_name)
         return True
 
     def unstage(self, parent: str, name: str, staged_name: str, area: str = GRAPH_AREA) -> None:
-        """Put a staged entry back (a copy that cannot be staged whole stays whole)."""
-        parent_fd = open_dir(parent)
-        try:
-            os.rename(staged_name, name, src_dir_fd=self._area_fd(area), dst_dir_fd=parent_fd)
-        finally:
-            os.close(parent_fd)
+        """Put a staged entry back (a copy that cannot be staged whole stays whole): the
+        reverse rename between the same two fds, so it crosses no mount the stage did not."""
+        parent_fd = self._parent_fd(parent)
+        if parent_fd is None:
+            raise StoreError("%s is gone: cannot put %s back" % (parent, staged_name))
+        os.rename(staged_name, name, src_dir_fd=self._area_fd(area), dst_dir_fd=parent_fd)
         self.staged.remove(staged_name)
 
     def sync(self) -> None:
@@ -281,6 +284,10 @@ class StagingRun:
             self.close()
 
     def close(self) -> None:
+        for fd in self.parent_fds.values():
+            if fd is not None:
+                os.close(fd)
+        self.parent_fds = {}
         if self.driver_fd is not None and self.driver_fd != self.fd:
             os.close(self.driver_fd)
         self.driver_fd = None

@@ -101,6 +101,49 @@ def test_a_copy_that_cannot_be_staged_is_put_back_whole(fake_store, monkeypatch)
     assert staged_files(fake_store) == []
 
 
+def test_a_driver_home_bind_mounted_mid_prune_changes_no_rename_and_no_put_back(fake_store, monkeypatch):
+    """A Podman that starts mid-prune bind-mounts overlay/ onto itself (c/storage does it at
+    driver init, before any lock). Here it happens right after a copy's l/ link was staged and
+    before the rest of it: the copy then fails to stage (ENOSPC on its tar-split) and must be
+    put back whole, through the fds the run opened; the other copies are staged and deleted."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a bind mount")
+    store, _ids = make(fake_store)
+    plan = store.prune_plan(60)
+    victim = [c for c in plan.copies if c.link][-1]
+    driver = fake_store.path("overlay")
+    mounted = []
+    real_stage = staging_mod.StagingRun.stage
+
+    def stage_then_mount(self, parent, name, staged_name, area="graph"):
+        if staged_name == victim.layer_id + ".tar-split.gz":
+            raise OSError(28, "No space left on device")
+        done = real_stage(self, parent, name, staged_name, area)
+        if staged_name == victim.layer_id + ".link" and not mounted:
+            subprocess.run(["mount", "--bind", driver, driver], check=True)
+            mounted.append(driver)
+        return done
+
+    monkeypatch.setattr(staging_mod.StagingRun, "stage", stage_then_mount)
+    try:
+        result = store.prune(plan, 60)
+        assert mounted
+        skipped = {s["layer_id"]: s for s in result.skipped}
+        assert list(skipped) == [victim.layer_id] and skipped[victim.layer_id]["reason"] == "cannot stage"
+        assert not any("cannot put" in why for why in skipped[victim.layer_id]["why"]), skipped
+        assert os.path.isdir(fake_store.path("overlay", victim.layer_id, "diff"))
+        assert os.path.islink(fake_store.path("overlay", "l", victim.link))
+        assert {c.layer_id for c in result.removed} == {c.layer_id for c in plan.copies} - {victim.layer_id}
+        for copy in result.removed:
+            assert not os.path.lexists(fake_store.path("overlay", copy.layer_id))
+        assert staged_files(fake_store) == []
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", driver], check=False)
+    assert [c.layer_id for c in store.prune_plan(60).copies] == [victim.layer_id]
+
+
 def test_driver_home_on_its_own_mount_stages_into_tempdirs(fake_store, monkeypatch):
     """c/storage bind-mounts overlay/ onto itself while a container runs: the driver-side parts
     then go to overlay/tempdirs/idmapguard-run-*, the rest to the graphroot staging."""
@@ -163,11 +206,11 @@ def test_report_measures_after_the_locks_and_flags_vanished_and_estimates(fake_s
     real_measure = store_mod.measure_copies
     gone = {}
 
-    def measure_after_one_vanished(layout, copies, estimate=False):
+    def measure_after_one_vanished(layout, copies, estimate=False, **kwargs):
         victim = [c for c in copies if not c.in_use][0]
         gone["id"] = victim.layer_id
         os.rename(fake_store.path("overlay", victim.layer_id), fake_store.path("moved-away"))
-        return real_measure(layout, copies, estimate)
+        return real_measure(layout, copies, estimate, **kwargs)
 
     monkeypatch.setattr(store_mod, "measure_copies", measure_after_one_vanished)
     inv = store.inventory(60)
@@ -182,6 +225,33 @@ def test_report_measures_after_the_locks_and_flags_vanished_and_estimates(fake_s
         per_image.setdefault(copy.image_id, []).append(copy)
     labelled = [c for copies in per_image.values() for c in copies[1:]]
     assert labelled and all(c.measured == ESTIMATED for c in labelled)
+
+
+def test_the_size_walk_runs_in_an_idle_thread_and_looks_for_podman_before_each_copy(fake_store, monkeypatch):
+    import threading
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import activity as activity_mod
+    store, _ids = make(fake_store)
+    real_measure = store_mod.measure_copies
+    seen = {}
+    pauses = []
+    monkeypatch.setattr(activity_mod.PodmanActivity, "pause", lambda self: pauses.append(1))
+
+    def watched(layout, copies, estimate=False, pause=None):
+        seen["thread"] = threading.current_thread() is not threading.main_thread()
+        seen["policy"] = os.sched_getscheduler(0)
+        return real_measure(layout, copies, estimate, pause=pause)
+
+    monkeypatch.setattr(store_mod, "measure_copies", watched)
+    policy_before = os.sched_getscheduler(0)
+    inv = store.inventory(60)
+    walked = [c for c in inv.copies if c.measured != ESTIMATED]
+    assert seen["thread"] and len(pauses) == len(walked) > 0
+    if os.geteuid() == 0:
+        assert seen["policy"] == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == policy_before  # the caller's own priority is untouched
+    pauses.clear()
+    store.inventory(60, measure="estimate")
+    assert 0 < len(pauses) < len(walked) or len(walked) == 1  # one walk per image
 
 
 def test_deletion_pauses_while_another_process_holds_a_store_lock(fake_store, monkeypatch):
