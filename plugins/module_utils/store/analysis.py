@@ -27,7 +27,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
     IDMapError, format_idmap, from_storage_json, parse_idmap,
@@ -200,9 +200,11 @@ def mounts_in_copy(layout: StoreLayout, layer_id: str, link: Optional[str], poin
     return found
 
 
-def measure_copies(layout: StoreLayout, copies: List[MappedCopy], estimate: bool = False) -> None:
+def measure_copies(layout: StoreLayout, copies: List[MappedCopy], estimate: bool = False,
+                   pause: Optional[Callable[[], None]] = None) -> None:
     """Fill in inodes/bytes, outside the store's locks. With ``estimate`` only the first copy
-    of each image is walked and the others get its figures (labelled ``estimate``)."""
+    of each image is walked and the others get its figures (labelled ``estimate``). ``pause``
+    is called before each walk (the caller's way of waiting while Podman is at work)."""
     per_image: Dict[str, Tuple[int, int]] = {}
     for copy in copies:
         if not copy.record:
@@ -211,6 +213,8 @@ def measure_copies(layout: StoreLayout, copies: List[MappedCopy], estimate: bool
             copy.inodes, copy.bytes = per_image[copy.image_id]
             copy.measured = ESTIMATED
             continue
+        if pause is not None:
+            pause()
         if not os.path.lexists(os.path.join(layout.driver_dir, copy.layer_id)):
             copy.inodes, copy.bytes, copy.measured = 0, 0, VANISHED
             continue

@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run a block at idle I/O priority (what ``ionice -c3`` does).
+"""Run a block at idle I/O priority (what ``ionice -c3`` does), or a function in a thread
+that is idle for both the disk and the CPU (what ``chrt --idle 0 ionice -c3`` does).
 
-Used for deleting staged data after the store's locks are released: that work must leave the
-disk to Podman. The CPU priority is left alone on purpose: deletion is mostly kernel time in
+Idle I/O is used for deleting staged data after the store's locks are released: that work
+must leave the disk to Podman. The CPU priority is left alone on purpose: deletion is mostly kernel time in
 unlinkat, and at nice 19 on a busy host it would fall far behind ``rm -rf`` (whose pace a
 prune keeps), while Podman's waits on the store are on I/O (fsync of its JSON), not CPU.
 ioprio_set(2) has no libc wrapper, so it goes through syscall(2) with the number of the
@@ -17,14 +18,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import contextlib
+import os
 import platform
-from typing import Iterator, Optional
+import threading
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import LIBC as _LIBC
 
 _IOPRIO_WHO_PROCESS = 1
 _IOPRIO_CLASS_SHIFT = 13
 IOPRIO_CLASS_IDLE = 3
+Result = TypeVar("Result")
 # (ioprio_set, ioprio_get) per machine (include/uapi/asm-generic/unistd.h and arch tables).
 _SYSCALLS = {
     "x86_64": (251, 252), "amd64": (251, 252), "i386": (289, 290), "i686": (289, 290),
@@ -68,3 +72,44 @@ def idle_priority() -> Iterator[bool]:
     finally:
         if old_io is not None:
             set_io_priority(old_io)
+
+
+def _idle_cpu() -> bool:
+    """SCHED_IDLE for the calling thread (Linux: pid 0 is the thread); True when taken."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        return False
+    return True
+
+
+def run_in_background(work: Callable[[], Result]) -> "tuple[Result, Dict[str, bool]]":
+    """Run ``work`` in a thread of its own at idle CPU and idle I/O priority and wait for it.
+
+    For walks that only count (inodes and bytes of copies for a report or a plan): on a host
+    with few cores a walk at normal priority takes CPU from the ``podman create`` it must not
+    slow down; a thread at SCHED_IDLE runs only on a CPU nobody else wants. The priority is
+    the thread's own and ends with it, so the caller's is never changed and nothing needs
+    restoring (leaving SCHED_IDLE is not always allowed). Returns work's result and which
+    priorities the kernel took; an exception raised by work is raised here.
+    """
+    outcome: Dict[str, Any] = {}
+    taken = {"idle_cpu": False, "idle_io": False}
+
+    def body() -> None:
+        taken["idle_cpu"] = _idle_cpu()
+        taken["idle_io"] = set_io_priority(idle_io_value())
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # pylint: disable=broad-except
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=body, name="idmapguard-measure", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"], taken

@@ -114,6 +114,9 @@ def test_guard_state_is_shown_per_host(env):
     md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(records))
     assert "Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)\n" in md
     assert "NOT RUNNING (state stale)" in md
+    html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(records))
+    assert "<li>Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)</li>" in html
+    assert re.search(r'<span class="fail">[^<]*NOT RUNNING \(state stale\)', html)
 
 
 def test_podman_upgrade_note_in_row_summary_and_markdown(env):

@@ -89,6 +89,23 @@ def test_lock_never_creates_the_file(tmp_path):
     assert not (tmp_path / "missing.lock").exists()
 
 
+def test_run_in_background_returns_raises_and_leaves_the_caller_alone():
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import priority
+    before = (os.sched_getscheduler(0), priority.get_io_priority())
+    value, taken = priority.run_in_background(lambda: (os.sched_getscheduler(0), priority.get_io_priority()))
+    if taken["idle_cpu"]:
+        assert value[0] == os.SCHED_IDLE
+    if taken["idle_io"]:
+        assert value[1] == priority.idle_io_value()
+    assert (os.sched_getscheduler(0), priority.get_io_priority()) == before
+
+    def fails():
+        raise ValueError("walk failed")
+
+    with pytest.raises(ValueError, match="walk failed"):
+        priority.run_in_background(fails)
+
+
 def test_id_check():
     assert is_valid_id("a" * 64)
     for bad in ("A" * 64, "a" * 63, "../" + "a" * 61, None, 5, "a" * 64 + "\n"):
