@@ -84,9 +84,9 @@ options:
       - How O(state=report) and check mode find the inodes and bytes of each copy, always after the
         store's locks are released. V(measured) walks every copy; V(estimate) walks one copy per image
         and gives the others its figures (each copy says which in C(measured)).
-      - The walk runs in a thread at idle CPU and I/O priority and waits while a Podman process holds a
-        store lock, so on a busy host it takes longer rather than slowing Podman; V(estimate) is the
-        fast choice there.
+      - The walk runs in a thread at low CPU priority (nice 19) and idle I/O priority and waits while a
+        Podman process holds a store lock, so on a busy host it takes longer rather than slowing Podman;
+        V(estimate) is the fast choice there.
     type: str
     choices: [measured, estimate]
     default: measured

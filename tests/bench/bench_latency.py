@@ -8,13 +8,20 @@ hits both sides: idle, during the prune (or the report) of the N copies, idle ag
 median and max latency of each side and their ratios (goal <= 1.5 for both).
 
     python tests/bench/bench_latency.py [--copies 25,100,200] [--files 2000] [--rounds 1]
-                                        [--report-copies 200] [--lib DIR]
+                                        [--report-copies 200] [--lib DIR] [--busy N]
+
+--busy N keeps N CPU-bound processes (at nice 0) running on the machine during every
+measured window, idle windows included (not while Podman makes the copies): a busy host,
+where a walk at normal priority competes with Podman for the CPU.
 
 --lib DIR installs plugins/module_utils from another checkout (e.g. the code before this
-change) to measure it the same way.
+change) to measure it the same way. --compare-lib DIR installs it next to this checkout's and
+runs every report round with both, on the same copies, in alternating order: both ratios come
+from one run.
 """
 import argparse
 import os
+import subprocess
 import statistics
 import sys
 import time
@@ -72,24 +79,42 @@ def loop_stop(host):
               check=True)
 
 
+BUSY = [0]  # CPU hogs during measured windows (--busy)
+
+
+class Busy:
+    """BUSY[0] CPU-bound processes at nice 0 while the block runs."""
+
+    def __enter__(self):
+        self.hogs = [subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"]) for _ in range(BUSY[0])]
+        return self
+
+    def __exit__(self, *exc):
+        for hog in self.hogs:
+            hog.kill()
+            hog.wait()
+
+
 def idle_window(host, tag, creates):
-    loop_start(host, tag)
-    deadline = time.time() + 120
-    while len(samples(host)[0]) < creates and time.time() < deadline:
-        time.sleep(0.3)
-    loop_stop(host)
+    with Busy():
+        loop_start(host, tag)
+        deadline = time.time() + 120
+        while len(samples(host)[0]) < creates and time.time() < deadline:
+            time.sleep(0.3)
+        loop_stop(host)
     return samples(host)
 
 
 def loaded_window(host, tag, command, warmup=2):
     """Creates that started while ``command`` ran inside the host; (latencies, errors, seconds)."""
-    loop_start(host, tag)
-    while len(samples(host)[0]) < warmup:
-        time.sleep(0.1)
-    start = now_ns(host)
-    host.exec(command, check=True)
-    end = now_ns(host)
-    loop_stop(host)
+    with Busy():
+        loop_start(host, tag)
+        while len(samples(host)[0]) < warmup:
+            time.sleep(0.1)
+        start = now_ns(host)
+        host.exec(command, check=True, timeout=1800)
+        end = now_ns(host)
+        loop_stop(host)
     lat, errors = samples(host, start, end)
     if not lat:  # the command was faster than one create: take the create that overlapped it
         lat = [max(samples(host, None, end)[0][-1:] or [0.0])]
@@ -121,6 +146,46 @@ def one_round(host, tag, count, first, what, creates, fresh=True, clean=True):
             "errors": err_a + err_l + err_b}
 
 
+BASE_LIB = "/usr/local/lib/idmapguard-base"
+BASE_PRUNE = "/usr/local/sbin/idmapguard-prune-base"
+
+
+def install_base_lib(host, lib):
+    """A second library (another checkout's module_utils) with its own idmapguard-prune."""
+    import shutil
+    dest = host.path(os.path.join(BASE_LIB, rs.PKG))
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    shutil.copytree(os.path.join(lib, "plugins", "module_utils"), dest,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(host.path(BASE_PRUNE), "w") as handle:
+        handle.write(rs.entry_point("manual_prune", "prune now", lib=BASE_LIB))
+    os.chmod(host.path(BASE_PRUNE), 0o755)
+
+
+def report_rounds(host, tag, count, first, rounds, creates, binaries):
+    """Report rounds on one set of copies, each round with every binary (order alternating)."""
+    make_copies(host, tag, first, count)
+    host.exec("sync", check=True)
+    per_bin = {name: [] for name, _path in binaries}
+    for number in range(rounds):
+        order = binaries if number % 2 == 0 else list(reversed(binaries))
+        for name, path in order:
+            idle_a, err_a = idle_window(host, tag, creates)
+            loaded, err_l, seconds = loaded_window(host, tag, "%s --report --min-age 0 > /tmp/bench-out.json" % path)
+            idle_b, err_b = idle_window(host, tag, creates)
+            (idle_med, idle_max), (load_med, load_max) = stats(idle_a + idle_b), stats(loaded)
+            res = {"seconds": seconds, "ratio_median": load_med / idle_med, "ratio_max": load_max / idle_max,
+                   "errors": err_a + err_l + err_b}
+            per_bin[name].append(res)
+            print("  report %d copies round %d, %s: %.1fs; create idle median %.3fs max %.3fs (n=%d), during "
+                  "median %.3fs max %.3fs (n=%d); ratio median %.2f max %.2f; podman errors %d" % (
+                      count, number, name, seconds, idle_med, idle_max, len(idle_a + idle_b), load_med, load_max,
+                      len(loaded), res["ratio_median"], res["ratio_max"], res["errors"]))
+    host.exec("/usr/local/sbin/idmapguard-prune --min-age 0 >/dev/null", check=True)
+    return per_bin
+
+
 def install_lib(host, lib):
     if lib:
         rs.install_guard(host)
@@ -140,6 +205,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--creates", type=int, default=6, help="creates per idle window")
     parser.add_argument("--lib", help="checkout whose plugins/module_utils to measure instead of this one")
+    parser.add_argument("--compare-lib", help="checkout whose module_utils each report round also runs with")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes to run meanwhile (a busy host)")
     parser.add_argument("--report-then-prune", action="store_true",
                         help="report on the report copies, then prune those same copies (saves making them twice)")
     args = parser.parse_args()
@@ -156,16 +223,26 @@ def main():
         install_lib(host, args.lib)
         tag = host.image(files=args.files)
         host.exec("podman create --name warm %s true >/dev/null && podman rm warm >/dev/null" % tag, check=True)
-        print("host %s podman %s, store ext4 %d MB, %d inodes, lib %s" % (
-            host.name, host.podman_version(), size_mb, inodes, args.lib or REPO))
+        print("host %s podman %s, store ext4 %d MB, %d inodes, lib %s, %d CPU hog(s)" % (
+            host.name, host.podman_version(), size_mb, inodes, args.lib or REPO, args.busy))
+        BUSY[0] = args.busy
         jobs = [("prune", n, True) for n in counts]
-        if args.report_copies:
+        summary = []
+        if args.report_copies and args.compare_lib:
+            install_base_lib(host, args.compare_lib)
+            binaries = [("this", "/usr/local/sbin/idmapguard-prune"), ("base", BASE_PRUNE)]
+            per_bin = report_rounds(host, tag, args.report_copies, 5000, args.rounds, args.creates, binaries)
+            for name, path in binaries:
+                rounds = per_bin[name]
+                summary.append(("report (%s: %s)" % (name, args.compare_lib if name == "base" else REPO),
+                                args.report_copies, statistics.median(r["ratio_median"] for r in rounds),
+                                statistics.median(r["ratio_max"] for r in rounds), sum(r["errors"] for r in rounds)))
+        elif args.report_copies:
             if args.report_then_prune:
                 jobs = [("report", args.report_copies, True), ("prune", args.report_copies, False)]
             else:
                 jobs.append(("report", args.report_copies, True))
         first = 0
-        summary = []
         for what, count, fresh_copies in jobs:
             rounds = []
             for number in range(args.rounds):

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run a block at idle I/O priority (what ``ionice -c3`` does), or a function in a thread
-that is idle for both the disk and the CPU (what ``chrt --idle 0 ionice -c3`` does).
+"""Run a block at idle I/O priority (what ``ionice -c3`` does), or a function in a thread at
+idle I/O and low CPU priority (what ``chrt --batch 0 nice -n 19 ionice -c3`` does).
 
 Idle I/O is used for deleting staged data after the store's locks are released: that work
 must leave the disk to Podman. The CPU priority is left alone on purpose: deletion is mostly kernel time in
@@ -74,33 +74,40 @@ def idle_priority() -> Iterator[bool]:
             set_io_priority(old_io)
 
 
-def _idle_cpu() -> bool:
-    """SCHED_IDLE for the calling thread (Linux: pid 0 is the thread); True when taken."""
-    policy = getattr(os, "SCHED_IDLE", None)
-    if policy is None:
-        return False
+def _low_cpu() -> bool:
+    """SCHED_BATCH at nice 19 for the calling thread (Linux: scheduling and nice are per thread);
+    True when the kernel took either. Not SCHED_IDLE: on a host whose CPUs are all busy an
+    idle-class walk would hardly progress at all (the guard service makes the same choice)."""
+    taken = False
     try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
-    except OSError:
-        return False
-    return True
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        taken = True
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        taken = True
+    except (AttributeError, OSError):
+        pass
+    return taken
 
 
 def run_in_background(work: Callable[[], Result]) -> "tuple[Result, Dict[str, bool]]":
-    """Run ``work`` in a thread of its own at idle CPU and idle I/O priority and wait for it.
+    """Run ``work`` in a thread of its own at low CPU priority (SCHED_BATCH, nice 19) and idle
+    I/O priority and wait for it.
 
     For walks that only count (inodes and bytes of copies for a report or a plan): on a host
     with few cores a walk at normal priority takes CPU from the ``podman create`` it must not
-    slow down; a thread at SCHED_IDLE runs only on a CPU nobody else wants. The priority is
-    the thread's own and ends with it, so the caller's is never changed and nothing needs
-    restoring (leaving SCHED_IDLE is not always allowed). Returns work's result and which
+    slow down; at nice 19 a waking Podman thread gets the CPU back at once. The priority is the
+    thread's own and ends with it, so the caller's is never changed and nothing needs restoring
+    (lowering a nice value again is not always allowed). Returns work's result and which
     priorities the kernel took; an exception raised by work is raised here.
     """
     outcome: Dict[str, Any] = {}
-    taken = {"idle_cpu": False, "idle_io": False}
+    taken = {"low_cpu": False, "idle_io": False}
 
     def body() -> None:
-        taken["idle_cpu"] = _idle_cpu()
+        taken["low_cpu"] = _low_cpu()
         taken["idle_io"] = set_io_priority(idle_io_value())
         try:
             outcome["value"] = work()

@@ -84,9 +84,9 @@ class Store:
 
     def _measure(self, inventory: Inventory, measure: Measure) -> None:
         if measure:
-            # The walk stats every file of every copy it measures: it runs in a thread at idle
-            # CPU and I/O priority and waits while Podman holds a store lock, so a report on a
-            # busy host is slow rather than Podman (benchmark: make bench-latency).
+            # The walk stats every file of every copy it measures: it runs in a thread at low
+            # CPU and idle I/O priority and waits while Podman holds a store lock, so on a busy
+            # host the report slows down rather than Podman (benchmark: make bench-latency).
             estimate = measure == ESTIMATED
             activity = PodmanActivity([p for p in self._lock_paths() if os.path.exists(p)])
             try:

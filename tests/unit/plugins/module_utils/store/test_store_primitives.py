@@ -90,14 +90,22 @@ def test_lock_never_creates_the_file(tmp_path):
 
 
 def test_run_in_background_returns_raises_and_leaves_the_caller_alone():
+    import threading
     from ansible_collections.idmapguard.storage.plugins.module_utils.store import priority
-    before = (os.sched_getscheduler(0), priority.get_io_priority())
-    value, taken = priority.run_in_background(lambda: (os.sched_getscheduler(0), priority.get_io_priority()))
-    if taken["idle_cpu"]:
-        assert value[0] == os.SCHED_IDLE
+
+    def mine():
+        return (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                priority.get_io_priority())
+
+    before = mine()
+    value, taken = priority.run_in_background(mine)
+    if taken["low_cpu"]:
+        assert value[:2] == (os.SCHED_BATCH, 19)
     if taken["idle_io"]:
-        assert value[1] == priority.idle_io_value()
-    assert (os.sched_getscheduler(0), priority.get_io_priority()) == before
+        assert value[2] == priority.idle_io_value()
+    if os.geteuid() == 0:
+        assert taken == {"low_cpu": True, "idle_io": True}
+    assert mine() == before
 
     def fails():
         raise ValueError("walk failed")

@@ -227,7 +227,7 @@ def test_report_measures_after_the_locks_and_flags_vanished_and_estimates(fake_s
     assert labelled and all(c.measured == ESTIMATED for c in labelled)
 
 
-def test_the_size_walk_runs_in_an_idle_thread_and_looks_for_podman_before_each_copy(fake_store, monkeypatch):
+def test_the_size_walk_runs_in_a_low_priority_thread_and_looks_for_podman_before_each_copy(fake_store, monkeypatch):
     import threading
     from ansible_collections.idmapguard.storage.plugins.module_utils.store import activity as activity_mod
     store, _ids = make(fake_store)
@@ -238,7 +238,7 @@ def test_the_size_walk_runs_in_an_idle_thread_and_looks_for_podman_before_each_c
 
     def watched(layout, copies, estimate=False, pause=None):
         seen["thread"] = threading.current_thread() is not threading.main_thread()
-        seen["policy"] = os.sched_getscheduler(0)
+        seen["policy"] = os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         return real_measure(layout, copies, estimate, pause=pause)
 
     monkeypatch.setattr(store_mod, "measure_copies", watched)
@@ -247,7 +247,7 @@ def test_the_size_walk_runs_in_an_idle_thread_and_looks_for_podman_before_each_c
     walked = [c for c in inv.copies if c.measured != ESTIMATED]
     assert seen["thread"] and len(pauses) == len(walked) > 0
     if os.geteuid() == 0:
-        assert seen["policy"] == os.SCHED_IDLE
+        assert seen["policy"] == (os.SCHED_BATCH, 19)
     assert os.sched_getscheduler(0) == policy_before  # the caller's own priority is untouched
     pauses.clear()
     store.inventory(60, measure="estimate")
