@@ -6,7 +6,8 @@
 * :func:`prune_due` is the prune-now decision of the ``remediate`` role (and the rollout).
 * :func:`cache_budget` and :func:`choose_evictions` are the copy-cache rules of the guard:
   unused copies are a cache with an inode budget; the least recently used go first when the
-  cache is over its budget, and more go at once when the filesystem runs low on free inodes.
+  cache is over its budget, and more go at once when the filesystem runs low on free inodes;
+  :func:`must_catch_up` says when the guard has fallen behind and works at full priority.
   Copies of ``keep_maps`` and copies younger than the grace never reach these functions as
   candidates (the caller leaves them out), so they are never chosen.
 
@@ -110,6 +111,25 @@ class Eviction:
     layer_id: str
     inodes: int
     reason: str
+
+
+# The guard has fallen behind when unused copies hold more than this many times its budget.
+BEHIND_FACTOR = 2.0
+
+
+def must_catch_up(cached_inodes: int, inodes_free: int, budget: CacheBudget) -> Tuple[bool, str]:
+    """Whether the guard has fallen behind Podman, and why in words.
+
+    While it keeps up the guard works at low priority and its deletions pause for Podman; once
+    the cache holds more than BEHIND_FACTOR times its budget, or free inodes are below the low
+    mark, it works at normal priority and without pauses until it has caught up: Podman waiting
+    a little is better than Podman failing with ENOSPC.
+    """
+    if budget.budget_inodes >= 0 and cached_inodes > BEHIND_FACTOR * budget.budget_inodes:
+        return True, "cache %d > %g x budget %d inodes" % (cached_inodes, BEHIND_FACTOR, budget.budget_inodes)
+    if inodes_free < budget.low_free_inodes:
+        return True, "free inodes %d < %d" % (inodes_free, budget.low_free_inodes)
+    return False, "keeping up"
 
 
 def lru_order(entries: Sequence[CacheEntry]) -> List[CacheEntry]:

@@ -70,9 +70,10 @@ def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
     row = {"cache_copies": _int_or_none(cache.get("copies")), "cache_inodes": _int_or_none(cache.get("inodes")),
            "budget_inodes": _int_or_none(budget.get("budget_inodes")),
            "evictions": _int_or_none(evictions.get("total")), "evicted_inodes": _int_or_none(evictions.get("inodes")),
-           "stale": bool(guard.get("stale"))}
-    row["line"] = "%s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s" % (
+           "stale": bool(guard.get("stale")), "catching_up": bool(guard.get("catching_up"))}
+    row["line"] = "%s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s%s" % (
         row["cache_copies"], row["cache_inodes"], row["budget_inodes"], row["evictions"], row["evicted_inodes"],
+        "; behind Podman, catching up at full priority" if row["catching_up"] else "",
         "; NOT RUNNING (state stale)" if row["stale"] else "")
     return row
 

@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis 
     MappedCopy, copy_usage, select_prunable,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import normal_priority
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import Plan
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
@@ -66,6 +68,10 @@ class CopyCacheGuard:
         self.state = GuardState.load(settings.state_file)
         self.started = clock()
         self.passes = 0
+        # Fallen behind at the end of the last pass (reclaim_policy.must_catch_up): the next
+        # one runs at normal priority from its start.
+        self.catching_up = False
+        self.image_sizes: Dict[str, Dict[str, int]] = {}
 
     def lock_paths(self) -> List[str]:
         layout = self.store.layout
@@ -82,16 +88,33 @@ class CopyCacheGuard:
     # --- one pass --------------------------------------------------------------------------
     def _measure(self, copy: MappedCopy) -> Dict[str, int]:
         known = self.state.size(copy.layer_id)
+        if known is None and copy.image_id in self.image_sizes:
+            # Every copy of an image is a chowned copy of the same top layer: one walk per
+            # image, not one per copy (a host that makes a copy a second would otherwise keep
+            # the guard walking). The deletion counts the real figure.
+            known = dict(self.image_sizes[copy.image_id])
+            self.state.set_size(copy.layer_id, known["inodes"], known["bytes"])
         if known is None:
             # Outside every lock: an unused copy does not change, and one that vanished
             # meanwhile measures 0 and is gone from the next pass.
             inodes, size = copy_usage(self.store.layout, copy.layer_id, copy.link) if copy.record else (0, 0)
             self.state.set_size(copy.layer_id, inodes, size)
             known = {"inodes": inodes, "bytes": size}
+            if inodes and copy.image_id:
+                self.image_sizes[copy.image_id] = dict(known)
         return known
 
     def run_pass(self, trigger: str) -> Dict[str, Any]:
-        """Observe, account, evict; returns the pass summary (also written to the state file)."""
+        """Observe, account, evict; returns the pass summary (also written to the state file).
+        Runs at normal priority when the guard has fallen behind (from the start of the pass
+        when it had at the end of the last one, or when free inodes are low)."""
+        with contextlib.ExitStack() as priority:
+            if self.catching_up or self.low_on_inodes():
+                priority.enter_context(normal_priority())
+                return self._pass(trigger, lambda: None)
+            return self._pass(trigger, lambda: priority.enter_context(normal_priority()))
+
+    def _pass(self, trigger: str, raise_priority: Callable[[], Any]) -> Dict[str, Any]:
         settings = self.settings
         now = self.clock()
         inventory = self.store.inventory(min_age=0.0, measure=False)
@@ -122,6 +145,12 @@ class CopyCacheGuard:
         # BACKOFF seconds and the choice is made again without it, so one copy that cannot go
         # does not stop every other eviction while the cache is over budget.
         free = fs["inodes_free"]
+        catch_up, why = reclaim_policy.must_catch_up(cached_inodes, free, budget)
+        if catch_up:
+            raise_priority()
+        if catch_up and not self.catching_up:
+            emit(self.log, {"event": "catching up", "time": round(self.clock(), 3), "why": why,
+                            "cache_inodes": cached_inodes, "inodes_free": free})
         while True:
             candidates = [e for e in entries if not self.state.backing_off(e.layer_id, now)]
             chosen = reclaim_policy.choose_evictions(candidates, cached_inodes, free, budget)[:settings.evict_batch]
@@ -130,7 +159,7 @@ class CopyCacheGuard:
             plan = Plan([by_id[e.layer_id] for e in chosen], min_age=settings.grace)
             reasons = {e.layer_id: e.reason for e in chosen}
             try:
-                result = self.store.prune(plan)
+                result = self.store.prune(plan, catch_up=catch_up)
             except StoreError as exc:
                 for entry in chosen:
                     self.state.back_off(entry.layer_id, now + BACKOFF)
@@ -164,12 +193,17 @@ class CopyCacheGuard:
             done = {c.layer_id for c in result.removed} | {item["layer_id"] for item in result.skipped}
             entries = [e for e in entries if e.layer_id not in done]
         fs_after = fs_usage(self.store.layout.graphroot)
+        still, why = reclaim_policy.must_catch_up(cached_inodes, fs_after["inodes_free"], budget)
+        if (catch_up or self.catching_up) and not still:
+            emit(self.log, {"event": "caught up", "time": round(self.clock(), 3), "why": why,
+                            "cache_inodes": cached_inodes, "inodes_free": fs_after["inodes_free"]})
+        self.catching_up = still
         self.passes += 1
         status = {
             "pid": os.getpid(), "started": round(self.started, 3), "updated": round(self.clock(), 3),
             "trigger": trigger, "passes": self.passes,
             "store": {"graphroot": self.where["graphroot"], "runroot": self.where["runroot"]},
-            "budget": budget.as_dict(),
+            "budget": budget.as_dict(), "catching_up": self.catching_up,
             "settings": {"budget_percent": settings.budget_percent, "low_free_percent": settings.low_free_percent,
                          "grace": settings.grace, "keep_maps": len(settings.keep_maps),
                          "images": settings.images},

@@ -7,8 +7,9 @@ Deleting staged data needs no lock of the store, but it loads the filesystem's j
 ``podman create`` that is writing (and fsyncing) the store's JSON meanwhile waits for that
 journal. So the deletion looks, every few hundred entries, whether any process holds (or
 waits for) one of the store's lock files, with fcntl F_GETLK, which takes no lock itself, and
-pauses until Podman is done (at most ``MAX_PAUSE`` per look, so a busy host still gets its
-inodes back). No fd of a lock file is closed while this process holds a lock on it: the
+pauses until Podman is done: at most ``MAX_PAUSE`` per look, and never more in all than the
+time the work itself has taken (a Podman that holds a lock nearly all the time, as 4.3 does
+while it chowns a copy per create, still leaves the deletion half of its pace). No fd of a lock file is closed while this process holds a lock on it: the
 deletion runs after the prune released all of them.
 """
 
@@ -40,6 +41,7 @@ class PodmanActivity:
                 continue
         self.paused_seconds = 0.0
         self.pauses = 0
+        self._started = time.monotonic()
 
     def busy(self) -> bool:
         query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
@@ -53,11 +55,13 @@ class PodmanActivity:
         return False
 
     def pause(self) -> None:
-        if not self.busy():
+        worked = time.monotonic() - self._started - self.paused_seconds
+        allowed = min(MAX_PAUSE, worked - self.paused_seconds)
+        if allowed <= 0 or not self.busy():
             return
         self.pauses += 1
         started = time.monotonic()
-        while time.monotonic() - started < MAX_PAUSE:
+        while time.monotonic() - started < allowed:
             time.sleep(_POLL)
             if not self.busy():
                 break

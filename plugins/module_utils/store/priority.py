@@ -27,6 +27,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc impo
 
 _IOPRIO_WHO_PROCESS = 1
 _IOPRIO_CLASS_SHIFT = 13
+IOPRIO_CLASS_BEST_EFFORT = 2
 IOPRIO_CLASS_IDLE = 3
 Result = TypeVar("Result")
 # (ioprio_set, ioprio_get) per machine (include/uapi/asm-generic/unistd.h and arch tables).
@@ -120,3 +121,39 @@ def run_in_background(work: Callable[[], Result]) -> "tuple[Result, Dict[str, bo
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"], taken
+
+
+@contextlib.contextmanager
+def normal_priority() -> Iterator[bool]:
+    """SCHED_OTHER, nice 0 and best-effort I/O for the calling thread during the block, its
+    own priorities back afterwards (raising a nice value and SCHED_BATCH are always allowed).
+
+    For the guard when it has fallen behind: it runs at nice 19 and idle I/O (its systemd unit)
+    so that it never slows Podman while it keeps up, but on a host whose CPUs Podman keeps busy
+    that share is too small to delete as fast as Podman copies. Yields whether it was taken
+    (raising a priority needs CAP_SYS_NICE)."""
+    tid = threading.get_native_id()
+    try:
+        old_policy, old_nice = os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, tid)
+    except (AttributeError, OSError):
+        yield False
+        return
+    old_io = get_io_priority()
+    raised = False
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, 0)
+        raised = True
+    except OSError:
+        pass
+    set_io_priority((IOPRIO_CLASS_BEST_EFFORT << _IOPRIO_CLASS_SHIFT) | 4)
+    try:
+        yield raised
+    finally:
+        try:
+            os.sched_setscheduler(0, old_policy, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, old_nice)
+        except OSError:
+            pass
+        if old_io is not None:
+            set_io_priority(old_io)

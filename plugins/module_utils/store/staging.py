@@ -36,6 +36,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import binascii
+import contextlib
 import errno
 import fcntl
 import os
@@ -273,13 +274,16 @@ class StagingRun:
                                      self.layout.layer_dir}):
                 fsync_dir(directory)
 
-    def delete(self, measure: bool = False, hook: Hook = None) -> Deletion:
-        """Delete everything staged at idle priority, then the run directories. Never raises
-        for what it cannot delete: it is reported in ``left`` and stays in staging."""
+    def delete(self, measure: bool = False, hook: Hook = None, catch_up: bool = False) -> Deletion:
+        """Delete everything staged at idle priority, pausing while Podman holds a store lock,
+        then the run directories; with ``catch_up`` (a guard that has fallen behind) at the
+        caller's priority and without pauses. Never raises for what it cannot delete: it is
+        reported in ``left`` and stays in staging."""
         if self.fd is None:
             raise StoreError("staging run %s is not open" % self.path)
         try:
-            return _delete_run(self.layout, self.name, self.fd, stale=False, measure=measure, hook=hook)
+            return _delete_run(self.layout, self.name, self.fd, stale=False, measure=measure, hook=hook,
+                               catch_up=catch_up)
         finally:
             self.close()
 
@@ -359,19 +363,20 @@ def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", me
 
 
 def _delete_run(layout: StoreLayout, name: str, fd: int, stale: bool, measure: bool,
-                hook: Hook = None) -> "Deletion":
+                hook: Hook = None, catch_up: bool = False) -> "Deletion":
     done = Deletion(run=os.path.join(staging_root(layout), name), stale=stale)
     started = time.monotonic()
-    activity = PodmanActivity(_store_locks(layout))
+    activity = PodmanActivity(_store_locks(layout)) if not catch_up else None
     try:
-        with idle_priority() as is_idle:
+        with (idle_priority() if not catch_up else contextlib.nullcontext(False)) as is_idle:
             done.idle_io = is_idle
             created_root = os.path.lexists(os.path.join(done.run, CREATED_DRIVER_ROOT))
             _delete_driver_side(layout, name, done, measure, hook, remove_root=created_root, activity=activity)
             _delete_entries(fd, done.run, done, measure, hook, activity)
     finally:
-        activity.close()
-        done.paused_seconds = activity.paused_seconds
+        if activity is not None:
+            activity.close()
+            done.paused_seconds = activity.paused_seconds
         done.seconds = time.monotonic() - started
     if not done.left:
         with _RootLock(layout, create=False) as root_fd:

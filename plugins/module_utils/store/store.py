@@ -137,11 +137,12 @@ class Store:
         return plan
 
     def prune(self, plan: Plan, min_age: Optional[float] = None, hook: Optional[StepHook] = None,
-              finish_staged: bool = True) -> Result:
+              finish_staged: bool = True, catch_up: bool = False) -> Result:
         """Remove the copies of ``plan`` that are still unused (and unmounted) when we hold the
         write locks (``min_age`` defaults to the plan's). The locks are held for metadata and
-        renames only; the data is deleted after they are released. ``finish_staged`` also
-        deletes what crashed prunes left in staging."""
+        renames only; the data is deleted after they are released, at idle I/O priority and
+        pausing while Podman holds a lock, or with ``catch_up`` at the caller's priority and
+        without pausing. ``finish_staged`` also deletes what crashed prunes left in staging."""
         min_age = plan.min_age if min_age is None else min_age
         step = hook or (lambda name: None)
         result = Result(fs_before=fs_usage(self.layout.graphroot))
@@ -169,7 +170,7 @@ class Store:
                 run.close()
                 raise
             if run.fd is not None:
-                deleted = run.delete(hook=step)
+                deleted = run.delete(hook=step, catch_up=catch_up)
                 result.deletions.append(deleted.as_dict())
                 for copy in result.removed:
                     # Counted while deleting: exact, and no walk of its own (a plan made with

@@ -4,7 +4,8 @@
 import pytest
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import (
-    CacheBudget, CacheEntry, PolicyError, cache_budget, choose_evictions, inode_use_percent, lru_order, prune_due,
+    CacheBudget, CacheEntry, PolicyError, cache_budget, choose_evictions, inode_use_percent, lru_order,
+    must_catch_up, prune_due,
 )
 
 
@@ -101,3 +102,13 @@ def test_unlimited_budget_only_low_free_counts():
 def test_no_candidates_nothing_chosen():
     budget = CacheBudget(budget_inodes=0, low_free_inodes=10 ** 6, inodes_total=1000)
     assert choose_evictions([], cached_inodes=500, inodes_free=0, budget=budget) == []
+
+
+def test_catch_up_beyond_twice_the_budget_or_below_the_low_mark():
+    budget = CacheBudget(budget_inodes=1000, low_free_inodes=500, inodes_total=10000)
+    assert must_catch_up(2000, 5000, budget) == (False, "keeping up")  # over budget: the normal case
+    behind, why = must_catch_up(2001, 5000, budget)
+    assert behind and "2001" in why and "1000" in why
+    behind, why = must_catch_up(0, 499, budget)
+    assert behind and "499 < 500" in why
+    assert must_catch_up(10 ** 9, 0, cache_budget(0)) == (False, "keeping up")  # no fixed inode count

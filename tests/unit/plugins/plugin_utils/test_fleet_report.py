@@ -13,6 +13,7 @@ import jinja2
 import pytest
 
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.fleet_report import (
+    guard_summary,
     build_report, inode_chart_svg, normalise_record,
 )
 from ansible_collections.idmapguard.storage.plugins.filter.fleet_report import fleet_report
@@ -114,6 +115,8 @@ def test_guard_state_is_shown_per_host(env):
     md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(records))
     assert "Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)\n" in md
     assert "NOT RUNNING (state stale)" in md
+    behind = guard_summary(dict(guard, catching_up=True))
+    assert behind["catching_up"] and behind["line"].endswith("; behind Podman, catching up at full priority")
     html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(records))
     assert "<li>Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)</li>" in html
     assert re.search(r'<span class="fail">[^<]*NOT RUNNING \(state stale\)', html)

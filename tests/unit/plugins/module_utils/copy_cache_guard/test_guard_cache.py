@@ -2,6 +2,7 @@
 """The guard's pass on a synthetic store: budget, LRU order, keep_maps, grace, state; its
 parameter file; the lock-token watch; the one-shot idmapguard-prune."""
 
+import contextlib
 import io
 import json
 import os
@@ -265,3 +266,52 @@ def test_a_copy_taken_since_the_read_is_not_set_aside(tmp_path):
     assert not guard.state.backing_off(kept[0]["layer_id"], time.time())
     guard.run_pass("again")                       # the container went away: it is evicted now
     assert sorted(e["layer_id"] for e in events(log)) == sorted(copies)
+
+
+def test_a_guard_behind_works_at_normal_priority_without_pauses_until_caught_up(tmp_path, monkeypatch):
+    """Far over budget the pass raises its priority, prunes with catch_up and says so; the next
+    pass, caught up, runs at the service's low priority again. One walk per image, not per copy."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard import service as service_mod
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import store as store_mod
+    built, copies = cache_store(tmp_path, ages=[400, 300, 200, 100, 50, 40])
+    probe, _log = make_guard(built, tmp_path / "probe", budget_percent=100)
+    per_copy = probe.store.inventory().copies[0].inodes
+    total = os.statvfs(built.graphroot).f_files
+    raised, prunes, walks = [], [], []
+    real_prune, real_usage = store_mod.Store.prune, service_mod.copy_usage
+
+    @contextlib.contextmanager
+    def fake_normal_priority():
+        raised.append(True)
+        yield True
+
+    def watched_prune(self, plan, *args, **kwargs):
+        prunes.append(kwargs.get("catch_up"))
+        return real_prune(self, plan, *args, **kwargs)
+
+    def counted_usage(layout, layer_id, link):
+        walks.append(layer_id)
+        return real_usage(layout, layer_id, link)
+
+    monkeypatch.setattr(service_mod, "normal_priority", fake_normal_priority)
+    monkeypatch.setattr(store_mod.Store, "prune", watched_prune)
+    monkeypatch.setattr(service_mod, "copy_usage", counted_usage)
+    # a budget of two copies: six cached is three times it
+    guard, log = make_guard(built, tmp_path, budget_percent=100.0 * (2 * per_copy) / total, low_free_percent=0)
+    status = guard.run_pass("test")["status"]
+    assert raised == [True] and prunes and all(prunes)
+    assert len(walks) == 1                      # one walk for the image's six copies
+    assert len(events(log, "catching up")) == 1 and len(events(log, "caught up")) == 1
+    assert len(mapped(built)) == 2 and status["catching_up"] is False
+    raised.clear()
+    del prunes[:]
+    # what the prune left, plus one new unused copy: one copy over budget, the normal case
+    built.layers = built.read("overlay-layers/layers.json")
+    built.images = built.read("overlay-images/images.json")
+    late = built.add_layer("late", parent=built.layers[0]["id"], files=10, uidmap=_other_map(10), age=30,
+                           template=built.images[0]["layer"])
+    built.images[0]["mapped-layers"].append(late)
+    built.save()
+    guard.run_pass("test")
+    assert raised == [] and prunes == [False] and len(mapped(built)) == 2
+    assert len(events(log, "catching up")) == 1 and len(events(log, "caught up")) == 1

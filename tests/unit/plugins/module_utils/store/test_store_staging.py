@@ -267,10 +267,12 @@ def test_deletion_pauses_while_another_process_holds_a_store_lock(fake_store, mo
         "fd = os.open(sys.argv[1], os.O_RDWR)\n"
         "fcntl.lockf(fd, fcntl.LOCK_SH)\n"
         "print('held', flush=True)\n"
-        "time.sleep(0.3)\n"), store.layout.images_lock], stdout=subprocess.PIPE, universal_newlines=True)
+        "time.sleep(float(sys.argv[2]))\n"), store.layout.images_lock, "0.6"], stdout=subprocess.PIPE,
+        universal_newlines=True)
     try:
         assert child.stdout.readline().strip() == "held"
         assert watch.busy()  # a reader counts too: it is at work on the store
+        time.sleep(0.4)  # the deletion's own work so far: a pause may take as long
         started = time.monotonic()
         watch.pause()
         assert 0.05 < time.monotonic() - started < activity_mod.MAX_PAUSE
@@ -278,6 +280,41 @@ def test_deletion_pauses_while_another_process_holds_a_store_lock(fake_store, mo
     finally:
         child.wait(timeout=10)
         watch.close()
+
+
+def test_pauses_never_take_more_than_the_work_they_interrupt(fake_store):
+    """A Podman that holds a lock nearly all the time (4.3 chowns a copy per create under it)
+    still leaves the deletion half of its pace: all pauses together <= the time worked."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import activity as activity_mod
+    import subprocess
+    import sys
+    import time
+    store, _ids = make(fake_store)
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_SH)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(3)\n"), store.layout.layers_lock], stdout=subprocess.PIPE, universal_newlines=True)
+    watch = None
+    try:
+        assert child.stdout.readline().strip() == "held"
+        watch = activity_mod.PodmanActivity([store.layout.layers_lock])
+        started = time.monotonic()
+        watch.pause()  # hardly any work done yet: hardly any pause
+        assert time.monotonic() - started < 0.05
+        for _ in range(4):
+            time.sleep(0.2)  # work
+            watch.pause()
+        elapsed = time.monotonic() - started
+        assert watch.pauses >= 3 and watch.busy()
+        assert watch.paused_seconds <= elapsed - watch.paused_seconds + 0.05
+        assert elapsed < 2.0  # not 4 x MAX_PAUSE
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+        if watch is not None:
+            watch.close()
 
 
 def test_a_prune_planned_without_a_walk_counts_the_inodes_it_frees(fake_store):
