@@ -4,8 +4,9 @@ On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N unus
 an F-file image (a distinct non-contiguous map each). A loop inside the host then creates and
 removes an unrelated container (no map: no copy of its own) and records each `podman create`
 wall time, in three windows per round, interleaved so drifting load on the shared machine
-hits both sides: idle, during the prune (or the report) of the N copies, idle again. Prints
-median and max latency of each side and their ratios (goal <= 1.5 for both).
+hits both sides: idle, during the prune (or the report) of the N copies, idle again (with at
+least as many creates in all as during the load, so both maxima are over samples of the same
+size). Prints median and max latency of each side and their ratios (goal <= 1.5 for both).
 
     python tests/bench/bench_latency.py [--copies 25,100,200] [--files 2000] [--rounds 1]
                                         [--report-copies 200] [--lib DIR] [--busy N]
@@ -135,7 +136,9 @@ def one_round(host, tag, count, first, what, creates, fresh=True, clean=True):
     else:
         command = "/usr/local/sbin/idmapguard-prune --report --min-age 0 > /tmp/bench-out.json"
     loaded, err_l, seconds = loaded_window(host, tag, command)
-    idle_b, err_b = idle_window(host, tag, creates)
+    # The maxima compare samples of the same size: the idle side gets as many creates as the
+    # loaded one (a max of 100 samples beats a max of 20 by chance alone).
+    idle_b, err_b = idle_window(host, tag, max(creates, len(loaded) - len(idle_a)))
     if what == "report" and clean:
         host.exec("/usr/local/sbin/idmapguard-prune --min-age 0 >/dev/null", check=True)  # clean for the next
     idle = idle_a + idle_b
@@ -173,7 +176,7 @@ def report_rounds(host, tag, count, first, rounds, creates, binaries):
         for name, path in order:
             idle_a, err_a = idle_window(host, tag, creates)
             loaded, err_l, seconds = loaded_window(host, tag, "%s --report --min-age 0 > /tmp/bench-out.json" % path)
-            idle_b, err_b = idle_window(host, tag, creates)
+            idle_b, err_b = idle_window(host, tag, max(creates, len(loaded) - len(idle_a)))
             (idle_med, idle_max), (load_med, load_max) = stats(idle_a + idle_b), stats(loaded)
             res = {"seconds": seconds, "ratio_median": load_med / idle_med, "ratio_max": load_max / idle_max,
                    "errors": err_a + err_l + err_b}

@@ -8,8 +8,9 @@ Deleting staged data needs no lock of the store, but it loads the filesystem's j
 journal. So the deletion looks, every few hundred entries, whether any process holds (or
 waits for) one of the store's lock files, with fcntl F_GETLK, which takes no lock itself, and
 pauses until Podman is done: at most ``MAX_PAUSE`` per look, and never more in all than the
-time the work itself has taken (a Podman that holds a lock nearly all the time, as 4.3 does
-while it chowns a copy per create, still leaves the deletion half of its pace). No fd of a lock file is closed while this process holds a lock on it: the
+time the work itself has taken plus ``PAUSE_CREDIT`` (a Podman that holds a lock nearly all
+the time, as 4.3 does while it chowns a copy per create, still leaves a long deletion half of
+its pace; a short one may wait for Podman from its start). No fd of a lock file is closed while this process holds a lock on it: the
 deletion runs after the prune released all of them.
 """
 
@@ -26,6 +27,7 @@ from typing import List
 # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
 _FLOCK = "hhqqi4x"
 MAX_PAUSE = 2.0
+PAUSE_CREDIT = 1.0
 _POLL = 0.005
 
 
@@ -56,7 +58,7 @@ class PodmanActivity:
 
     def pause(self) -> None:
         worked = time.monotonic() - self._started - self.paused_seconds
-        allowed = min(MAX_PAUSE, worked - self.paused_seconds)
+        allowed = min(MAX_PAUSE, worked + PAUSE_CREDIT - self.paused_seconds)
         if allowed <= 0 or not self.busy():
             return
         self.pauses += 1
