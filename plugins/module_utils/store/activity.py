@@ -10,8 +10,8 @@ waits for) one of the store's lock files, with fcntl F_GETLK, which takes no loc
 pauses until Podman is done: at most ``MAX_PAUSE`` per look, and never more in all than the
 time the work itself has taken plus ``PAUSE_CREDIT`` (a Podman that holds a lock nearly all
 the time, as 4.3 does while it chowns a copy per create, still leaves a long deletion half of
-its pace; a short one may wait for Podman from its start). No fd of a lock file is closed while this process holds a lock on it: the
-deletion runs after the prune released all of them.
+its pace; a short one may wait for Podman from its start). No fd of a lock file is closed
+while this process holds a lock on it: the deletion runs after the prune released all of them.
 """
 
 from __future__ import absolute_import, division, print_function

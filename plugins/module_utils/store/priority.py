@@ -5,9 +5,10 @@
 idle I/O and low CPU priority (what ``chrt --batch 0 nice -n 19 ionice -c3`` does).
 
 Idle I/O is used for deleting staged data after the store's locks are released: that work
-must leave the disk to Podman. The CPU priority is left alone on purpose: deletion is mostly kernel time in
-unlinkat, and at nice 19 on a busy host it would fall far behind ``rm -rf`` (whose pace a
-prune keeps), while Podman's waits on the store are on I/O (fsync of its JSON), not CPU.
+must leave the disk to Podman. Its CPU priority is left alone on purpose: deletion is mostly
+kernel time in unlinkat, and at nice 19 on a busy host it would fall far behind ``rm -rf``
+(whose pace a prune keeps), while Podman's waits on the store are on I/O (fsync of its JSON).
+The guard that falls behind raises its own priority (``normal_priority``).
 ioprio_set(2) has no libc wrapper, so it goes through syscall(2) with the number of the
 running architecture (on one not listed here nothing is changed). The class only matters
 under a scheduler that honours it (BFQ, mq-deadline since Linux 5.14; not ``none``).
