@@ -87,7 +87,7 @@ class Busy:
     """BUSY[0] CPU-bound processes at nice 0 while the block runs."""
 
     def __enter__(self):
-        self.hogs = [subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"]) for _ in range(BUSY[0])]
+        self.hogs = [subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"]) for _hog in range(BUSY[0])]
         return self
 
     def __exit__(self, *exc):

@@ -305,7 +305,7 @@ def test_pauses_never_take_more_than_the_work_they_interrupt(fake_store):
         started = time.monotonic()
         watch.pause()  # no work done yet: the credit at most
         assert credit - 0.05 < time.monotonic() - started < credit + 0.1
-        for _ in range(4):
+        for _round in range(4):
             time.sleep(0.2)  # work
             watch.pause()
         elapsed = time.monotonic() - started
