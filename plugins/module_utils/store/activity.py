@@ -72,16 +72,3 @@ class PodmanActivity:
     def close(self) -> None:
         while self._fds:
             os.close(self._fds.pop())
-
-
-class NoActivity:
-    """For callers without a store to watch."""
-
-    paused_seconds = 0.0
-    pauses = 0
-
-    def pause(self) -> None:
-        return
-
-    def close(self) -> None:
-        return
