@@ -17,6 +17,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     PodmanError, Runner, StorageConfError, storage_settings,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.consistency import InconsistentStoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import NoFreeInodeError, StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import PruneError, StepHook
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
@@ -142,5 +143,6 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
     return result
 
 
-__all__ = ["ParameterError", "StoreError", "PruneError", "NoFreeInodeError", "argument_spec", "run_mapped_layers",
+__all__ = ["ParameterError", "StoreError", "PruneError", "NoFreeInodeError", "InconsistentStoreError",
+           "argument_spec", "run_mapped_layers",
            "DEFAULT_MIN_AGE"]

@@ -31,6 +31,10 @@ description:
     re-check the plan, update C(images.json) and C(layers.json) and move each copy's data by rename
     into C(<graphroot>/idmapguard-staging); the data is deleted after the locks are released, at
     idle I/O priority, so Podman is never blocked for a time that grows with the data.
+  - Before any change, under the same short hold of the store's locks, the store must pass a
+    consistency gate (every layer file parses as c/storage writes it, every image's top layer and
+    mapped layer and every layer's parent exist); a store that fails is refused with the first
+    inconsistency named and nothing changed (O(state=report) marks it C(inconsistent)).
   - A copy whose data cannot be moved whole is put back whole and reported in RV(skipped); a failure
     part-way names every change made before it.
   - At 0 free inodes it first frees an inode inside a copy it is about to remove, then proceeds;
@@ -232,6 +236,19 @@ staging:
   returned: state=report
   type: list
   elements: str
+consistency:
+  description:
+    - V(consistent), or V(inconsistent) when the store fails the consistency gate (a layer file that
+      does not parse as c/storage writes it, an emptied C(layers.json) while images exist, an image's
+      top layer or a mapped layer missing from the layer files, a layer whose parent is missing).
+      An inconsistent store lists no copies, and O(state=pruned) fails on it with nothing changed.
+  returned: state=report
+  type: str
+inconsistencies:
+  description: What the consistency gate found, first one first (empty when consistent).
+  returned: state=report
+  type: list
+  elements: str
 sizes:
   description: How copy sizes were found (V(measured), V(estimate)).
   returned: state=report
@@ -263,7 +280,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
 from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
-    NoFreeInodeError, ParameterError, PruneError, StoreError, argument_spec, run_mapped_layers,
+    InconsistentStoreError, NoFreeInodeError, ParameterError, PruneError, StoreError, argument_spec,
+    run_mapped_layers,
 )
 
 
@@ -277,8 +295,8 @@ def main():
     except ParameterError as exc:
         module.fail_json(msg="mapped_layers: %s" % exc)
     except StoreError as exc:
-        # A PruneError (and NoFreeInodeError) says itself what was changed before it failed.
-        told = isinstance(exc, (PruneError, NoFreeInodeError))
+        # These say themselves what was changed before they failed (the gate: nothing).
+        told = isinstance(exc, (PruneError, NoFreeInodeError, InconsistentStoreError))
         module.fail_json(msg="mapped_layers: %s: %s%s" % (type(exc).__name__, exc, "" if told else " (nothing was changed)"))
     if not module._diff:
         result.pop("diff", None)

@@ -118,6 +118,11 @@ class CopyCacheGuard:
         settings = self.settings
         now = self.clock()
         inventory = self.store.inventory(min_age=0.0, measure=False)
+        if inventory.inconsistencies and inventory.inconsistencies != self.state.status.get("inconsistencies"):
+            # An inconsistent store lists no copies, so nothing is evicted; said once per change.
+            emit(self.log, {"event": "inconsistent", "time": round(self.clock(), 3),
+                            "store": self.where["graphroot"], "first": inventory.inconsistencies[0],
+                            "count": len(inventory.inconsistencies)})
         in_use = [copy for copy in inventory.copies if copy.in_use]
         for copy in in_use:
             self.state.seen_in_use(copy.layer_id, now)
@@ -204,6 +209,7 @@ class CopyCacheGuard:
             "trigger": trigger, "passes": self.passes,
             "store": {"graphroot": self.where["graphroot"], "runroot": self.where["runroot"]},
             "budget": budget.as_dict(), "catching_up": self.catching_up,
+            "consistency": inventory.consistency, "inconsistencies": inventory.inconsistencies,
             "settings": {"budget_percent": settings.budget_percent, "low_free_percent": settings.low_free_percent,
                          "grace": settings.grace, "keep_maps": len(settings.keep_maps),
                          "images": settings.images},

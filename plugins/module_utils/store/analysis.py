@@ -115,6 +115,12 @@ class MappedCopy:
     interrupted: bool = False    # a prune of ours started deleting it (flagged or unlisted)
     link: Optional[str] = None   # its short name in overlay/l (validated)
     measured: str = NOT_MEASURED  # how inodes/bytes were found: measured, estimate, vanished
+    # Other images whose mapped-layers list the same copy: one copy, counted once, taken out
+    # of every list that names it.
+    also_listed_by: List[str] = field(default_factory=list)
+    # What would stop its deletion (preflight.py), found while measuring it; None: not looked.
+    undeletable: Optional[List[str]] = None
+    flags_seen: Dict[str, int] = field(default_factory=dict)  # top-level path -> inode flags
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -127,9 +133,12 @@ class Inventory:
     copies: List[MappedCopy] = field(default_factory=list)
     sizes: str = NOT_MEASURED    # measured | estimate | not measured (per copy: MappedCopy.measured)
     staging: List[str] = field(default_factory=list)  # staged data of crashed prunes, not yet deleted
+    consistency: str = "consistent"   # or "inconsistent" (consistency.py): then no copies are listed
+    inconsistencies: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"graphroot": self.graphroot, "images": self.images,
+                "consistency": self.consistency, "inconsistencies": self.inconsistencies,
                 "copies": [copy.as_dict() for copy in self.copies],
                 "mapped_copies": len(self.copies),
                 "mapped_copy_inodes": sum(copy.inodes for copy in self.copies),
@@ -312,7 +321,12 @@ def build_inventory(state: StoreState, min_age: float = 0.0, now: Optional[float
         if image is not None:
             owners.append((layer_id, image))
 
+    first_owner: Dict[str, MappedCopy] = {}
     for layer_id, image in owners:
+        if layer_id in first_owner:
+            if image.get("id"):
+                first_owner[layer_id].also_listed_by.append(image["id"])
+            continue
         record = state.layer(layer_id)
         image_id = image.get("id", "")
         image_name = state.image_name(image) if image else ""
@@ -321,6 +335,7 @@ def build_inventory(state: StoreState, min_age: float = 0.0, now: Optional[float
                 layer_id=layer_id, image_id=image_id, image_name=image_name, top_layer=image.get("layer") or "",
                 uidmap="", gidmap="", created=None, age_seconds=None, in_use=False,
                 why=[], inodes=0, bytes=0, record=False))
+            first_owner[layer_id] = inventory.copies[-1]
             continue
         why: List[str] = []
         for child in children.get(layer_id, []):
@@ -350,6 +365,7 @@ def build_inventory(state: StoreState, min_age: float = 0.0, now: Optional[float
             uidmap=_map_text(record, "uidmap", layer_id), gidmap=_map_text(record, "gidmap", layer_id),
             created=created, age_seconds=age, in_use=bool(why), why=why, inodes=inodes, bytes=size,
             interrupted=interrupted, link=link, measured=MEASURED if measure else NOT_MEASURED))
+        first_owner[layer_id] = inventory.copies[-1]
     if measure:
         inventory.sizes = MEASURED
     return inventory

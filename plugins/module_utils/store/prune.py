@@ -193,9 +193,10 @@ def staged_parts(layout: StoreLayout, copy: MappedCopy) -> List[Tuple[str, str, 
     return parts
 
 
-def stage_copy(layout: StoreLayout, run: StagingRun, copy: MappedCopy) -> Optional[str]:
-    """Step 5 for one copy: None when staged whole, else why it was put back whole."""
-    moved = []
+def stage_copy(layout: StoreLayout, run: StagingRun, copy: MappedCopy, moved: Optional[List[Any]] = None) -> Optional[str]:
+    """Step 5 for one copy: None when staged whole, else why it was put back whole.
+    ``moved`` gets the parts that were really renamed (none for a copy without data)."""
+    moved = [] if moved is None else moved
     try:
         for parent, name, staged_name, area in staged_parts(layout, copy):
             if run.stage(parent, name, staged_name, area):
@@ -206,6 +207,7 @@ def stage_copy(layout: StoreLayout, run: StagingRun, copy: MappedCopy) -> Option
                 run.unstage(parent, name, staged_name, area)
             except OSError as back_exc:
                 return "cannot stage (%s) and cannot put %s back (%s)" % (exc, staged_name, back_exc)
+        del moved[:]
         return "cannot stage: %s" % exc
     return None
 
@@ -228,7 +230,7 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
     run.open()
     run.check_same_mount({DRIVER_AREA: [layout.driver_dir, layout.link_dir], GRAPH_AREA: [layout.layer_dir]})
     doomed = set(copy.layer_id for copy in copies)
-    image_of = {copy.layer_id: copy.image_id for copy in copies}
+    image_of = {copy.layer_id: {copy.image_id, *copy.also_listed_by} for copy in copies}
 
     step("images")
     images_changed = 0
@@ -244,7 +246,7 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
     if images_changed:
         write_json_list(layout.images_json, state.images)
         locks.lock_for(layout.images_lock).record_write()
-        done.append("images.json: %d copies taken out of mapped-layers" % images_changed)
+        done.append("images.json: %d mapped-layers entries taken out (%d copies)" % (images_changed, len(doomed)))
 
     step("mark")
     marked_files = []
@@ -268,16 +270,20 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
 
     staged: List[MappedCopy] = []
     put_back: List[Dict[str, Any]] = []
+    with_data = 0
     for copy in copies:
         step("stage:%s" % copy.layer_id)
-        why = stage_copy(layout, run, copy) if copy.record else None
+        moved: List[Any] = []
+        why = stage_copy(layout, run, copy, moved) if copy.record else None
         if why is None:
             staged.append(copy)
+            with_data += 1 if moved else 0
         else:
             put_back.append({"layer_id": copy.layer_id, "why": [why], "reason": "cannot stage"})
-    if staged:
+    if with_data:
+        # Only copies whose data was really renamed: a record without data moves nothing.
         done.append("%d copies moved into %s" % (
-            len(staged), run.path if run.driver_path == run.path else "%s and %s" % (run.driver_path, run.path)))
+            with_data, run.path if run.driver_path == run.path else "%s and %s" % (run.driver_path, run.path)))
     run.sync()
 
     step("records")
@@ -306,7 +312,7 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
     if back:
         restored = 0
         for image in state.images:
-            again = [lid for lid in back if image_of.get(lid) == image.get("id") and lid in state.layers]
+            again = [lid for lid in back if image.get("id") in image_of.get(lid, ()) and lid in state.layers]
             if again:
                 image["mapped-layers"] = list(image.get("mapped-layers") or []) + again
                 restored += len(again)

@@ -16,6 +16,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis 
     COUNTED, ESTIMATED, MEASURED, NOT_MEASURED, Inventory, KeepMap, MappedCopy, build_inventory, measure_copies,
     select_prunable,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.consistency import (
+    INCONSISTENT, InconsistentStoreError, check_store, read_images_for_gate,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, StoreLocks
@@ -73,12 +76,29 @@ class Store:
         except OSError as exc:
             raise StoreError("cannot read the mount table: %s" % exc)
 
-    def _read(self, min_age: float, now: Optional[float] = None) -> "tuple[StoreState, Inventory]":
-        """Metadata under shared locks: JSON and a few small files, nothing that grows with data."""
+    def _load_checked(self) -> "tuple[Optional[StoreState], List[str]]":
+        """The state and the consistency gate's findings, under the caller's locks."""
+        return check_store(self.layout, self.additional, self._load_with_mounts)
+
+    def _read(self, min_age: float, now: Optional[float] = None,
+              refuse_inconsistent: bool = True) -> "tuple[Optional[StoreState], Inventory]":
+        """Metadata under shared locks: JSON and a few small files, nothing that grows with data.
+        A store that fails the consistency gate raises InconsistentStoreError, or with
+        ``refuse_inconsistent=False`` gives an inventory marked inconsistent, without copies."""
         paths = [p for p in self._lock_paths() if os.path.exists(p)]
         points = self._graph_mounts()
         with StoreLocks(paths, exclusive=False):
-            state = self._load_with_mounts()
+            state, findings = self._load_checked()
+            if findings:
+                if refuse_inconsistent:
+                    raise InconsistentStoreError(findings)
+                images = state.images if state is not None else (read_images_for_gate(self.layout.images_json) or [])
+                inventory = Inventory(graphroot=self.layout.graphroot, consistency=INCONSISTENT,
+                                      inconsistencies=findings)
+                inventory.images = [{"id": i.get("id"), "names": list(i.get("names") or []),
+                                     "top_layer": i.get("layer"), "mapped_layers": list(i.get("mapped-layers") or [])}
+                                    for i in images]
+                return state, inventory
             inventory = build_inventory(state, min_age=min_age, now=now, measure=False, mount_points=points)
         return state, inventory
 
@@ -104,7 +124,7 @@ class Store:
         after the locks are released (``measure``: True, "estimate" or False)."""
         if not self.is_initialized():
             return Inventory(graphroot=self.layout.graphroot)
-        _state, inventory = self._read(min_age)
+        _state, inventory = self._read(min_age, refuse_inconsistent=False)
         self._measure(inventory, measure)
         inventory.staging = self.stale_staging()
         return inventory
@@ -203,7 +223,11 @@ class Store:
                 step("locked")
                 # Mounts are read under the locks: no Podman can mount a layer meanwhile.
                 points = self._graph_mounts()
-                state = self._load_with_mounts()
+                # The gate, in this same hold: nothing is changed in a store Podman could not
+                # trust (an emptied layers.json would otherwise make every copy look dangling).
+                state, findings = self._load_checked()
+                if findings:
+                    raise InconsistentStoreError(findings)
                 # Same rules as the plan, now that nobody can change the store under us.
                 current = {copy.layer_id: copy for copy in build_inventory(
                     state, min_age=min_age, now=time.time(), measure=False, mount_points=points).copies}

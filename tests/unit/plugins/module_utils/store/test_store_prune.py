@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import prune as prune_mod
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap, parse_go_time
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.consistency import InconsistentStoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import (
     NoFreeInodeError, TamperedStoreError,
 )
@@ -328,15 +329,21 @@ def test_volatile_layers_and_containers(fake_store):
         assert json.load(handle) == []
 
 
-def test_dangling_mapped_reference_is_dropped(fake_store):
-    ids = standard(fake_store)
+def test_dangling_mapped_reference_is_refused(fake_store):
+    # A mapped layer missing from layers.json is what an emptied or damaged layers.json looks
+    # like: the consistency gate refuses the store instead of "dropping" the reference.
+    standard(fake_store)
     ghost = gid("ghost")
     fake_store.images[0]["mapped-layers"].append(ghost)
     fake_store.save()
+    before = fake_store.snapshot()
     store = Store(fake_store.graphroot, fake_store.runroot)
-    store.prune(store.prune_plan(60), 60)
-    images = {i["id"]: i for i in fake_store.read("overlay-images/images.json")}
-    assert images[ids["image"]]["mapped-layers"] == [ids["copies"][0]]
+    with pytest.raises(InconsistentStoreError) as err:
+        store.prune_plan(60)
+    assert "mapped layer %s" % ghost[:12] in str(err.value) and "nothing was changed" in str(err.value)
+    report = store.inventory()
+    assert report.consistency == "inconsistent" and report.copies == []
+    assert fake_store.snapshot() == before
 
 
 def test_empty_or_missing_store(tmp_path):
