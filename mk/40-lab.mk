@@ -4,7 +4,7 @@ LABCTL      := $(PYTHON) tests/lab/labctl
 LAB_SUITES  ?= bullseye bookworm trixie sid
 SUITE       ?= sid
 
-.PHONY: lab-build lab-repos lab-down lab-reap lab-shell test-lab lab-baseline-long
+.PHONY: lab-build lab-repos lab-down lab-reap lab-shell test-lab lab-baseline-long test-userland-image
 
 # Cold: about a minute per suite, one suite at a time (the machine has 2 cores).
 lab-build:
@@ -34,5 +34,12 @@ test-lab: deps
 # More maps and a bigger image than `make test` uses.
 lab-baseline-long: deps
 	BASELINE_MAPS=10 BASELINE_FILES=1000 $(VPY) -m pytest -p no:cacheprovider -s -v tests/integration/test_baseline.py
+
+# The seed-size real-userland image (tests/lab/userland_image.py, ~170 MB, cached under
+# $(LAB_CACHE)/images) on every lab Podman: imported whole, and what a copy for a
+# non-contiguous map keeps of it. Not part of `make test` (about 80 s, mostly import and copy I/O);
+# the benches use this image.
+test-userland-image: deps
+	$(VPY) -m pytest -p no:cacheprovider -s -v tests/integration/test_userland_image.py
 
 TEST_TARGETS += test-lab

@@ -1,10 +1,12 @@
 """Soak: the copy-cache guard with the role's defaults vs the old timer, one new map per second.
 
-Per suite (bookworm: Podman 4.3, trixie: Podman 5.4; both copy the image's top layer per
-distinct non-contiguous map) two lab hosts with the same store (ext4, ``--inodes``; sized so
-that the old defaults run out) and the same F-file image are fed, in parallel, one new distinct
-non-contiguous map per second for ``--seconds``: ``podman create`` + ``rm``, and on hosts that
-can start such a container (trixie) every other tick ``podman run --rm``.
+Per suite (bullseye: Podman 3.0, bookworm: 4.3, trixie: 5.4; each copies the image's top layer
+per distinct non-contiguous map) two lab hosts with the same store (ext4, ``--inodes``; sized so
+that the old defaults run out of inodes before bytes) and the same image (default: the
+seed-size real-userland image, tests/bench/bench_image.py) are fed, in parallel, one new
+distinct non-contiguous map per second for ``--seconds`` (or as fast as Podman makes copies:
+the rate reached is printed): ``podman create`` + ``rm``, and on hosts that can start such a
+container (trixie) every other tick ``podman run --rm``.
 
 * guard host: ``idmapguard-guard watch`` started directly (lab hosts have no systemd) at the
   service's priority (nice 19, idle I/O class, SCHED_BATCH), with the parameter file the
@@ -13,14 +15,19 @@ can start such a container (trixie) every other tick ``podman run --rm``.
   ``idmapguard-prune --threshold 80 --min-age 600``.
 
 Prints per host: failed Podman commands (goal 0 for the guard), peak and final inode use of the
-store filesystem, the guard's peak/final cache size vs its budget, evictions; and the ratios
-guard/baseline. Writes tests/output/bench_guard_soak.json.
+store filesystem; the guard's peak cache (from its own state: every pass records what it saw
+before evicting; a sample between passes misses the peaks) and final cache vs its budget,
+evictions and the eviction lag after last use (from its log); the ratios guard/baseline; and
+this machine's load (/proc/loadavg at start and end, 1-min load sampled every 15 s). Writes
+tests/output/bench_guard_soak.json.
 
-    python tests/bench/bench_guard_soak.py [--seconds 600] [--suites bookworm,trixie] [--files 2000]
+    python tests/bench/bench_guard_soak.py [--seconds 600] [--suites bullseye,bookworm,trixie]
+        [--parallel] [--image userland|filler] [--entries 6900] [--files N] [--inodes 400000]
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -33,6 +40,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from tests.lab.lab import Lab  # noqa: E402
 import remediate_support as rs  # noqa: E402
+import bench_image  # noqa: E402
 
 # The old role defaults (before the guard service): timer and prune parameters.
 OLD_BOOT_DELAY = 300
@@ -150,8 +158,25 @@ def start_guard(host, defaults):
     # The unit's priority: Nice=19, IOSchedulingClass=idle, CPUSchedulingPolicy=batch.
     argv = ["nice", "-n", "19", "ionice", "-c", "3", "chrt", "--batch", "0",
             rs.GUARD_BIN, "--config", "/etc/idmapguard/guard.json", "watch"]
-    log = open("/tmp/guard-soak-%s.log" % host.name, "w")
-    return subprocess.Popen(host.nsenter() + argv, stdout=log, stderr=subprocess.STDOUT), log
+    path = "/tmp/guard-soak-%s.log" % host.name
+    log = open(path, "w")
+    return subprocess.Popen(host.nsenter() + argv, stdout=log, stderr=subprocess.STDOUT), log, path
+
+
+def guard_events(path):
+    events = []
+    with open(path) as handle:
+        for line in handle:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass
+    return events
+
+
+def eviction_lags(events):
+    """Seconds from a copy's last use (creation or last seen in use) to its eviction."""
+    return [e["time"] - e["last_used"] for e in events if e.get("event") == "evicted" and e.get("last_used")]
 
 
 def old_timer(host, seconds, stop):
@@ -168,15 +193,34 @@ def old_timer(host, seconds, stop):
     return runs
 
 
+class LoadSampler(threading.Thread):
+    """This machine's 1-min load every 15 s while a soak runs (the lab shares its cores)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.values = []
+
+    def run(self):
+        while True:
+            self.values.append(float(bench_image.loadavg().split()[0]))
+            if self.stop.wait(15):
+                return
+
+    def summary(self):
+        vals = self.values or [0.0]
+        return {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "n": len(self.values)}
+
+
 def soak_suite(lab, suite, suite_index, args, defaults):
     hosts = {}
     try:
         for role in ("guard", "baseline"):
             hosts[role] = lab.up(suite=suite, inodes=args.inodes, size=args.size)
             rs.install_guard(hosts[role])
-        tags = {role: host.image(files=args.files) for role, host in hosts.items()}
+        tags = {role: bench_image.load(host, args) for role, host in hosts.items()}
         total = os.statvfs(hosts["guard"].path(rs.STORE)).f_files
-        guard_proc, guard_log = start_guard(hosts["guard"], defaults)
+        guard_proc, guard_log, guard_log_path = start_guard(hosts["guard"], defaults)
         time.sleep(2)
         use_run = suite in RUN_CAPABLE
         feeders = {role: Feeder(host, tags[role], args.seconds, use_run, suite_index,
@@ -187,6 +231,9 @@ def soak_suite(lab, suite, suite_index, args, defaults):
         timer = threading.Thread(target=lambda: timer_runs.extend(old_timer(hosts["baseline"], args.seconds, stop)),
                                  daemon=True)
         started = time.time()
+        load_start = bench_image.loadavg()
+        load = LoadSampler()
+        load.start()
         for feeder in feeders.values():
             feeder.start()
         timer.start()
@@ -195,13 +242,18 @@ def soak_suite(lab, suite, suite_index, args, defaults):
         stop.set()
         timer.join()
         time.sleep(args.settle)  # the guard's grace and one pass, then the final figures
+        load.stop.set()
         guard_proc.terminate()
         guard_proc.wait(timeout=30)
         guard_log.close()
         status = json.load(open(hosts["guard"].path(STATE_FILE)))["status"]
         samples = feeders["guard"].samples
+        events = guard_events(guard_log_path)
+        lags = eviction_lags(events)
+        peak = status.get("peak") or {}
         result = {"suite": suite, "podman": hosts["guard"].podman_version(), "seconds": args.seconds,
-                  "wall": round(time.time() - started, 1), "files": args.files, "inodes_total": total,
+                  "wall": round(time.time() - started, 1), "image": bench_image.describe(args), "inodes_total": total,
+                  "load_start": load_start, "load_end": bench_image.loadavg(), "load_1min": load.summary(),
                   "budget_inodes": status["budget"]["budget_inodes"],
                   "low_free_inodes": status["budget"]["low_free_inodes"], "run_used": use_run}
         for role, feeder in feeders.items():
@@ -215,8 +267,17 @@ def soak_suite(lab, suite, suite_index, args, defaults):
                             "final_use_percent": round(100.0 * final / total, 1)}
         result["guard"].update(
             evictions=status["evictions"]["total"], evicted_inodes=status["evictions"]["inodes"],
-            peak_cache_inodes=max([s.get("cache_inodes", 0) for s in samples] or [0]),
-            final_cache_inodes=status["cache"]["inodes"], final_cache_copies=status["cache"]["copies"])
+            # the guard's own record (every pass, before it evicts); the sampled figure only for comparison
+            peak_cache_inodes=peak.get("cache_inodes", 0), peak_cache_at=round(peak.get("cache_at", 0) - started, 1),
+            peak_cache_sampled=max([s.get("cache_inodes", 0) for s in samples] or [0]),
+            peak_store_inodes_seen_by_guard=peak.get("inodes_used", 0),
+            catch_ups=sum(1 for e in events if e.get("event") == "catching up"),
+            final_cache_inodes=status["cache"]["inodes"], final_cache_copies=status["cache"]["copies"],
+            eviction_lag_median=round(statistics.median(lags), 1) if lags else None,
+            eviction_lag_max=round(max(lags), 1) if lags else None, eviction_lag_n=len(lags))
+        guard = result["guard"]
+        guard["peak_inodes_used"] = max(guard["peak_inodes_used"], guard["peak_store_inodes_seen_by_guard"])
+        guard["peak_use_percent"] = round(100.0 * guard["peak_inodes_used"] / total, 1)
         result["baseline"]["timer_runs"] = timer_runs
         return result
     finally:
@@ -226,43 +287,88 @@ def soak_suite(lab, suite, suite_index, args, defaults):
 
 def report(result):
     g, b = result["guard"], result["baseline"]
-    print("== %s (Podman %s): %ds, one new map/s (%s), %d-file image, store %d inodes" % (
+    budget = max(1, result["budget_inodes"])
+    print("== %s (Podman %s): %ds, one new map/s (%s), store %d inodes" % (
         result["suite"], result["podman"], result["seconds"], "create+rm / run --rm" if result["run_used"] else
-        "create+rm", result["files"], result["inodes_total"]))
+        "create+rm", result["inodes_total"]))
+    print("   %s" % result["image"])
     print("   budget %d inodes (unused copies), evict at once below %d free" % (
         result["budget_inodes"], result["low_free_inodes"]))
     for role, r in (("guard (role defaults)", g), ("baseline (old timer)", b)):
-        print("   %-22s maps %4d (%.2f/s)  failed %4d  first failure %s  peak use %5.1f%%  final use %5.1f%%" % (
-            role, r["ticks"], r["maps_per_second"], r["failed"], "%.0fs" % r["first_failure_s"] if r["first_failure_s"] is not None else "-",
-            r["peak_use_percent"], r["final_use_percent"]))
-    print("   guard cache: peak %d / final %d inodes vs budget %d (peak %.2fx budget); %d evictions, %d inodes" % (
-        g["peak_cache_inodes"], g["final_cache_inodes"], result["budget_inodes"],
-        g["peak_cache_inodes"] / max(1, result["budget_inodes"]), g["evictions"], g["evicted_inodes"]))
-    print("RESULT %s failed podman commands guard/baseline: %d/%d; peak inode use guard/baseline: %.2f" % (
-        result["suite"], g["failed"], b["failed"], g["peak_inodes_used"] / max(1, b["peak_inodes_used"])))
+        print("   %-22s maps %4d (%.2f/s, %d ticks late)  failed %4d  first failure %s  peak use %5.1f%%  "
+              "final use %5.1f%%" % (
+                  role, r["ticks"], r["maps_per_second"], r["late_ticks"], r["failed"],
+                  "%.0fs" % r["first_failure_s"] if r["first_failure_s"] is not None else "-",
+                  r["peak_use_percent"], r["final_use_percent"]))
+    print("   guard cache: peak %d inodes = %.2fx budget at %.0fs (from its state; sampled between passes: %.2fx), "
+          "final %d inodes = %.2fx budget (%d copies); %d evictions, %d inodes; %d catch-up(s)" % (
+              g["peak_cache_inodes"], g["peak_cache_inodes"] / budget, g["peak_cache_at"],
+              g["peak_cache_sampled"] / budget, g["final_cache_inodes"], g["final_cache_inodes"] / budget,
+              g["final_cache_copies"], g["evictions"], g["evicted_inodes"], g["catch_ups"]))
+    if g["eviction_lag_n"]:
+        print("   eviction lag after last use: median %.0fs, max %.0fs (%d evictions)" % (
+            g["eviction_lag_median"], g["eviction_lag_max"], g["eviction_lag_n"]))
+    for role, r in (("guard", g), ("baseline", b)):
+        for failure in r["failures"]:
+            print("   %s failed: %s" % (role, json.dumps(failure)))
+    print("   load: start %s, end %s; 1-min load during the run min %.1f median %.1f max %.1f" % (
+        result["load_start"], result["load_end"], result["load_1min"]["min"], result["load_1min"]["median"],
+        result["load_1min"]["max"]))
+    print("RESULT %s (Podman %s) failed podman commands guard/baseline: %d/%d; maps/s %.2f; guard peak cache "
+          "%.2fx budget, final %.2fx; peak inode use guard/baseline: %.2f; eviction lag median %s max %s" % (
+              result["suite"], result["podman"], g["failed"], b["failed"], g["maps_per_second"],
+              g["peak_cache_inodes"] / budget, g["final_cache_inodes"] / budget,
+              g["peak_inodes_used"] / max(1, b["peak_inodes_used"]),
+              "%.0fs" % g["eviction_lag_median"] if g["eviction_lag_n"] else "-",
+              "%.0fs" % g["eviction_lag_max"] if g["eviction_lag_n"] else "-"))
+
+
+def store_size(args):
+    """Bytes for the store: the old defaults must run out of inodes, not bytes, first."""
+    inodes, size = bench_image.copy_cost(args)
+    copies = args.inodes // max(1, inodes) + 2
+    return "%dM" % max(2048, (copies * size * 12 // 10 + (1 << 30)) >> 20)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=600)
-    parser.add_argument("--suites", default="bookworm,trixie")
-    parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--inodes", type=int, default=250000,
+    parser.add_argument("--suites", default="bullseye,bookworm,trixie")
+    parser.add_argument("--parallel", action="store_true", help="soak the suites at the same time")
+    bench_image.add_arguments(parser)
+    parser.add_argument("--inodes", type=int, default=400000,
                         help="store inodes; the old defaults need seconds x copy inodes free (default fails them)")
-    parser.add_argument("--size", default="6G")
+    parser.add_argument("--size", help="store size (default: enough that inodes run out before bytes)")
     parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--output", default=os.path.join(REPO, "tests", "output", "bench_guard_soak.json"))
     args = parser.parse_args()
+    args.size = args.size or store_size(args)
     defaults = role_defaults()
     lab = Lab()
-    results = []
-    for index, suite in enumerate(args.suites.split(",")):
-        result = soak_suite(lab, suite, index, args, defaults)
-        report(result)
-        results.append(result)
+    suites = args.suites.split(",")
+    print("soak: %s, %ds per suite, suites %s (%s), store %d inodes / %s; load at start %s" % (
+        bench_image.describe(args), args.seconds, ",".join(suites), "in parallel" if args.parallel else "one after another",
+        args.inodes, args.size, bench_image.loadavg()), flush=True)
+    results = {}
+
+    def one(index, suite):
+        results[suite] = soak_suite(lab, suite, index, args, defaults)
+        report(results[suite])
+        sys.stdout.flush()
+
+    if args.parallel:
+        threads = [threading.Thread(target=one, args=(index, suite)) for index, suite in enumerate(suites)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    else:
+        for index, suite in enumerate(suites):
+            one(index, suite)
+    print("load at end %s" % bench_image.loadavg())
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as handle:
-        json.dump(results, handle, indent=2)
+        json.dump([results[s] for s in suites if s in results], handle, indent=2)
     print("written", args.output)
 
 

@@ -1,15 +1,18 @@
 """Benchmark: `podman create` latency while a prune runs, and while `state: report` runs, vs idle.
 
 On one lab host (bookworm, Podman 4.3, which copies per map) Podman makes N unused copies of
-an F-file image (a distinct non-contiguous map each). A loop inside the host then creates and
+the image (default: the seed-size real-userland image, tests/bench/bench_image.py; a distinct
+non-contiguous map each). A loop inside the host then creates and
 removes an unrelated container (no map: no copy of its own) and records each `podman create`
 wall time, in three windows per round, interleaved so drifting load on the shared machine
 hits both sides: idle, during the prune (or the report) of the N copies, idle again (with at
 least as many creates in all as during the load, so both maxima are over samples of the same
 size). Prints median and max latency of each side and their ratios (goal <= 1.5 for both).
 
-    python tests/bench/bench_latency.py [--copies 25,100,200] [--files 2000] [--rounds 1]
-                                        [--report-copies 200] [--lib DIR] [--busy N]
+    python tests/bench/bench_latency.py [--copies 50] [--image userland|filler] [--files N] [--rounds 1]
+                                        [--report-copies 0] [--lib DIR] [--busy N]
+
+This machine's /proc/loadavg is printed at the start and the end (the lab shares its cores).
 
 --busy N keeps N CPU-bound processes (at nice 0) running on the machine during every
 measured window, idle windows included (not while Podman makes the copies): a busy host,
@@ -34,6 +37,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from tests.lab.lab import Lab  # noqa: E402
 import remediate_support as rs  # noqa: E402
+import bench_image  # noqa: E402
 
 LOOP = r"""
 rm -f /tmp/bench-stop /tmp/bench-lat; echo $$ > /tmp/bench-pid; i=0
@@ -202,9 +206,9 @@ def install_lib(host, lib):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", default="25,100,200")
-    parser.add_argument("--report-copies", type=int, default=200, help="0: skip the report benchmark")
-    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--copies", default="50")
+    parser.add_argument("--report-copies", type=int, default=0, help="0: skip the report benchmark")
+    bench_image.add_arguments(parser)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--creates", type=int, default=6, help="creates per idle window")
     parser.add_argument("--lib", help="checkout whose plugins/module_utils to measure instead of this one")
@@ -217,17 +221,19 @@ def main():
         sys.exit("bench_latency needs root (lab hosts)")
     counts = [int(c) for c in args.copies.split(",") if c]
     biggest = max(counts + [args.report_copies])
-    per_copy = args.files + 40
+    per_copy, per_copy_bytes = bench_image.copy_cost(args)
     inodes = biggest * per_copy * 13 // 10 + 30000
-    size_mb = max(800, (biggest * per_copy * 4096 * 15 // 10) >> 20)  # 4 KiB blocks: a block per file
+    size_mb = max(800, (biggest * per_copy_bytes * 13 // 10 + (1 << 30)) >> 20)
+    print("load at start: %s" % bench_image.loadavg(), flush=True)
     lab = Lab(log=lambda msg: print(msg, file=sys.stderr))
     host = lab.up(suite="bookworm", inodes=inodes, size="%dM" % size_mb)
     try:
         install_lib(host, args.lib)
-        tag = host.image(files=args.files)
+        tag = bench_image.load(host, args)
         host.exec("podman create --name warm %s true >/dev/null && podman rm warm >/dev/null" % tag, check=True)
-        print("host %s podman %s, store ext4 %d MB, %d inodes, lib %s, %d CPU hog(s)" % (
-            host.name, host.podman_version(), size_mb, inodes, args.lib or REPO, args.busy))
+        print("host %s podman %s, store ext4 %d MB, %d inodes, lib %s, %d CPU hog(s); %s" % (
+            host.name, host.podman_version(), size_mb, inodes, args.lib or REPO, args.busy,
+            bench_image.describe(args)), flush=True)
         BUSY[0] = args.busy
         jobs = [("prune", n, True) for n in counts]
         summary = []
@@ -267,6 +273,7 @@ def main():
         for what, count, med, mx, errors in summary:
             print("RESULT create latency during %s of %d copies vs idle: median %.2fx, max %.2fx "
                   "(median of %d round(s); goal <= 1.5); podman errors %d" % (what, count, med, mx, args.rounds, errors))
+        print("load at end: %s" % bench_image.loadavg())
     finally:
         host.down()
 

@@ -133,6 +133,11 @@ def load_into(host, files: int = 300, layers: int = 1, tag: Optional[str] = None
     """Put the image into HOST's podman under TAG (default localhost/bb:<files>); return TAG."""
     tag = tag or f"localhost/bb:{files}" + (f"-{layers}l" if layers > 1 else "")
     path, kind = build(files, layers)
+    return import_into(host, path, kind, tag)
+
+
+def import_into(host, path: str, kind: str, tag: str) -> str:
+    """Put the cached image file PATH (kind "rootfs" or "docker-archive") into HOST's podman as TAG."""
     inside = f"/tmp/idmapguard-lab-image-{int(time.time() * 1000)}.tar"
     with open(path, "rb") as src:
         host.write_file(inside, src.read())

@@ -30,10 +30,12 @@ try:
     from . import image as lab_image
     from . import repo as lab_repo
     from . import rootfs as lab_rootfs
+    from . import userland_image as lab_userland
 except ImportError:  # run as a plain module from tests/lab
     import image as lab_image  # type: ignore
     import repo as lab_repo  # type: ignore
     import rootfs as lab_rootfs  # type: ignore
+    import userland_image as lab_userland  # type: ignore
 
 STATE_DIR = "/run/idmapguard-lab"
 VAR_DIR = "/var/tmp/idmapguard-lab"
@@ -227,6 +229,11 @@ class LabHost:
     def image(self, files: int = 300, layers: int = 1, tag: Optional[str] = None) -> str:
         """Build (cached) and load a tiny busybox image with FILES small files; return its tag."""
         return lab_image.load_into(self, files=files, layers=layers, tag=tag)
+
+    def userland_image(self, entries: int = lab_userland.DEFAULT_ENTRIES, tag: Optional[str] = None) -> str:
+        """Build (cached) and import the seed-size real-userland image (userland_image.py); return its tag."""
+        path, kind = lab_userland.build(entries, log=self.lab.log)
+        return lab_image.import_into(self, path, kind, tag or f"localhost/userland:{entries}")
 
     def ssh_argv(self) -> List[str]:
         return ["ssh", "-i", ssh_key(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",

@@ -11,6 +11,9 @@ rename so a reader never sees half a file. Two parts:
   with the copy's creation time this is the "last used" of the LRU order; it survives a restart.
 * ``status``: budget, cache size, counts and recent evictions, for ``idmap_support`` (fact
   ``idmapguard.guard``) and the fleet report. :func:`read_status` is the reader.
+* ``status.peak``: the largest cache and store inode use any pass saw before it evicted, with
+  when, kept across restarts. A reader that samples ``cache`` between passes misses the peaks
+  (a soak sampled 0.87x the budget where the guard had seen 2.08x).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,6 +29,7 @@ from typing import Any, Dict, List, Optional
 DEFAULT_STATE_FILE = "/var/lib/idmapguard/guard-state.json"
 STATE_VERSION = 1
 RECENT_EVICTIONS = 20
+PEAK_KEYS = ("cache_inodes", "cache_at", "inodes_used", "inodes_used_at", "since")
 
 
 class GuardState:
@@ -36,6 +40,7 @@ class GuardState:
         self.evicted_inodes_total = 0
         self.recent: List[Dict[str, Any]] = []
         self.status: Dict[str, Any] = {}
+        self.peak: Dict[str, Any] = {}
 
     @classmethod
     def load(cls, path: str) -> "GuardState":
@@ -57,6 +62,9 @@ class GuardState:
         state.evictions_total = int(evictions.get("total") or 0)
         state.evicted_inodes_total = int(evictions.get("inodes") or 0)
         state.recent = list(evictions.get("recent") or [])[-RECENT_EVICTIONS:]
+        peak = status.get("peak")
+        if isinstance(peak, dict) and all(isinstance(peak.get(k), (int, float)) for k in PEAK_KEYS):
+            state.peak = dict(peak)
         return state
 
     # --- observations ----------------------------------------------------------------------
@@ -96,11 +104,24 @@ class GuardState:
         self.recent = (self.recent + [event])[-RECENT_EVICTIONS:]
         self.copies.pop(event.get("layer_id"), None)
 
+    def record_peak(self, cache_inodes: int, budget_inodes: int, inodes_used: int, now: float) -> None:
+        """What a pass saw before it evicted: the cache (and its budget then) and the store's
+        inode use, each kept when it is the highest so far."""
+        peak = self.peak
+        if not peak:
+            peak["since"] = now
+        if cache_inodes > peak.get("cache_inodes", -1):
+            peak.update(cache_inodes=cache_inodes, cache_at=now, budget_inodes=budget_inodes)
+        if inodes_used > peak.get("inodes_used", -1):
+            peak.update(inodes_used=inodes_used, inodes_used_at=now)
+
     # --- persistence -----------------------------------------------------------------------
     def as_dict(self) -> Dict[str, Any]:
         status = dict(self.status)
         status["evictions"] = {"total": self.evictions_total, "inodes": self.evicted_inodes_total,
                                "recent": self.recent}
+        if self.peak:
+            status["peak"] = dict(self.peak)
         return {"version": STATE_VERSION, "status": status, "copies": self.copies}
 
     def save(self) -> None:

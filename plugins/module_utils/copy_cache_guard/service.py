@@ -143,6 +143,7 @@ class CopyCacheGuard:
                                                          self.state.last_used(copy.layer_id, created)))
         fs = fs_usage(self.store.layout.graphroot)
         budget = self.budget(fs["inodes_total"])
+        self.state.record_peak(cached_inodes, budget.budget_inodes, fs["inodes_used"], now)
         last_used = {entry.layer_id: entry.last_used for entry in entries}
         evicted: List[Dict[str, Any]] = []
         skipped: List[Dict[str, Any]] = []

@@ -315,3 +315,36 @@ def test_a_guard_behind_works_at_normal_priority_without_pauses_until_caught_up(
     guard.run_pass("test")
     assert raised == [] and prunes == [False] and len(mapped(built)) == 2
     assert len(events(log, "catching up")) == 1 and len(events(log, "caught up")) == 1
+
+
+@pytest.mark.parametrize("passes,expected", [
+    # (cache_inodes, budget_inodes, inodes_used, now) per pass -> the peak record
+    ([(10, 100, 500, 1.0)],
+     {"since": 1.0, "cache_inodes": 10, "cache_at": 1.0, "budget_inodes": 100, "inodes_used": 500, "inodes_used_at": 1.0}),
+    ([(10, 100, 500, 1.0), (250, 100, 400, 2.0), (40, 120, 900, 3.0)],
+     {"since": 1.0, "cache_inodes": 250, "cache_at": 2.0, "budget_inodes": 100, "inodes_used": 900, "inodes_used_at": 3.0}),
+    ([(0, 100, 50, 1.0), (0, 100, 50, 2.0)],
+     {"since": 1.0, "cache_inodes": 0, "cache_at": 1.0, "budget_inodes": 100, "inodes_used": 50, "inodes_used_at": 1.0}),
+])
+def test_peak_keeps_the_highest_each_pass_saw(tmp_path, passes, expected):
+    state = GuardState(str(tmp_path / "state.json"))
+    for cache_inodes, budget_inodes, inodes_used, now in passes:
+        state.record_peak(cache_inodes, budget_inodes, inodes_used, now)
+    assert state.peak == expected
+    state.save()
+    assert read_status(state.path)["peak"] == expected
+    assert GuardState.load(state.path).peak == expected      # kept across a restart
+
+
+def test_a_pass_records_the_cache_it_saw_before_evicting(tmp_path):
+    built, _copies = cache_store(tmp_path, ages=[400, 300, 200, 100])
+    probe, _log = make_guard(built, tmp_path, budget_percent=100)
+    per_copy = probe.store.inventory().copies[0].inodes
+    total = os.statvfs(built.graphroot).f_files
+    guard, log = make_guard(built, tmp_path, budget_percent=100.0 * (1.5 * per_copy) / total, low_free_percent=0)
+    status = guard.run_pass("test")["status"]
+    assert len(events(log)) == 3 and status["cache"]["inodes"] == per_copy
+    peak = read_status(guard.settings.state_file)["peak"]
+    assert peak["cache_inodes"] == 4 * per_copy          # before the evictions, not after
+    assert peak["budget_inodes"] == status["budget"]["budget_inodes"]
+    assert peak["inodes_used"] >= 4 * per_copy
