@@ -88,3 +88,33 @@ def test_teardown_leaves_nothing(lab):
                           stderr=subprocess.DEVNULL, check=False).returncode != 0
     assert not os.path.exists(str(state["var_dir"]))
     assert str(state["name"]) not in [h.name for h in lab.hosts()]
+
+
+def test_systemd_host_boots_reboots_and_leaves_nothing(lab):
+    """init="systemd": the suite's systemd is PID 1 (systemd-nspawn --boot, not chroot), the
+    store is the lab's own filesystem, a reboot boots again on the same store, and down
+    removes the host's cgroups with everything else."""
+    host = lab.up(suite="bookworm", init="systemd", inodes=2048, size="64M")
+    state = dict(host.state)
+    assert host.exec(["cat", "/proc/1/comm"], check=True).stdout.strip() == "systemd"
+    assert host.exec(["systemctl", "is-system-running"]).stdout.strip() == "running"
+    assert host.exec(["unshare", "--user", "--map-root-user", "true"]).returncode == 0
+    assert host.exec(["stat", "-f", "-c", "%T", STORE], check=True).stdout.strip() == "ext2/ext3"
+    ssh = subprocess.run(host.ssh_argv() + ["systemctl", "is-active", "ssh"], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=False)
+    assert ssh.stdout.strip() == "active", ssh
+    tag = host.image(files=10)
+    cid = host.podman("create", "--uidmap", "0:100000:1000", "--uidmap", "1000:300000:64536",
+                      "--gidmap", "0:100000:65536", tag, "true", check=True).stdout.strip()
+    first = host.entry_pid()
+    host.exec(["systemctl", "reboot"])
+    second = host.wait_booted(other_than=first)
+    assert second != first
+    assert cid in host.podman("ps", "-a", "--no-trunc", "-q", check=True).stdout
+    with open(os.path.join(str(state["var_dir"]), "setup.log"), errors="replace") as f:
+        assert "systemd-nspawn exited rc=133" in f.read()
+    cgroups = list(state["cgroups"])
+    assert cgroups and all(os.path.isdir(d) for d in cgroups)
+    host.down()
+    assert not any(os.path.exists(d) for d in cgroups)
+    assert not os.path.exists(str(state["var_dir"]))

@@ -6,7 +6,8 @@ A host is a process tree in its own mount, PID, network, UTS and IPC namespaces:
   refuses CLONE_NEWUSER to a chrooted process, and Podman 5 then silently stops shifting.
 - /var/lib/containers/storage is its own small filesystem (ext4 loop with few inodes by
   default; xfs, btrfs, tmpfs, ramfs, or "none" = on the root overlay);
-- PID 1 is host_init.py (sshd + reaper); a veth pair joins it to this machine
+- PID 1 is host_init.py (sshd + reaper), or with init="systemd" the suite's own systemd,
+  booted by systemd-nspawn (see NSPAWN_SCRIPT); a veth pair joins it to this machine
   (10.213.<index>.1 here, .2 in the host), so Ansible reaches it over real SSH.
 Every mount lives only in the host's own mount namespace, so killing PID 1 releases all of
 them (and the loop device) even when the lab process itself crashed. State of running hosts:
@@ -103,6 +104,66 @@ exec /usr/bin/python3 /usr/local/sbin/idmapguard-lab-init
 """
 
 
+# init="systemd": PID 1 of the new namespaces is this shell (the "supervisor"); it mounts the
+# same overlay root and store as SETUP_SCRIPT and boots the root's systemd with systemd-nspawn,
+# in the supervisor's network namespace (no --private-network: the lab's veth is there).
+# nspawn exits 133 when the host reboots (`systemctl reboot`): the supervisor unmounts root and
+# store and boots again on the same files, like a machine restarting on its disks. Any other
+# exit (poweroff, a crash) ends the host. Each host gets its own cgroup (idmapguard-lab/NAME
+# below the lab's own) in the hierarchies systemd manages (name=systemd, unified; see
+# _host_cgroups), removed at teardown, so no two hosts' systemd share one.
+# SYSTEMD_SECCOMP=0 and --capability=all: root in the host is as able as root on a real
+# machine (Podman makes user namespaces and mounts); /dev/fuse for fuse-overlayfs.
+NSPAWN_SCRIPT = r"""
+set -eu
+R=$1 LOWER=$2 UPPER=$3 WORK=$4 NAME=$5 STOREFS=$6 STORESRC=$7 STOREOPTS=$8 STOREMNT=$9 CGROUPS=${10}
+mount -t proc proc /proc
+hostname "$NAME"
+for cg in $CGROUPS; do
+  mkdir -p "$cg"
+  echo $$ > "$cg/cgroup.procs"
+done
+mkdir -p "$STOREMNT"
+while :; do
+  mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$R"
+  case $STOREFS in
+    none) mount --bind "$R/var/lib/containers/storage" "$STOREMNT" ;;
+    tmpfs) mount -t tmpfs -o "$STOREOPTS" tmpfs "$STOREMNT" ;;
+    ramfs) mount -t ramfs ramfs "$STOREMNT" ;;
+    *) mount -t "$STOREFS" -o loop "$STORESRC" "$STOREMNT" ;;
+  esac
+  chmod 700 "$STOREMNT"
+  rc=0
+  SYSTEMD_SECCOMP=0 systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$NAME" \
+    --directory="$R" --capability=all --bind=/dev/fuse --resolv-conf=off --timezone=off \
+    --link-journal=no --console=read-only --bind="$STOREMNT:/var/lib/containers/storage" || rc=$?
+  umount "$STOREMNT"
+  umount "$R"
+  echo "lab: systemd-nspawn exited rc=$rc"
+  [ "$rc" = 133 ] || exit "$rc"
+done
+"""
+
+
+# nspawn mounts the cgroup v1 hierarchies read-only; Podman's cgroupfs manager needs them
+# writable (as the rbind of the other hosts has them), at every boot.
+LAB_CGROUPS_UNIT = """\
+# idmapguard lab host: a quirk of the lab machine, not advice for real hosts
+[Unit]
+Description=idmapguard lab: writable cgroup v1 hierarchies for Podman's cgroupfs manager
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for m in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$$m"; done'
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
 class LabError(RuntimeError):
     """A lab host could not be brought up, entered or torn down."""
 
@@ -172,6 +233,7 @@ class LabHost:
     ip = property(lambda self: str(self.state["ip"]))
     init_pid = property(lambda self: int(self.state["init_pid"]))  # type: ignore[arg-type]
     store_fs = property(lambda self: str(self.state["store_fs"]))
+    init = property(lambda self: str(self.state.get("init") or "lab"))
 
     def __repr__(self) -> str:
         return f"LabHost({self.name!r}, suite={self.suite!r}, ip={self.ip!r})"
@@ -180,18 +242,47 @@ class LabHost:
         pid = self.state.get("init_pid")
         return bool(pid) and _start_time(int(pid)) == self.state.get("init_start")  # type: ignore[arg-type]
 
-    def path(self, inside: str = "/") -> str:
-        """This machine's path to INSIDE (a path in the host), valid while the host runs."""
+    def entry_pid(self) -> int:
+        """The host's PID 1 as this machine sees it: host_init, or the booted systemd (which
+        changes at every reboot; the supervisor's init_pid does not)."""
         if not self.alive():
             raise LabError(f"lab host {self.name} is not running")
-        return f"/proc/{self.init_pid}/root/{inside.lstrip('/')}"
+        if self.init == "lab":
+            return self.init_pid
+        pid = _booted_init(self.init_pid)
+        if not pid:
+            raise LabError(f"lab host {self.name} is not booted (rebooting?)")
+        return pid
+
+    def booted(self) -> Optional[int]:
+        """PID of the booted systemd (init="systemd" hosts), or None while (re)booting."""
+        return _booted_init(self.init_pid) if self.alive() else None
+
+    def wait_booted(self, timeout: float = 120, other_than: Optional[int] = None) -> int:
+        """Wait until a systemd host is booted (a systemd other than OTHER_THAN, after a
+        reboot), its boot finished and sshd answers; returns the systemd's PID."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = self.booted()
+            if pid and pid != other_than:
+                state = self.exec(["systemctl", "is-system-running", "--wait"], timeout=timeout).stdout.strip()
+                if state in ("running", "degraded"):
+                    break
+            if not self.alive() or time.monotonic() > deadline:
+                raise LabError(f"lab host {self.name} did not boot (init {pid}, state "
+                               f"{'running' if self.alive() else 'ended'})")
+            time.sleep(0.2)
+        Lab._wait_ssh(self.ip, deadline, None, str(self.state["var_dir"]))
+        return pid
+
+    def path(self, inside: str = "/") -> str:
+        """This machine's path to INSIDE (a path in the host), valid while the host runs."""
+        return f"/proc/{self.entry_pid()}/root/{inside.lstrip('/')}"
 
     def nsenter(self) -> List[str]:
         """Command prefix that enters the host: its mount (pivot_root'ed root), network, PID,
         UTS and IPC namespaces, with a clean environment."""
-        if not self.alive():
-            raise LabError(f"lab host {self.name} is not running")
-        return ["nsenter", "-t", str(self.init_pid), "-m", "-n", "-p", "-u", "-i", "--root", "--wd",
+        return ["nsenter", "-t", str(self.entry_pid()), "-m", "-n", "-p", "-u", "-i", "--root", "--wd",
                 "/usr/bin/env", "-i", f"PATH={HOST_PATH}", "HOME=/root", "LANG=C.UTF-8",
                 "PODMAN_IGNORE_CGROUPSV1_WARNING=1"]
 
@@ -333,13 +424,15 @@ class Lab:
     def up(self, name: Optional[str] = None, suite: str = "sid", store_fs: str = "ext4",
            inodes: int = 4096, size: Union[str, int] = "300M", storage_conf: Optional[str] = None,
            mount_program: Optional[str] = None, timeout: float = 60,
-           apt_repo: Optional[str] = None) -> LabHost:
+           apt_repo: Optional[str] = None, init: str = "lab") -> LabHost:
         """Start a host. NAME defaults to SUITE-<pid>-<random>. STORAGE_CONF: text of an
         /etc/containers/storage.conf to install (default: the distribution's); MOUNT_PROGRAM
         (e.g. /usr/bin/fuse-overlayfs): write a storage.conf that sets it. APT_REPO: a lab
         repository (tests/lab/repo.py, e.g. "sid-podman") that becomes the host's only apt
         source, with its package lists already fetched (default: the rootfs's mirror sources,
-        which the host cannot reach, and no lists)."""
+        which the host cannot reach, and no lists). INIT: "lab" (host_init.py as PID 1) or
+        "systemd" (the suite's systemd as PID 1, booted by systemd-nspawn from the rootfs's
+        systemd variant; boots take longer, so TIMEOUT is at least 180 s then)."""
         if suite not in lab_rootfs.SUITES:
             raise LabError(f"unknown suite {suite!r}")
         if store_fs not in STORE_FS:
@@ -347,12 +440,19 @@ class Lab:
         name = name or f"{suite}-{os.getpid()}-{random.randrange(16**4):04x}"
         if not NAME_RE.match(name):
             raise LabError(f"bad lab host name {name!r} (lowercase letters, digits, '-')")
-        lower = lab_rootfs.ensure_rootfs(suite, log=self.log)
+        if init not in lab_rootfs.INITS:
+            raise LabError(f"init must be one of {', '.join(lab_rootfs.INITS)}")
+        if init == "systemd":
+            if not shutil.which("systemd-nspawn"):
+                raise LabError("init=systemd needs systemd-nspawn (Debian package systemd-container)")
+            timeout = max(timeout, 180)
+        lower = lab_rootfs.ensure_rootfs(suite, log=self.log, init=init)
         repo_dir = lab_repo.ensure_repo(apt_repo, log=self.log) if apt_repo else None
         if apt_repo and lab_repo.REPOS[apt_repo]["base"] != suite:
             raise LabError(f"lab repository {apt_repo} is made for {lab_repo.REPOS[apt_repo]['base']} hosts, not {suite}")
         key = ssh_key()
         state = self._reserve(name, suite)
+        state["init"] = init
         if self.ephemeral:
             self._mine.append(name)
         try:
@@ -364,7 +464,8 @@ class Lab:
             self._teardown(state)
             raise
         host = LabHost(self, state)
-        self.log(f"lab: {name} up ({suite}, podman {lab_rootfs.podman_version(suite)}, ip {host.ip})")
+        self.log(f"lab: {name} up ({suite}, {init} init, podman {lab_rootfs.podman_version(suite, init)}, "
+                 f"ip {host.ip})")
         return host
 
     def _start(self, state, lower, key, store_fs, inodes, size, storage_conf, mount_program, timeout,
@@ -375,7 +476,8 @@ class Lab:
         upper, work, root = (os.path.join(var, d) for d in ("upper", "work", "root"))
         for d in (upper, work, root):
             os.makedirs(d)
-        self._populate_upper(upper, str(state["name"]), key, storage_conf, mount_program, repo_dir)
+        self._populate_upper(upper, str(state["name"]), key, storage_conf, mount_program, repo_dir,
+                             str(state.get("init") or "lab"))
         store_src, store_opts = "", ""
         if store_fs in ("ext4", "xfs", "btrfs"):
             store_src = os.path.join(var, "store.img")
@@ -387,11 +489,17 @@ class Lab:
         elif store_fs == "tmpfs":
             store_opts = f"size={_size_bytes(size)},nr_inodes={inodes},mode=700"
         state["store_fs"] = store_fs
+        systemd = state.get("init") == "systemd"
         log = open(os.path.join(var, "setup.log"), "w")
+        extra: List[str] = []
+        if systemd:
+            state["cgroups"] = _host_cgroups(str(state["name"]))
+            extra = [os.path.join(var, "store"), " ".join(state["cgroups"])]  # type: ignore[arg-type]
+        script = NSPAWN_SCRIPT if systemd else SETUP_SCRIPT
         proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--net", "--uts", "--ipc", "--fork", "--propagation", "private",
-             "/bin/sh", "-c", SETUP_SCRIPT, "lab-setup", root, lower, upper, work, str(state["name"]),
-             store_fs, store_src, store_opts],
+             "/bin/sh", "-c", script, "lab-setup", root, lower, upper, work, str(state["name"]),
+             store_fs, store_src, store_opts] + extra,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._procs[str(state["name"])] = proc
@@ -405,6 +513,10 @@ class Lab:
             time.sleep(0.02)
         state["init_pid"], state["init_start"] = init, _start_time(init)
         self._write_state(state)
+        if systemd:
+            self._network(state)  # the supervisor's network namespace, which the systemd shares
+            LabHost(self, state).wait_booted(max(1.0, deadline - time.monotonic()))
+            return
         while not os.path.exists(f"/proc/{init}/root/run/idmapguard-lab-ready"):
             self._check_alive(proc, var, deadline)
             time.sleep(0.05)
@@ -412,7 +524,8 @@ class Lab:
         self._wait_ssh(str(state["ip"]), deadline, proc, var)
 
     @staticmethod
-    def _populate_upper(upper: str, name: str, key: str, storage_conf, mount_program, repo_dir=None) -> None:
+    def _populate_upper(upper: str, name: str, key: str, storage_conf, mount_program, repo_dir=None,
+                        init: str = "lab") -> None:
         """Files the host gets on top of the shared rootfs (overlay upper, written before mounting)."""
         def put(rel: str, text: str, mode: int = 0o644) -> None:
             p = os.path.join(upper, rel)
@@ -433,20 +546,32 @@ class Lab:
             put("etc/containers/storage.conf", storage_conf)
         with open(os.path.join(HERE, "host_init.py")) as f:
             put("usr/local/sbin/idmapguard-lab-init", f.read(), 0o755)
+        if init == "systemd":
+            # the host's systemd: the podman cgroup v1 warning silenced for services too;
+            # writable cgroup hierarchies; no getty on the console, no kernel modules to load
+            units = os.path.join(upper, "etc/systemd/system")
+            put("etc/systemd/system.conf.d/idmapguard-lab.conf",
+                "[Manager]\nDefaultEnvironment=PODMAN_IGNORE_CGROUPSV1_WARNING=1\n")
+            put("etc/systemd/system/idmapguard-lab-cgroups.service", LAB_CGROUPS_UNIT)
+            os.makedirs(os.path.join(units, "sysinit.target.wants"))
+            os.symlink("../idmapguard-lab-cgroups.service",
+                       os.path.join(units, "sysinit.target.wants/idmapguard-lab-cgroups.service"))
+            for unit in ("console-getty.service", "systemd-modules-load.service"):
+                os.symlink("/dev/null", os.path.join(units, unit))
         if repo_dir:
             shutil.copytree(repo_dir, os.path.join(upper, lab_repo.HOST_REPO_DIR.lstrip("/")),
                             copy_function=_link_or_copy)
             put("etc/apt/sources.list", lab_repo.HOST_SOURCES)
 
     @staticmethod
-    def _check_alive(proc: subprocess.Popen, var: str, deadline: float) -> None:
-        if proc.poll() is not None or time.monotonic() > deadline:
+    def _check_alive(proc: Optional[subprocess.Popen], var: str, deadline: float) -> None:
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
             try:
                 with open(os.path.join(var, "setup.log")) as f:
                     detail = f.read()[-2000:]
             except OSError:
                 detail = ""
-            why = f"exited rc={proc.returncode}" if proc.returncode is not None else "timed out"
+            why = f"exited rc={proc.returncode}" if proc is not None and proc.returncode is not None else "timed out"
             raise LabError(f"lab host setup {why}:\n{detail}")
 
     @staticmethod
@@ -462,7 +587,8 @@ class Lab:
         _run(inside + ["ip", "link", "set", "eth0", "up"])
         _run(inside + ["ip", "route", "add", "default", "via", f"10.213.{idx}.1"])
 
-    def _wait_ssh(self, ip: str, deadline: float, proc: subprocess.Popen, var: str) -> None:
+    @staticmethod
+    def _wait_ssh(ip: str, deadline: float, proc: Optional[subprocess.Popen], var: str) -> None:
         while True:
             try:
                 with socket.create_connection((ip, 22), timeout=1) as s:
@@ -470,7 +596,7 @@ class Lab:
                         return
             except OSError:
                 pass
-            self._check_alive(proc, var, deadline)
+            Lab._check_alive(proc, var, deadline)
             time.sleep(0.1)
 
     # ---- down -----------------------------------------------------------------------
@@ -512,7 +638,8 @@ class Lab:
         pid = int(state.get("init_pid") or 0)  # type: ignore[arg-type]
         containers: List[str] = []
         if pid and _start_time(pid) == state.get("init_start"):
-            containers = _container_ids(pid)
+            entry = _booted_init(pid) if state.get("init") == "systemd" else pid
+            containers = _container_ids(entry) if entry else []
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -526,6 +653,7 @@ class Lab:
                 proc.wait()
         _wait_gone([p for p in (pid, int(state.get("unshare_pid") or 0)) if p], 30)  # type: ignore[arg-type]
         _remove_container_cgroups(containers)
+        _remove_host_cgroups(list(state.get("cgroups") or []))  # type: ignore[arg-type]
         _run(["ip", "link", "del", str(state["veth"])], check=False)
         var = str(state.get("var_dir") or "")
         if var:
@@ -618,6 +746,57 @@ def _remove_container_cgroups(ids: List[str]) -> None:
         dirs = left
         if dirs:
             time.sleep(0.1)
+
+
+def _host_cgroups(name: str) -> List[str]:
+    """A systemd host's own cgroups: idmapguard-lab/NAME below this process's cgroup in the
+    named systemd hierarchy and the unified one (the two systemd manages on a hybrid machine;
+    the v1 controller hierarchies are left as they are)."""
+    out = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            mount = {"name=systemd": "/sys/fs/cgroup/systemd", "": "/sys/fs/cgroup/unified"}.get(controllers)
+            if mount and os.path.isdir(mount):
+                out.append(os.path.normpath(f"{mount}/{path}/idmapguard-lab/{name}"))
+            elif controllers == "" and os.path.exists("/sys/fs/cgroup/cgroup.procs"):  # pure cgroup v2
+                out.append(os.path.normpath(f"/sys/fs/cgroup/{path}/idmapguard-lab/{name}"))
+    return out
+
+
+def _remove_host_cgroups(tops: List[str]) -> None:
+    """The cgroups a systemd host's supervisor made (and its systemd below them), deepest
+    first; only empty ones can go, so nothing running is touched."""
+    deadline = time.monotonic() + 5
+    for top in tops:
+        while os.path.isdir(top):
+            dirs = sorted((d for d, _, _ in os.walk(top)), key=lambda d: -d.count("/"))
+            for d in dirs:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            if os.path.isdir(top):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+
+
+def _booted_init(supervisor: int) -> int:
+    """PID (here) of the systemd booted under SUPERVISOR: the process below it that is PID 1
+    of a PID namespace nested in the supervisor's. 0 while (re)booting."""
+    todo = list(_children(supervisor))
+    while todo:
+        pid = todo.pop(0)
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = [line.split()[1:] for line in f if line.startswith("NSpid:")][0]
+        except (OSError, IndexError):
+            continue
+        if len(nspid) >= 3 and nspid[-1] == "1":
+            return pid
+        todo.extend(_children(pid))
+    return 0
 
 
 def _wait_loop_released(backing: str, timeout: float) -> None:

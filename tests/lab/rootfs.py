@@ -29,8 +29,17 @@ SUITE_PACKAGES: Dict[str, List[str]] = {
 }
 
 
-def packages(suite: str) -> List[str]:
-    return SUITE_PACKAGES.get(suite, PACKAGES)
+# A host's init: "lab" (tests/lab/host_init.py as PID 1, the default) or "systemd" (the suite's
+# own systemd as PID 1 under systemd-nspawn --boot; see lab.py). The systemd variant is a
+# separate recipe, cached under its own name, so the default hosts' rootfs stays as it is.
+INITS = ("lab", "systemd")
+INIT_PACKAGES: Dict[str, List[str]] = {
+    "systemd": ["systemd", "systemd-sysv", "dbus"],
+}
+
+
+def packages(suite: str, init: str = "lab") -> List[str]:
+    return SUITE_PACKAGES.get(suite, PACKAGES) + INIT_PACKAGES.get(init, [])
 
 
 # sshd: root with the lab key only, no PAM (no login session machinery in a lab host);
@@ -101,52 +110,58 @@ def machine_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def recipe(suite: str, mirror: Optional[str] = None) -> Dict[str, object]:
-    return {
+def recipe(suite: str, mirror: Optional[str] = None, init: str = "lab") -> Dict[str, object]:
+    r: Dict[str, object] = {
         "suite": suite,
         "mirror": mirror or machine_mirror(),
-        "packages": packages(suite),
+        "packages": packages(suite, init),
         "script": BUILD_SCRIPT,
         "sshd": SSHD_CONFIG,
     }
+    if init != "lab":  # the default recipe (and so its hash and cache) is unchanged
+        r["init"] = init
+    return r
 
 
-def recipe_hash(suite: str, mirror: Optional[str] = None) -> str:
-    r = recipe(suite, mirror)
+def recipe_hash(suite: str, mirror: Optional[str] = None, init: str = "lab") -> str:
+    r = recipe(suite, mirror, init)
     text = "\n".join(f"{k}={r[k]}" for k in sorted(r))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def rootfs_path(suite: str) -> str:
-    return os.path.join(lab_cache(), "rootfs", f"{suite}-{recipe_hash(suite)}")
+def rootfs_path(suite: str, init: str = "lab") -> str:
+    variant = suite if init == "lab" else f"{suite}-{init}"
+    return os.path.join(lab_cache(), "rootfs", f"{variant}-{recipe_hash(suite, init=init)}")
 
 
-def is_built(suite: str) -> bool:
-    return os.path.isfile(os.path.join(rootfs_path(suite), "etc", "idmapguard-lab-podman-version"))
+def is_built(suite: str, init: str = "lab") -> bool:
+    return os.path.isfile(os.path.join(rootfs_path(suite, init), "etc", "idmapguard-lab-podman-version"))
 
 
-def ensure_rootfs(suite: str, log=None) -> str:
-    """Return the cached rootfs of SUITE, building it first when missing."""
+def ensure_rootfs(suite: str, log=None, init: str = "lab") -> str:
+    """Return the cached rootfs of SUITE for INIT, building it first when missing."""
     if suite not in SUITES:
         raise RootfsError(f"unknown suite {suite!r}, expected one of {', '.join(SUITES)}")
-    final = rootfs_path(suite)
-    if is_built(suite):
+    if init not in INITS:
+        raise RootfsError(f"unknown init {init!r}, expected one of {', '.join(INITS)}")
+    final = rootfs_path(suite, init)
+    if is_built(suite, init):
         return final
     base = os.path.dirname(final)
     os.makedirs(base, exist_ok=True)
     with open(final + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same recipe
-        if is_built(suite):
+        if is_built(suite, init):
             return final
         tmp = f"{final}.tmp-{os.getpid()}"
         _remove_tree(tmp)
-        r = recipe(suite)
+        r = recipe(suite, init=init)
         start = time.monotonic()
         logfile = final + ".log"
         with open(logfile, "w") as out:
             proc = subprocess.run(
                 ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", BUILD_SCRIPT,
-                 "lab-build", tmp, suite, str(r["mirror"]), " ".join(packages(suite))],
+                 "lab-build", tmp, suite, str(r["mirror"]), " ".join(packages(suite, init))],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0:
             with open(logfile, encoding="utf-8", errors="replace") as f:
@@ -159,12 +174,12 @@ def ensure_rootfs(suite: str, log=None) -> str:
         _remove_tree(final)  # an older, unfinished copy of the same recipe
         os.rename(tmp, final)
         if log:
-            log(f"lab: built {suite} rootfs in {time.monotonic() - start:.0f}s: {final}")
+            log(f"lab: built {suite} ({init} init) rootfs in {time.monotonic() - start:.0f}s: {final}")
     return final
 
 
-def podman_version(suite: str) -> str:
-    with open(os.path.join(rootfs_path(suite), "etc/idmapguard-lab-podman-version")) as f:
+def podman_version(suite: str, init: str = "lab") -> str:
+    with open(os.path.join(rootfs_path(suite, init), "etc/idmapguard-lab-podman-version")) as f:
         return f.read().split()[-1]
 
 
