@@ -770,7 +770,7 @@ def _remove_host_cgroups(tops: List[str]) -> None:
     deadline = time.monotonic() + 5
     for top in tops:
         while os.path.isdir(top):
-            dirs = sorted((d for d, _, _ in os.walk(top)), key=lambda d: -d.count("/"))
+            dirs = sorted((walked[0] for walked in os.walk(top)), key=lambda d: -d.count("/"))
             for d in dirs:
                 try:
                     os.rmdir(d)
