@@ -755,7 +755,7 @@ def _host_cgroups(name: str) -> List[str]:
     out = []
     with open("/proc/self/cgroup") as f:
         for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
+            controllers, path = line.rstrip("\n").split(":", 2)[1:]
             mount = {"name=systemd": "/sys/fs/cgroup/systemd", "": "/sys/fs/cgroup/unified"}.get(controllers)
             if mount and os.path.isdir(mount):
                 out.append(os.path.normpath(f"{mount}/{path}/idmapguard-lab/{name}"))
