@@ -296,7 +296,9 @@ guard:
       wrote to C(/var/lib/idmapguard/guard-state.json), or null when there is no guard on the host.
     - Keys C(budget) (C(budget_inodes), C(low_free_inodes), C(inodes_total)), C(cache) (C(copies),
       C(inodes), C(in_use_copies)), C(evictions) (C(total), C(inodes), C(recent)), C(filesystem),
-      C(updated), C(pid), and C(stale) (true when it has not written for 5 minutes; probably not running).
+      C(updated), C(pid), C(artifact) (C(path), C(sha256), C(version) of the archive the running guard started
+      from; null when it runs from a checkout), and C(stale) (true when it has not written for 5 minutes;
+      probably not running).
   returned: always
   type: dict
 podman:

@@ -71,10 +71,16 @@ def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
            "budget_inodes": _int_or_none(budget.get("budget_inodes")),
            "evictions": _int_or_none(evictions.get("total")), "evicted_inodes": _int_or_none(evictions.get("inodes")),
            "stale": bool(guard.get("stale")), "catching_up": bool(guard.get("catching_up"))}
-    row["line"] = "%s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s%s" % (
+    # the archive the guard runs from (path, sha256, version); None for a guard run from a checkout
+    artifact = guard.get("artifact")
+    row["artifact"] = {key: artifact.get(key) for key in ("path", "sha256", "version")} \
+        if isinstance(artifact, Mapping) else None
+    row["line"] = "%s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s%s%s" % (
         row["cache_copies"], row["cache_inodes"], row["budget_inodes"], row["evictions"], row["evicted_inodes"],
         "; behind Podman, catching up at full priority" if row["catching_up"] else "",
-        "; NOT RUNNING (state stale)" if row["stale"] else "")
+        "; NOT RUNNING (state stale)" if row["stale"] else "",
+        "; guard %s sha256 %s" % (row["artifact"]["version"], str(row["artifact"]["sha256"])[:12])
+        if row["artifact"] else "")
     return row
 
 

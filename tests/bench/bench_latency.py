@@ -158,16 +158,9 @@ BASE_PRUNE = "/usr/local/sbin/idmapguard-prune-base"
 
 
 def install_base_lib(host, lib):
-    """A second library (another checkout's module_utils) with its own idmapguard-prune."""
-    import shutil
-    dest = host.path(os.path.join(BASE_LIB, rs.PKG))
-    if os.path.exists(dest):
-        shutil.rmtree(dest)
-    shutil.copytree(os.path.join(lib, "plugins", "module_utils"), dest,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    with open(host.path(BASE_PRUNE), "w") as handle:
-        handle.write(rs.entry_point("manual_prune", "prune now", lib=BASE_LIB))
-    os.chmod(host.path(BASE_PRUNE), 0o755)
+    """A second guard archive (another checkout's module_utils) with its own idmapguard-prune."""
+    rs.install_archive(host, lib=BASE_LIB, module_utils=os.path.join(lib, "plugins", "module_utils"),
+                       bins=((BASE_PRUNE, "prune"),))
 
 
 def report_rounds(host, tag, count, first, rounds, creates, binaries):
@@ -194,12 +187,9 @@ def report_rounds(host, tag, count, first, rounds, creates, binaries):
 
 
 def install_lib(host, lib):
+    """The guard archive of LIB's checkout (one with copy_cache_guard/zipapp_main.py), else this one's."""
     if lib:
-        rs.install_guard(host)
-        import shutil
-        dest = host.path(os.path.join(rs.LIB_INSIDE, rs.PKG))
-        shutil.rmtree(dest)
-        shutil.copytree(os.path.join(lib, "plugins", "module_utils"), dest)
+        rs.install_archive(host, module_utils=os.path.join(lib, "plugins", "module_utils"))
     else:
         rs.install_guard(host)
 

@@ -4,12 +4,10 @@ import json
 import os
 import random
 import re
-import shutil
 from typing import Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIB_INSIDE = "/usr/local/lib/idmapguard"
-PKG = "ansible_collections/idmapguard/storage/plugins/module_utils"
 STORE = "/var/lib/containers/storage"
 
 
@@ -17,36 +15,45 @@ GUARD_BIN = "/usr/local/sbin/idmapguard-guard"
 PRUNE_BIN = "/usr/local/sbin/idmapguard-prune"
 
 
-def entry_point(module: str, command: str, lib: str = LIB_INSIDE) -> str:
+def build_archive(module_utils: str = os.path.join(REPO, "plugins", "module_utils"), version: str = "0.0.0-test"):
+    """The guard's zip application, built as idmapguard.storage.guard_artifact builds it."""
+    import sys
+    from ansible_collections.idmapguard.storage.plugins.plugin_utils import guard_artifact
+    return guard_artifact.build(module_utils, version, sys.stdlib_module_names)
+
+
+def entry_point(command: str, archive: str) -> str:
     """The role's entry point script (roles/remediate/templates/entry_point.sh.j2), rendered."""
     import jinja2
     text = open(os.path.join(REPO, "roles", "remediate", "templates", "entry_point.sh.j2")).read()
     env = jinja2.Environment(keep_trailing_newline=True)
     env.filters["quote"] = __import__("shlex").quote
-    return env.from_string(text).render(ansible_managed="installed by the tests", _module=module,
-                                        _command=command, idmapguard_remediate_guard_lib=lib,
+    built = {"version": "0.0.0-test", "sha256": "(tests)"}
+    return env.from_string(text).render(ansible_managed="installed by the tests", _command=command,
+                                        _archive=archive, idmapguard_remediate_guard_artifact=built,
                                         idmapguard_remediate_guard_python="/usr/bin/python3")
 
 
-def install_guard(host) -> None:
-    """Copy the collection's own library and the guard's entry points into the host, as the role does."""
-    src = os.path.join(REPO, "plugins", "module_utils")
-    dest = host.path(os.path.join(LIB_INSIDE, PKG))
-    if os.path.exists(dest):
-        shutil.rmtree(dest)
-    # all of module_utils, as the role copies it
-    for root, dirs, files in os.walk(src):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        rel = os.path.relpath(root, src)
-        os.makedirs(os.path.join(dest, rel), exist_ok=True)
-        for name in files:
-            if name.endswith(".py"):
-                shutil.copy2(os.path.join(root, name), os.path.join(dest, rel, name))
-    for path, module, command in ((PRUNE_BIN, "manual_prune", "prune now"), (GUARD_BIN, "cli", "copy-cache guard")):
+def install_archive(host, lib: str = LIB_INSIDE, module_utils: str = os.path.join(REPO, "plugins", "module_utils"),
+                    bins=((PRUNE_BIN, "prune"), (GUARD_BIN, "guard"))) -> str:
+    """The guard's one archive under LIB and its entry points, as the role installs them;
+    returns the archive's path inside the host."""
+    built = build_archive(module_utils)
+    archive = os.path.join(lib, built.file_name)
+    os.makedirs(host.path(lib), exist_ok=True)
+    with open(host.path(archive), "wb") as handle:
+        handle.write(built.data)
+    for path, command in bins:
         script = host.path(path)
         with open(script, "w") as handle:
-            handle.write(entry_point(module, command))
+            handle.write(entry_point(command, archive))
         os.chmod(script, 0o755)
+    return archive
+
+
+def install_guard(host) -> None:
+    """The guard's archive and entry points in the host, as the role installs them."""
+    install_archive(host)
 
 
 def guard(host, *args: str, env: Optional[Dict[str, str]] = None, check: bool = True):

@@ -1,6 +1,8 @@
 """The remediate role over real SSH: check mode shows the plan, a run frees inodes per host,
 the threshold policy leaves a host alone, and the guard service installs (unit, parameter file,
-entry points) and runs from its unit's ExecStart; a second run changes nothing."""
+its one archive with the sha256 this checkout builds, entry points) and runs from its unit's
+ExecStart; a second run changes nothing."""
+import hashlib
 import json
 import os
 import re
@@ -78,6 +80,11 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
 
     # the run, with the guard installed (its timer is not started: lab hosts run no systemd)
     before = {host.name: host.inodes_used() for host in hosts}
+    # an archive of an earlier build, and the library tree of earlier versions: both go
+    old_archive = "/usr/local/lib/idmapguard/idmapguard-guard-0.0.9-0123456789ab.pyz"
+    os.makedirs(hosts[0].path("/usr/local/lib/idmapguard/ansible_collections/idmapguard"))
+    with open(hosts[0].path(old_archive), "wb") as handle:
+        handle.write(b"PK\x05\x06" + bytes(18))
     book.write_text(PLAYBOOK.format(policy="always", guard="true", keep=KEEP))
     out, results = ansible_playbook(inv, str(book))
     for host in hosts:
@@ -100,8 +107,17 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
     assert params == {"graphroot": rs.STORE, "runroot": "/run/containers/storage", "images": [],
                       "keep_maps": [{"uidmap": KEEP}], "budget_percent": 0.0, "low_free_percent": 10.0,
                       "grace": 0.0, "state_file": "/var/lib/idmapguard/guard-state.json"}
+    # the guard's code: one archive, the bytes this checkout builds, named by version and sha256
+    with open(os.path.join(rs.REPO, "galaxy.yml")) as handle:
+        version = re.search(r"^version: *(\S+)", handle.read(), re.M).group(1)
+    built = rs.build_archive(version=version)
+    archive = "/usr/local/lib/idmapguard/" + built.file_name
+    assert sorted(os.listdir(host.path("/usr/local/lib/idmapguard"))) == [built.file_name]
+    with open(host.path(archive), "rb") as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == built.sha256
+    assert "copy_cache_guard/zipapp_main.py" in built.modules and "store/store.py" in built.modules
     entry = open(host.path("/usr/local/sbin/idmapguard-guard")).read()
-    assert "PYTHONPATH=/usr/local/lib/idmapguard\n" in entry and entry.startswith("#!/bin/sh")
+    assert entry.startswith("#!/bin/sh") and entry.splitlines()[-1] == 'exec /usr/bin/python3 %s guard "$@"' % archive
     _garbage(host, 2)
     host.podman("create", "--name", "kept", "--uidmap", KEEP, "--gidmap", KEEP, host.image(files=100), "true", check=True)
     host.podman("rm", "kept", check=True)
@@ -110,6 +126,8 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
     assert len(evicted) == 2 and rs.mapped_copy_count(host) == 1, proc.stdout
     status = json.loads(host.exec(["/usr/local/sbin/idmapguard-guard", "status"], check=True).stdout)
     assert status["evictions"]["total"] == 2 and status["cache"]["copies"] == 0
+    # the running guard says which build it is
+    assert status["artifact"] == {"path": archive, "sha256": built.sha256, "version": version}, status
 
     # a second role run changes nothing
     out, results = ansible_playbook(inv, str(book))

@@ -28,6 +28,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import reclaim_policy
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.artifact import running_artifact
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import GuardState
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.lock_watch import LockTokenWatcher
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import GuardSettings
@@ -72,6 +73,9 @@ class CopyCacheGuard:
         # one runs at normal priority from its start.
         self.catching_up = False
         self.image_sizes: Dict[str, Dict[str, int]] = {}
+        # Which build runs (the installed zipapp: path, sha256, version), read once at start:
+        # the role restarts the service whenever it installs another one.
+        self.artifact = running_artifact()
 
     def lock_paths(self) -> List[str]:
         layout = self.store.layout
@@ -207,7 +211,7 @@ class CopyCacheGuard:
         self.passes += 1
         status = {
             "pid": os.getpid(), "started": round(self.started, 3), "updated": round(self.clock(), 3),
-            "trigger": trigger, "passes": self.passes,
+            "trigger": trigger, "passes": self.passes, "artifact": self.artifact,
             "store": {"graphroot": self.where["graphroot"], "runroot": self.where["runroot"]},
             "budget": budget.as_dict(), "catching_up": self.catching_up,
             "consistency": inventory.consistency, "inconsistencies": inventory.inconsistencies,
@@ -235,7 +239,8 @@ class CopyCacheGuard:
         settings = self.settings
         watcher = LockTokenWatcher(self.lock_paths())
         emit(self.log, {"event": "started", "time": round(self.clock(), 3), "pid": os.getpid(),
-                        "store": self.where["graphroot"], "settings": settings.as_dict()})
+                        "store": self.where["graphroot"], "settings": settings.as_dict(),
+                        "artifact": self.artifact})
         deadline = None if seconds is None else self.clock() + seconds
         trigger: Optional[str] = "start"
         last_pass = 0.0

@@ -120,6 +120,15 @@ def test_guard_state_is_shown_per_host(env):
     html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(records))
     assert "<li>Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)</li>" in html
     assert re.search(r'<span class="fail">[^<]*NOT RUNNING \(state stale\)', html)
+    assert guard_summary(guard)["artifact"] is None
+
+
+def test_guard_row_says_which_build_runs():
+    artifact = {"path": "/usr/local/lib/idmapguard/idmapguard-guard-0.1.0-6011a479eb7f.pyz",
+                "sha256": "6011a479eb7f" + "0" * 52, "version": "0.1.0"}
+    row = guard_summary({"budget": {}, "cache": {}, "evictions": {}, "artifact": artifact})
+    assert row["artifact"] == artifact
+    assert row["line"].endswith("; guard 0.1.0 sha256 6011a479eb7f")
 
 
 def test_podman_upgrade_note_in_row_summary_and_markdown(env):
