@@ -40,10 +40,16 @@ $(BUILD)/.debian-deps: scripts/install-debian-deps.sh $(wildcard requirements/de
 PY_REQS := $(sort $(wildcard requirements/*.txt))
 PY_REQS := $(filter-out requirements/debian-%,$(PY_REQS))
 
+# Never in the test venv, also when an older requirements file put them there: the full
+# "ansible" package (its bundled collections hide what ansible-core lacks) and the tools that
+# pull it in. They have venvs of their own (requirements/tools/).
+NOT_IN_VENV := ansible molecule molecule-plugins ansible-compat ansible-lint
+
 $(VENV)/.installed: $(PY_REQS) $(BUILD)/.debian-deps
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q $(addprefix -r ,$(PY_REQS))
+	@for p in $(NOT_IN_VENV); do ! $(VPY) -m pip show -q $$p 2>/dev/null || $(VPY) -m pip uninstall -q -y $$p; done
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -7,12 +7,25 @@ MOLECULE_DIR := $(CURDIR)/extensions/molecule
 test-rollout: deps
 	python -m pytest -q -p no:cacheprovider -s tests/integration/test_rollout.py
 
+# molecule runs from a venv of its own: its Podman driver needs containers.podman, from the full
+# "ansible" package, which the test venv must not have (make test-controller-deps).
+MOLECULE_VENV := $(BUILD)/molecule-venv
+MOLECULE_REQS := requirements/tools/molecule.txt
+
+$(MOLECULE_VENV)/.installed: $(MOLECULE_REQS) $(BUILD)/.debian-deps
+	@test -x $(MOLECULE_VENV)/bin/python || $(PYTHON) -m venv $(MOLECULE_VENV)
+	$(MOLECULE_VENV)/bin/python -m pip install -q -r $(MOLECULE_REQS)
+	@touch $@
+
+.PHONY: molecule-venv
+molecule-venv: $(MOLECULE_VENV)/.installed
+
 # molecule test (create, prepare, converge, idempotence, verify, destroy) on a privileged
 # container built from the lab's sid rootfs; molecule's Podman uses a private store.
-test-molecule: deps
+test-molecule: deps molecule-venv
 	@set -e; export MOLECULE_PODMAN_EXECUTABLE=$(MOLECULE_DIR)/podman-private; \
 	  export IDMAPGUARD_MOLECULE_IMAGE=$$($(MOLECULE_DIR)/build-image sid); \
-	  cd $(CURDIR) && NO_COLOR=1 molecule test --scenario-name default
+	  cd $(CURDIR) && NO_COLOR=1 PATH=$(MOLECULE_VENV)/bin:$$PATH molecule test --scenario-name default
 
 # A converged re-run of the rollout against a bare play (ping + podman info), same lab hosts.
 bench-rollout: deps

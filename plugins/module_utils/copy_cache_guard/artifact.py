@@ -46,4 +46,3 @@ def running_artifact(loader: Any = None) -> Optional[Dict[str, Any]]:
     except OSError as exc:
         return {"path": path, "sha256": None, "version": version, "error": str(exc)}
     return {"path": path, "sha256": sha256, "version": version}
-
