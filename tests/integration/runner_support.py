@@ -58,3 +58,65 @@ def failed_tasks(events: List[Dict[str, Any]]) -> List[str]:
     return ["%s: %s" % (e["event_data"].get("host"), e["event_data"].get("task"))
             for e in events if e.get("event") == "runner_on_failed"
             and not e["event_data"].get("ignore_errors")]
+
+
+def awx_pipeline(pdd: str, ident: str, playbook: str, worker: List[str], cmdline: str = "",
+                 timeout: int = 900) -> Dict[str, Any]:
+    """One job the way AWX runs it: `ansible-runner transmit` of the private data dir here (the
+    controller), `ansible-runner worker` in WORKER (an execution node: the command that runs it,
+    e.g. `podman run -i ... IMAGE ansible-runner worker --private-data-dir /runner`), and
+    `ansible-runner process` into PDD's artifacts here, where AWX reads them. The worker's stream
+    is kept as well: the status lines on it are what AWX's status handler sees."""
+    import subprocess
+    import sys
+    import threading
+
+    runner = os.path.join(os.path.dirname(sys.executable), "ansible-runner")
+    transmit_argv = [runner, "transmit", pdd, "-p", playbook, "--ident", ident]
+    if cmdline:
+        transmit_argv.append("--cmdline=%s" % cmdline)
+    # process writes into a directory of its own: nothing the job produced can come from the
+    # transmitted data dir
+    processed = pdd + "-processed"
+    os.makedirs(processed)
+    transmit = subprocess.Popen(transmit_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    work = subprocess.Popen(worker, stdin=transmit.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    transmit.stdout.close()
+    process = subprocess.Popen([runner, "process", processed, "--ident", ident], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stream: List[bytes] = []
+
+    def relay() -> None:
+        for line in iter(work.stdout.readline, b""):
+            stream.append(line)
+            process.stdin.write(line)
+        process.stdin.close()
+
+    errors: Dict[str, bytes] = {}
+
+    def drain(name: str, pipe) -> None:
+        errors[name] = pipe.read()
+
+    threads = [threading.Thread(target=relay)] + [
+        threading.Thread(target=drain, args=(name, proc.stderr))
+        for name, proc in (("transmit", transmit), ("worker", work), ("process", process))]
+    threads.append(threading.Thread(target=drain, args=("process_stdout", process.stdout)))
+    for thread in threads:
+        thread.start()
+    codes = {name: proc.wait(timeout=timeout) for name, proc in
+             (("transmit", transmit), ("worker", work), ("process", process))}
+    for thread in threads:
+        thread.join(timeout=60)
+    statuses = []
+    for line in stream:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue  # the artifacts' zip follows its header line
+        if isinstance(data, dict) and "status" in data and "event" not in data:
+            statuses.append(data["status"])
+    job = job_result(os.path.join(processed, "artifacts", ident))
+    job.update(exit_codes=codes, stream_statuses=statuses, stream_bytes=sum(len(b) for b in stream),
+               stderr={name: errors.get(name, b"").decode("utf-8", "replace")[-2000:]
+                       for name in ("transmit", "worker", "process")})
+    return job
