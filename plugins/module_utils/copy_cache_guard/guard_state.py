@@ -26,6 +26,8 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.metrics_textfile import eviction_reason_label
+
 DEFAULT_STATE_FILE = "/var/lib/idmapguard/guard-state.json"
 STATE_VERSION = 1
 RECENT_EVICTIONS = 20
@@ -38,6 +40,8 @@ class GuardState:
         self.copies: Dict[str, Dict[str, Any]] = {}
         self.evictions_total = 0
         self.evicted_inodes_total = 0
+        # evictions per reason label (metrics_textfile.eviction_reason_label), for the counter
+        self.evictions_by_reason: Dict[str, int] = {}
         self.recent: List[Dict[str, Any]] = []
         self.status: Dict[str, Any] = {}
         self.peak: Dict[str, Any] = {}
@@ -65,6 +69,9 @@ class GuardState:
         peak = status.get("peak")
         if isinstance(peak, dict) and all(isinstance(peak.get(k), (int, float)) for k in PEAK_KEYS):
             state.peak = dict(peak)
+        by_reason = evictions.get("by_reason") if isinstance(evictions.get("by_reason"), dict) else {}
+        state.evictions_by_reason = {str(k): int(v) for k, v in by_reason.items()
+                                     if isinstance(v, int) and not isinstance(v, bool)}
         return state
 
     # --- observations ----------------------------------------------------------------------
@@ -101,6 +108,8 @@ class GuardState:
     def record_eviction(self, event: Dict[str, Any]) -> None:
         self.evictions_total += 1
         self.evicted_inodes_total += int(event.get("inodes") or 0)
+        label = eviction_reason_label(str(event.get("reason") or ""))
+        self.evictions_by_reason[label] = self.evictions_by_reason.get(label, 0) + 1
         self.recent = (self.recent + [event])[-RECENT_EVICTIONS:]
         self.copies.pop(event.get("layer_id"), None)
 
@@ -119,7 +128,7 @@ class GuardState:
     def as_dict(self) -> Dict[str, Any]:
         status = dict(self.status)
         status["evictions"] = {"total": self.evictions_total, "inodes": self.evicted_inodes_total,
-                               "recent": self.recent}
+                               "by_reason": dict(self.evictions_by_reason), "recent": self.recent}
         if self.peak:
             status["peak"] = dict(self.peak)
         return {"version": STATE_VERSION, "status": status, "copies": self.copies}

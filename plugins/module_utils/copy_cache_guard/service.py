@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from ansible_collections.idmapguard.storage.plugins.module_utils import reclaim_policy
+from ansible_collections.idmapguard.storage.plugins.module_utils import metrics_textfile, reclaim_policy
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.artifact import running_artifact
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import GuardState
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.lock_watch import LockTokenWatcher
@@ -151,6 +151,8 @@ class CopyCacheGuard:
         last_used = {entry.layer_id: entry.last_used for entry in entries}
         evicted: List[Dict[str, Any]] = []
         skipped: List[Dict[str, Any]] = []
+        # stale staging runs the read found; a prune finishes them, and then says what is left
+        staging_left = len(inventory.staging)
         # A copy prune cannot remove (mounted, cannot be staged) or fails on is set aside for
         # BACKOFF seconds and the choice is made again without it, so one copy that cannot go
         # does not stop every other eviction while the cache is over budget.
@@ -177,6 +179,7 @@ class CopyCacheGuard:
                                 "error": "%s: %s" % (type(exc).__name__, exc),
                                 "layer_ids": [e.layer_id for e in chosen], "retry_in": BACKOFF})
                 continue
+            staging_left = len(result.staging_left)
             for copy in result.removed:
                 event = {"event": "evicted", "time": round(self.clock(), 3), "layer_id": copy.layer_id,
                          "image": copy.image_name or copy.image_id[:12], "uidmap": copy.uidmap,
@@ -222,10 +225,24 @@ class CopyCacheGuard:
                       "in_use_copies": len(in_use), "all_copies": len(inventory.copies) - len(evicted)},
             "filesystem": {"inodes_total": fs_after["inodes_total"], "inodes_used": fs_after["inodes_used"],
                            "inodes_free": fs_after["inodes_free"]},
+            "staging_left": staging_left,
         }
         self.state.status = status
         self.state.save()
+        self.write_metrics()
         return {"status": status, "evicted": evicted, "skipped": skipped}
+
+    def write_metrics(self) -> None:
+        """The pass's figures for node_exporter (metrics_textfile); a failure to write them is
+        logged, never a reason to stop guarding."""
+        try:
+            directory = metrics_textfile.resolve_directory(self.settings.metrics_dir)
+            if directory is None:
+                return
+            text = metrics_textfile.render(metrics_textfile.guard_metrics(self.state.as_dict()["status"]))
+            metrics_textfile.write_textfile(directory, metrics_textfile.GUARD_FILE, text)
+        except metrics_textfile.MetricsError as exc:
+            emit(self.log, {"event": "error", "time": round(self.clock(), 3), "error": "metrics: %s" % exc})
 
     # --- the loop --------------------------------------------------------------------------
     def watch(self, seconds: Optional[float] = None) -> int:

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils import reclaim_policy
+from ansible_collections.idmapguard.storage.plugins.module_utils import metrics_textfile, reclaim_policy
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import DEFAULT_STATE_FILE
 from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
     ParameterError, argument_spec, parse_keep_maps,
@@ -39,6 +39,9 @@ GUARD_SPEC: Dict[str, Dict[str, Any]] = dict(
     rescan_interval=dict(type="float", default=30.0),
     evict_batch=dict(type="int", default=8),
     state_file=dict(type="path", default=DEFAULT_STATE_FILE),
+    # node_exporter's textfile directory: "auto" (the Debian or RHEL one that exists), a path,
+    # or "" (no metrics)
+    metrics_dir=dict(type="str", default=metrics_textfile.AUTO),
 )
 
 
@@ -56,6 +59,7 @@ class GuardSettings:
     rescan_interval: float = 30.0
     evict_batch: int = 8
     state_file: str = DEFAULT_STATE_FILE
+    metrics_dir: str = metrics_textfile.AUTO
     source: str = "defaults"
 
     def as_dict(self) -> Dict[str, Any]:
@@ -64,7 +68,7 @@ class GuardSettings:
                 "budget_percent": self.budget_percent, "low_free_percent": self.low_free_percent,
                 "grace": self.grace, "poll_interval": self.poll_interval,
                 "rescan_interval": self.rescan_interval, "evict_batch": self.evict_batch,
-                "state_file": self.state_file, "source": self.source}
+                "state_file": self.state_file, "metrics_dir": self.metrics_dir, "source": self.source}
 
 
 def _check_value(name: str, spec: Dict[str, Any], value: Any) -> Any:
@@ -144,6 +148,9 @@ def settings_from_params(params: Dict[str, Any], source: str = "parameters") -> 
         raise ParameterError("grace must be 0 or more seconds, got %r" % (guard["grace"],))
     for key in ("poll_interval", "rescan_interval", "evict_batch"):
         _positive(key, guard[key])
+    if guard["metrics_dir"] not in ("", metrics_textfile.AUTO) and not os.path.isabs(guard["metrics_dir"]):
+        raise ParameterError("metrics_dir must be %r, an absolute path or \"\" (off), got %r"
+                             % (metrics_textfile.AUTO, guard["metrics_dir"]))
     keep = parse_keep_maps(store.pop("keep_maps"))
     images = store.pop("images") or None
     return GuardSettings(store=store, images=images, keep_maps=keep, source=source, **guard)

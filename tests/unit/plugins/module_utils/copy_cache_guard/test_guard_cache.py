@@ -52,6 +52,8 @@ def cache_store(tmp_path, ages):
 def make_guard(built, tmp_path, clock=None, **params):
     params.setdefault("grace", 0)
     params.setdefault("state_file", str(tmp_path / "state" / "guard.json"))
+    # never this machine's node_exporter directory ("auto" would find it)
+    params.setdefault("metrics_dir", str(tmp_path / "metrics"))
     settings = settings_from_params(dict(graphroot=built.graphroot, runroot=built.runroot, **params))
     store = Store(built.graphroot, built.runroot)
     log = io.StringIO()
@@ -83,6 +85,15 @@ def test_over_budget_evicts_least_recently_used_first(tmp_path):
     status = outcome["status"]
     assert status["cache"]["copies"] == 2 and status["cache"]["inodes"] == 2 * per_copy
     assert read_status(guard.settings.state_file)["evictions"]["total"] == 2
+    # the pass's figures for node_exporter, from the same status
+    prom = (tmp_path / "metrics" / "idmapguard_guard.prom").read_text()
+    graphroot = 'graphroot="%s"' % built.graphroot
+    assert 'idmapguard_guard_evictions_total{%s,reason="over_budget"} 2\n' % graphroot in prom
+    assert 'idmapguard_guard_evictions_total{%s,reason="low_free_inodes"} 0\n' % graphroot in prom
+    assert 'idmapguard_guard_cached_copies{%s} 2\n' % graphroot in prom
+    assert 'idmapguard_guard_cached_inodes{%s} %d\n' % (graphroot, 2 * per_copy) in prom
+    assert 'idmapguard_store_inodes{%s} %d\n' % (graphroot, total) in prom
+    assert not [n for n in os.listdir(str(tmp_path / "metrics")) if n != "idmapguard_guard.prom"]
 
 
 def test_last_seen_in_use_beats_creation_time_and_survives_restart(tmp_path):
