@@ -32,6 +32,13 @@ options:
     description: Title of the report.
     type: str
     default: idmapguard fleet report
+  run:
+    description:
+      - Which job wrote the report (C(awx_workflow_job_id), C(awx_job_id), C(slice), C(slice_count)), kept
+        as the report's C(run) so that the P(idmapguard.storage.report_merge#filter) merge can tell the
+        slices of one run from older ones.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -46,7 +53,8 @@ _value:
     - The report. C(summary) holds the totals (C(hosts), C(by_verdict), C(sharing), C(failed),
       C(rolled_back), C(changed_hosts), C(podman_upgraded), C(copies_removed), C(inodes_freed),
       C(inodes_used_before), C(inodes_used_after), C(check_mode)), C(summary_line) one sentence,
-      C(hosts) one normalised row per host, C(chart_svg) the chart as inline SVG.
+      C(hosts) one normalised row per host, C(chart_svg) the chart as inline SVG, C(run) the
+      O(run) given.
   type: dict
 """
 
@@ -55,7 +63,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.fleet_report import build_report
 
 
-def fleet_report(records, title="idmapguard fleet report"):
+def fleet_report(records, title="idmapguard fleet report", run=None):
     """Filter entry point: validate the input shape, the rest lives in plugin_utils."""
     if not isinstance(records, (list, tuple)):
         raise AnsibleFilterError("fleet_report expects a list of host records, got %s"
@@ -63,7 +71,9 @@ def fleet_report(records, title="idmapguard fleet report"):
     for record in records:
         if not isinstance(record, dict) or not record.get("host"):
             raise AnsibleFilterError("fleet_report: every record must be a dict with a 'host'")
-    return build_report(records, title=title)
+    if run is not None and not isinstance(run, dict):
+        raise AnsibleFilterError("fleet_report: run must be a dict, got %s" % type(run).__name__)
+    return build_report(records, title=title, run=run)
 
 
 class FilterModule:

@@ -220,9 +220,16 @@ def inode_chart_svg(rows: Sequence[Mapping[str, Any]], width: int = 760) -> str:
 
 
 def build_report(records: Sequence[Mapping[str, Any]], title: str = "idmapguard fleet report",
-                 generated: Optional[str] = None) -> Dict[str, Any]:
+                 generated: Optional[str] = None, run: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The whole report as data: rows sorted worst verdict first, totals, chart, summary line."""
-    rows = [normalise_record(r) for r in records]
+    return report_from_rows([normalise_record(r) for r in records], title=title, generated=generated, run=run)
+
+
+def report_from_rows(rows: Sequence[Dict[str, Any]], title: str = "idmapguard fleet report",
+                     generated: Optional[str] = None, run: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The report from rows already normalised (build_report's, or a slice report's ``hosts``:
+    report_merge.py). ``run`` says which job made it (AWX ids, slice), for the merge."""
+    rows = list(rows)
     rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
     rows.sort(key=lambda r: (-rank.get(r["verdict"], len(rank)), r["host"]))
     summary = summarise(rows)
@@ -235,4 +242,5 @@ def build_report(records: Sequence[Mapping[str, Any]], title: str = "idmapguard 
         "hosts": rows,
         "chart_svg": inode_chart_svg(rows),
         "verdict_colours": dict(VERDICT_COLOURS),
+        "run": dict(run or {}),
     }
