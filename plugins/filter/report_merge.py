@@ -14,8 +14,8 @@ description:
   - Reads C(fleet-report.json) from each directory (shell patterns allowed) and returns one fleet
     report, the same data as the P(idmapguard.storage.fleet_report#filter) filter makes for one unsliced
     run of the same hosts. The playbook C(idmapguard.storage.report_merge) renders and writes it.
-  - A host in two slice reports is an error. Reports of several runs (AWX workflow jobs): the newest
-    run's are merged, the others listed in C(ignored). Expected hosts that no slice reports are
+  - A host in two slice reports is an error. Of reports of several runs (AWX workflow jobs), the
+    newest run's are merged and the others listed in C(ignored). Expected hosts that no slice reports are
     C(not_reached). The logic lives in C(plugins/plugin_utils/report_merge.py).
 options:
   _input:

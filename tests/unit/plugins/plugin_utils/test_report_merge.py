@@ -33,7 +33,8 @@ RECORDS = [
 HOSTS = [r["host"] for r in RECORDS]
 
 
-def write_slices(tmp_path, count, run=None, records=RECORDS, generated="2026-12-03 10:00:00 UTC"):
+def write_slices(tmp_path, count, run=None, records=None, generated="2026-12-03 10:00:00 UTC"):
+    records = RECORDS if records is None else records
     dirs = []
     for number in range(1, count + 1):
         mine = slice_hosts(HOSTS, HOSTS, number, count)
