@@ -15,12 +15,8 @@ $(TOOLS_VENV)/.installed: $(TOOLS_REQS) $(BUILD)/.debian-deps
 
 tools-venv: $(TOOLS_VENV)/.installed
 
-# The collections of the test venv's `ansible` package (awx.awx) are on the path too, so the
-# AWX configuration-as-code example (docs/examples/awx/) is linted with its modules resolved.
-LINT_COLLECTIONS := $(COLL_ROOT):$(firstword $(wildcard $(VENV)/lib/python3*/site-packages))
-
 test-lint: deps tools-venv
-	PATH=$(TOOLS_VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(LINT_COLLECTIONS) ansible-lint --nocolor
+	PATH=$(TOOLS_VENV)/bin:$$PATH ansible-lint --nocolor
 
 # ansible-test inside galaxy-importer stays off (its default: make test-sanity runs it); the
 # import fails on any ERROR line, and prints its last lines.
