@@ -14,8 +14,6 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
-
 import remediate_support as rs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,7 +54,7 @@ def start_node_exporter(host):
            % (host.ip, PORT, TEXTFILE_DIR))
     proc = subprocess.Popen(host.nsenter() + ["/bin/sh", "-c", cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    for _ in range(100):
+    for _attempt in range(100):
         try:
             urllib.request.urlopen("http://%s:%d/metrics" % (host.ip, PORT), timeout=2).read()
             return proc

@@ -86,8 +86,8 @@ def test_three_slices_merge_into_the_unsliced_report(lab, six_hosts, tmp_path):
         assert mine == theirs, mine["host"]
     assert merged["summary"] == whole["summary"]
     assert merged["summary_line"] == whole["summary_line"]
-    assert sorted(s["path"] for s in merged["slices"]) == sorted(os.path.join(d, "fleet-report.json")
-                                                                  for d in slice_dirs)
+    expected_paths = sorted(os.path.join(d, "fleet-report.json") for d in slice_dirs)
+    assert sorted(s["path"] for s in merged["slices"]) == expected_paths
     assert merged["ignored"] == []
     # the merge job hands the merged report to AWX as a run does
     assert job["artifact_data"]["idmapguard_fleet_report"]["summary_line"] == whole["summary_line"]
