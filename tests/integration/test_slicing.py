@@ -1,6 +1,7 @@
-"""Sliced jobs as AWX runs them (issue 21 item 3): three slices over six lab hosts through
-ansible-runner, each writing its own fleet report, merged by the report_merge playbook; the
-merged report must equal the report of one unsliced run of the same hosts, host for host.
+"""Sliced jobs as AWX runs them (issue 21 item 3): the workflow's canary job (one host), then
+three slices over six lab hosts through ansible-runner, each writing its own fleet report,
+merged by the report_merge playbook; the merged report must equal the report of one unsliced
+run of the same hosts, host for host. A slice that would skip its canary unasked is refused.
 
 Lean on purpose: every run is the rollout's helper and verify steps in check mode, so no run
 changes a host and the four runs see the same six stores (real Podman, real facts, copies on
@@ -58,13 +59,34 @@ def test_three_slices_merge_into_the_unsliced_report(lab, six_hosts, tmp_path):
     assert run.status == "successful", job["stats"]
     whole = read_report(whole_dir)
 
+    # the workflow's first node: the canary job, one host, the first of the pattern by name
+    canary_dir = os.path.join(root, "reports", "canary")
+    run, job = run_job(root, "canary", inventory_text, "playbooks/rollout.yml",
+                       dict(CHEAP, idmapguard_rollout_report_dir=canary_dir, idmapguard_rollout_canary_only=True),
+                       cmdline="--check")
+    assert run.status == "successful", job["stats"]
+    assert [h["host"] for h in read_report(canary_dir)["hosts"]] == sorted(names)[:1]
+    assert sorted(job["stats"]["ok"]) == sorted(names)[:1]
+
+    # a slice whose batches skip the canary is refused unless told the canary is done: no host
+    # is touched and the job fails
+    run, job = run_job(root, "refused", inventory_text, "playbooks/rollout.yml",
+                       dict(CHEAP, idmapguard_rollout_slice=1, idmapguard_rollout_slice_count=SLICES,
+                            idmapguard_rollout_batches=["100%"]), cmdline="--check")
+    assert run.status == "failed" and run.rc != 0
+    assert not [e for e in job["events"] if e.get("event") == "runner_on_ok"]
+    with open(os.path.join(root, "refused", "artifacts", "refused", "stdout")) as handle:
+        assert "idmapguard_rollout_canary_done=true" in handle.read()
+
+    # the sliced node after the canary passed, as the workflow runs it
     slice_dirs = []
     for number in range(1, SLICES + 1):
         directory = os.path.join(root, "reports", "slice-%d" % number)
         slice_dirs.append(directory)
         run, job = run_job(root, "slice-%d" % number, inventory_text, "playbooks/rollout.yml",
                            dict(CHEAP, idmapguard_rollout_report_dir=directory, idmapguard_rollout_slice=number,
-                                idmapguard_rollout_slice_count=SLICES), cmdline="--check")
+                                idmapguard_rollout_slice_count=SLICES, idmapguard_rollout_canary_done=True),
+                           cmdline="--check")
         assert run.status == "successful", job["stats"]
         report = read_report(directory)
         # the slice ran exactly AWX's share of the inventory: hosts by name, [number-1::3]
