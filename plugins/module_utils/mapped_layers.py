@@ -118,6 +118,14 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
         result["filesystem"] = fs_usage(where["graphroot"])
         return result
 
+    if not check_mode:
+        # What earlier runs staged is finished before anything new is planned (crashed runs;
+        # stranded entries get one more try, and the result says so) -- after the consistency
+        # gate, so a refused store is refused with truly nothing changed.
+        store.check_consistency()
+        if hook is not None:
+            hook("stale")
+        finished = store.finish_staging()
     if hook is not None:
         hook("plan")
     # Check mode reports the exact plan; a real prune needs no walk before it deletes: one copy
@@ -131,11 +139,16 @@ def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
                       "after_header": "%s after prune" % where["graphroot"]}
     if check_mode:
         staging = store.stale_staging()
-        result.update(changed=bool(plan.copies or staging), removed=[c.as_dict() for c in plan.copies], skipped=[],
-                      inodes_freed=plan.inodes, bytes_freed=plan.bytes, staging=staging,
-                      filesystem=fs_usage(where["graphroot"]))
+        result.update(changed=bool(plan.copies or staging), removed=[c.as_dict() for c in plan.copies],
+                      skipped=list(plan.undeletable), inodes_freed=plan.inodes, bytes_freed=plan.bytes,
+                      staging=staging, stranded=store.stranded(), filesystem=fs_usage(where["graphroot"]))
         return result
-    outcome = store.prune(plan, min_age, hook)
+    outcome = store.prune(plan, min_age, hook, finish_staged=False)
+    outcome.changes[:0] = finished.changes
+    outcome.recovered[:0] = finished.recovered
+    outcome.stranded[:0] = finished.stranded
+    outcome.retried[:0] = finished.retried
+    outcome.staging_left[:0] = finished.staging_left
     result.update(outcome.as_dict())
     result["changed"] = outcome.changed
     result["diff"]["after"] = {"mapped_copies": sorted(c["layer_id"] for c in outcome.skipped)}

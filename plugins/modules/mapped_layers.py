@@ -207,7 +207,13 @@ removed:
   elements: dict
 skipped:
   description:
-    - Planned copies left alone, with C(reason) (V(in use), V(mounted), V(gone), V(cannot stage)) and C(why).
+    - Planned copies left alone, with C(reason) (V(in use), V(mounted), V(gone), V(cannot stage),
+      V(undeletable)) and C(why).
+    - V(undeletable) is the pre-flight's finding, made in the walk that measures each copy after the
+      locks are released (an inode flag that forbids unlinking, C(chattr +i) or C(+a), on any entry; a
+      directory whose entries cannot be removed), or a flag that changed between that walk and the
+      staging step, e.g. C(undeletable: /var/lib/containers/storage/overlay/<id>/diff/etc/passwd: immutable).
+      Such a copy is left whole (records, mapped-layers entry, data); the rest of the run goes on.
   returned: state=pruned
   type: list
   elements: dict
@@ -222,6 +228,23 @@ staging_left:
   returned: state=pruned and not check mode
   type: list
   elements: dict
+stranded:
+  description:
+    - Staged data that could not be deleted, kept in C(<graphroot>/idmapguard-staging/stranded-*) under
+      names that say why (C(<layer>.overlay.stranded-EPERM)). Each with C(path), C(errno), C(blocked_by)
+      (the entry that failed) and C(what_to_do). It is no longer part of the store; each later run
+      tries once more (RV(stranded_retried)). With O(state=report), the stranded entries found.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/var/lib/containers/storage/idmapguard-staging/stranded-1a2b/2f0c.overlay.stranded-EPERM",
+            "errno": "EPERM", "blocked_by": "/var/lib/containers/storage/idmapguard-staging/stranded-1a2b/2f0c.overlay/diff/x",
+            "what_to_do": "an inode flag forbids deleting it: lsattr -d ...; chattr -i -a ..., then run again"}]
+stranded_retried:
+  description: One line per stranded run this run tried again (entries deleted, still stranded and why).
+  returned: state=pruned and not check mode
+  type: list
+  elements: str
 recovered:
   description: Staging directories left by a prune that was killed, deleted by this run.
   returned: state=pruned and not check mode

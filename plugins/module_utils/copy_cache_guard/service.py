@@ -180,6 +180,7 @@ class CopyCacheGuard:
                                 "layer_ids": [e.layer_id for e in chosen], "retry_in": BACKOFF})
                 continue
             staging_left = len(result.staging_left)
+            self._log_stranded(result.stranded)
             for copy in result.removed:
                 event = {"event": "evicted", "time": round(self.clock(), 3), "layer_id": copy.layer_id,
                          "image": copy.image_name or copy.image_id[:12], "uidmap": copy.uidmap,
@@ -199,7 +200,7 @@ class CopyCacheGuard:
                 if retry:
                     self.state.back_off(item["layer_id"], now + retry)
                 skip = {"event": "kept", "time": round(self.clock(), 3), "layer_id": item["layer_id"],
-                        "why": item["why"], "retry_in": retry}
+                        "reason": item.get("reason"), "why": item["why"], "retry_in": retry}
                 emit(self.log, skip)
                 skipped.append(skip)
             # neither a removed nor a skipped copy is chosen again in this pass
@@ -218,6 +219,9 @@ class CopyCacheGuard:
             "store": {"graphroot": self.where["graphroot"], "runroot": self.where["runroot"]},
             "budget": budget.as_dict(), "catching_up": self.catching_up,
             "consistency": inventory.consistency, "inconsistencies": inventory.inconsistencies,
+            # Staged data that could not be deleted (path, errno, what_to_do): for the fleet
+            # report and the metrics (count: len, per errno: the "errno" field).
+            "stranded": self.store.stranded(),
             "settings": {"budget_percent": settings.budget_percent, "low_free_percent": settings.low_free_percent,
                          "grace": settings.grace, "keep_maps": len(settings.keep_maps),
                          "images": settings.images},
@@ -244,6 +248,25 @@ class CopyCacheGuard:
         except metrics_textfile.MetricsError as exc:
             emit(self.log, {"event": "error", "time": round(self.clock(), 3), "error": "metrics: %s" % exc})
 
+    def finish_staging(self) -> None:
+        """At start-up: finish what earlier runs staged (crashed prunes; stranded entries get
+        one more try) through the library's one function (staging.finish_staging), and log it."""
+        try:
+            done = self.store.finish_staging()
+        except StoreError as exc:
+            emit(self.log, {"event": "error", "time": round(self.clock(), 3),
+                            "error": "finishing staging: %s: %s" % (type(exc).__name__, exc)})
+            return
+        for line in done.changes + done.retried:
+            emit(self.log, {"event": "staging", "time": round(self.clock(), 3), "what": line})
+        self._log_stranded(done.stranded)
+
+    def _log_stranded(self, stranded: List[Dict[str, str]]) -> None:
+        for item in stranded:
+            emit(self.log, {"event": "stranded", "time": round(self.clock(), 3), "path": item["path"],
+                            "errno": item["errno"], "blocked_by": item.get("blocked_by", item["path"]),
+                            "what_to_do": item["what_to_do"]})
+
     # --- the loop --------------------------------------------------------------------------
     def watch(self, seconds: Optional[float] = None) -> int:
         """Run until SIGTERM/SIGINT (or ``seconds``); returns the exit status."""
@@ -258,6 +281,7 @@ class CopyCacheGuard:
         emit(self.log, {"event": "started", "time": round(self.clock(), 3), "pid": os.getpid(),
                         "store": self.where["graphroot"], "settings": settings.as_dict(),
                         "artifact": self.artifact})
+        self.finish_staging()
         deadline = None if seconds is None else self.clock() + seconds
         trigger: Optional[str] = "start"
         last_pass = 0.0

@@ -40,6 +40,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.state imp
     INCOMPLETE_FLAG, PRUNING_FLAG, StoreState,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mounts_at_or_under
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import preflight_copy
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import tree_usage
 
 # How a copy's inodes and bytes were found (MappedCopy.measured).
@@ -133,6 +134,7 @@ class Inventory:
     copies: List[MappedCopy] = field(default_factory=list)
     sizes: str = NOT_MEASURED    # measured | estimate | not measured (per copy: MappedCopy.measured)
     staging: List[str] = field(default_factory=list)  # staged data of crashed prunes, not yet deleted
+    stranded: List[Dict[str, str]] = field(default_factory=list)  # staged data that could not be deleted
     consistency: str = "consistent"   # or "inconsistent" (consistency.py): then no copies are listed
     inconsistencies: List[str] = field(default_factory=list)
 
@@ -143,7 +145,7 @@ class Inventory:
                 "mapped_copies": len(self.copies),
                 "mapped_copy_inodes": sum(copy.inodes for copy in self.copies),
                 "mapped_copy_bytes": sum(copy.bytes for copy in self.copies),
-                "sizes": self.sizes, "staging": self.staging}
+                "sizes": self.sizes, "staging": self.staging, "stranded": self.stranded}
 
 
 def _map_text(record: Dict[str, Any], key: str, layer_id: str) -> str:
@@ -227,7 +229,9 @@ def measure_copies(layout: StoreLayout, copies: List[MappedCopy], estimate: bool
         if not os.path.lexists(os.path.join(layout.driver_dir, copy.layer_id)):
             copy.inodes, copy.bytes, copy.measured = 0, 0, VANISHED
             continue
-        copy.inodes, copy.bytes = copy_usage(layout, copy.layer_id, copy.link)
+        # The measuring walk is also the copy's pre-flight (inode flags, writable dirs).
+        copy.inodes, copy.bytes, reasons, copy.flags_seen = preflight_copy(layout, copy.layer_id, copy.link)
+        copy.undeletable = ["undeletable: %s" % reason for reason in reasons]
         copy.measured = MEASURED
         if estimate and copy.image_id:
             per_image[copy.image_id] = (copy.inodes, copy.bytes)

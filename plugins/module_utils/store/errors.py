@@ -22,3 +22,18 @@ class NoFreeInodeError(StoreError):
 
 class MountedError(StoreError):
     """A path to delete is or holds a mount point; deletion stopped before crossing it."""
+
+
+class DeleteError(StoreError):
+    """An entry could not be deleted: ``errno_name`` (EPERM, EBUSY, ...) and ``relpath``, the
+    entry that failed, relative to the parent of the tree being deleted."""
+
+    def __init__(self, message: str, errno_value: int, relpath: str) -> None:
+        super().__init__(message)
+        self.errno_value = errno_value
+        self.relpath = relpath
+
+    @property
+    def errno_name(self) -> str:
+        import errno as errno_module
+        return errno_module.errorcode.get(self.errno_value, "E%d" % self.errno_value)

@@ -67,6 +67,8 @@ class Plan:
 
     copies: List[MappedCopy] = field(default_factory=list)
     min_age: float = 0.0  # the age rule the plan was made with; prune() re-applies it
+    # Copies the pre-flight holds back (preflight.py), as skipped entries: reason "undeletable".
+    undeletable: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def layer_ids(self) -> List[str]:
@@ -82,7 +84,7 @@ class Plan:
 
     def as_dict(self) -> Dict[str, Any]:
         return {"copies": [copy.as_dict() for copy in self.copies], "count": len(self.copies),
-                "inodes": self.inodes, "bytes": self.bytes}
+                "inodes": self.inodes, "bytes": self.bytes, "undeletable": self.undeletable}
 
 
 @dataclass
@@ -98,17 +100,23 @@ class Result:
     deletions: List[Dict[str, Any]] = field(default_factory=list)  # staging runs deleted
     staging_left: List[Dict[str, str]] = field(default_factory=list)  # staged data not deleted (why)
     recovered: List[Dict[str, Any]] = field(default_factory=list)  # stale runs of crashed prunes
+    # Staged entries that could not be deleted, kept under names that say why (staging.py):
+    # path, errno, blocked_by, what_to_do. Also those a retry could not delete again.
+    stranded: List[Dict[str, str]] = field(default_factory=list)
+    retried: List[str] = field(default_factory=list)         # one line per stranded run retried
     lock_seconds: float = 0.0                                # how long the write locks were held
 
     @property
     def changed(self) -> bool:
-        return bool(self.removed or self.changes or self.recovered)
+        # Only what really changed on disk this run: a retry that deleted nothing is not a change.
+        return bool(self.removed or self.changes)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"removed": [copy.as_dict() for copy in self.removed], "skipped": self.skipped,
                 "inodes_freed": self.inodes_freed, "bytes_freed": self.bytes_freed,
                 "freed_first": self.freed_first, "fs_before": self.fs_before, "fs_after": self.fs_after,
                 "changes": self.changes, "staging_left": self.staging_left, "recovered": self.recovered,
+                "stranded": self.stranded, "stranded_retried": self.retried,
                 "lock_seconds": round(self.lock_seconds, 4),
                 "delete_seconds": round(sum(d.get("seconds", 0.0) for d in self.deletions), 3),
                 "delete_paused_seconds": round(sum(d.get("paused_seconds", 0.0) for d in self.deletions), 3)}
@@ -326,3 +334,28 @@ def execute(layout: StoreLayout, locks: StoreLocks, state: StoreState, copies: L
 def check_writable(layout: StoreLayout) -> None:
     if not os.path.isdir(layout.driver_dir):
         raise StoreError("%s does not exist: not an overlay store" % layout.driver_dir)
+
+
+def account_staging(result: Result, deletions: List[Any]) -> None:
+    """Fold finished staging (staging.finish_staging: crashed runs, stranded runs retried) into
+    ``result``: what was deleted is a change, what is still there is stranded, and each
+    stranded run retried says so."""
+    for deleted in deletions:
+        record = deleted.as_dict()
+        result.stranded.extend(deleted.stranded)
+        result.staging_left.extend(deleted.left)
+        if deleted.retried:
+            result.retried.append("retried %s once: %d entries deleted, %d still stranded%s" % (
+                deleted.run, len(deleted.entries), len(deleted.stranded),
+                " (%s)" % ", ".join(sorted({s["errno"] for s in deleted.stranded})) if deleted.stranded else ""))
+            if deleted.entries:
+                result.changes.append("deleted %d stranded entries (%d inodes) in %s" % (
+                    len(deleted.entries), deleted.inodes, deleted.run))
+            continue
+        result.recovered.append(record)
+        if deleted.entries:
+            result.changes.append("deleted %d entries (%d inodes) left in %s by a prune that died" % (
+                len(deleted.entries), deleted.inodes, deleted.run))
+        if deleted.stranded:
+            result.changes.append("kept %d entries of a prune that died as stranded in %s" % (
+                len(deleted.stranded), deleted.run))

@@ -22,7 +22,7 @@ import stat
 from typing import Callable, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import (
-    MountedError, StoreError, TamperedStoreError,
+    DeleteError, MountedError, StoreError, TamperedStoreError,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_id
 
@@ -88,7 +88,11 @@ def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]
     except OSError as exc:
         if exc.errno == errno.EBUSY:
             raise MountedError("cannot remove %r: %s (a mount point)" % (name, exc))
-        raise StoreError("cannot remove %r: %s" % (name, exc))
+        # The entry that failed (not only the tree): what an operator has to look at.
+        where = "/".join(level for _fd, level in stack) or name
+        failed = exc.filename if isinstance(exc.filename, str) else None
+        relpath = where + "/" + failed if failed and failed != where.rsplit("/", 1)[-1] else where
+        raise DeleteError("cannot remove %r: %s" % (relpath, exc.strerror or exc), exc.errno or 0, relpath)
     finally:
         for fd, _name in stack:
             os.close(fd)
@@ -123,5 +127,5 @@ def remove_file_at(parent_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise StoreError("cannot remove %r: %s" % (name, exc))
+        raise DeleteError("cannot remove %r: %s" % (name, exc.strerror or exc), exc.errno or 0, name)
     return True

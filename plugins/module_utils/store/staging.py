@@ -42,10 +42,10 @@ import fcntl
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.activity import PodmanActivity
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import MountedError, StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import DeleteError, MountedError, StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import fsync_dir
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_id
@@ -65,6 +65,21 @@ RUN_PREFIX = "run-"
 CREATED_DRIVER_ROOT = "created-driver-tempdirs"
 GRAPH_AREA = "graph"
 DRIVER_AREA = "driver"
+# Staged data that could not be deleted: its run is renamed ``stranded-<random>`` (driver side
+# ``idmapguard-stranded-<random>``), so no later run takes it for the leftover of a crash, and
+# each entry gets ``.stranded-<ERRNO>`` appended: the name says why it is still there. Every
+# later run (module) or guard start-up retries it once (finish_staging) and says so.
+STRANDED_PREFIX = "stranded-"
+STRANDED_SUFFIX = ".stranded-"
+
+# What an operator does about a stranded entry, per errno name.
+WHAT_TO_DO = {
+    "EPERM": "an inode flag forbids deleting it: lsattr -d PATH; chattr -i -a PATH (and its directory), "
+             "then run again",
+    "EBUSY": "it is or holds a mount point: find it in /proc/self/mountinfo and unmount it, then run again",
+    "EROFS": "the filesystem is read-only: remount it read-write, then run again",
+    "EACCES": "permissions forbid deleting it: run as root or the store's owner, then run again",
+}
 
 
 def staging_root(layout: StoreLayout) -> str:
@@ -106,11 +121,31 @@ class Deletion:
     seconds: float = 0.0
     paused_seconds: float = 0.0  # waited for Podman (a store lock held by another process)
     removed_per_layer: Dict[str, int] = field(default_factory=dict)  # names removed per staged layer id
+    retried: bool = False            # a stranded run, tried again (once per run of ours)
+    stranded: List[Dict[str, str]] = field(default_factory=list)  # left entries, renamed to say why
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"run": self.run, "stale": self.stale, "entries": self.entries, "left": self.left,
+        return {"run": self.run, "stale": self.stale, "retried": self.retried, "entries": self.entries,
+                "left": self.left, "stranded": self.stranded,
                 "inodes": self.inodes, "bytes": self.bytes, "idle_io": self.idle_io,
                 "seconds": round(self.seconds, 3), "paused_seconds": round(self.paused_seconds, 3)}
+
+
+def what_to_do(errno_name: str, path: str) -> str:
+    text = WHAT_TO_DO.get(errno_name, "remove the cause (%s), then run again; the data is no longer part of "
+                                      "the store and may also be deleted by hand" % errno_name)
+    return text.replace("PATH", path)
+
+
+def stranded_name(entry: str, errno_name: str) -> str:
+    """``<staged name>.stranded-<ERRNO>`` (an older reason replaced)."""
+    base = entry.split(STRANDED_SUFFIX, 1)[0]
+    return base + STRANDED_SUFFIX + errno_name
+
+
+def _stranded_entry(path: str, errno_name: str, blocked_by: str, why: str) -> Dict[str, str]:
+    return {"path": path, "errno": errno_name, "blocked_by": blocked_by, "why": why,
+            "what_to_do": what_to_do(errno_name, blocked_by)}
 
 
 def _flock(fd: int, exclusive: bool = True, wait: bool = True) -> bool:
@@ -332,7 +367,12 @@ def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: H
         except FileNotFoundError:
             done.entries.append(entry)  # someone (c/storage GarbageCollect) deleted it already
         except StoreError as exc:
-            done.left.append({"path": os.path.join(path, entry), "why": str(exc)})
+            if isinstance(exc, DeleteError):
+                errno_name, blocked = exc.errno_name, os.path.join(path, exc.relpath)
+            else:
+                errno_name, blocked = ("EBUSY" if isinstance(exc, MountedError) else "EIO"), os.path.join(path, entry)
+            done.left.append({"path": os.path.join(path, entry), "why": str(exc), "errno": errno_name,
+                              "blocked_by": blocked, "entry": entry, "dir_fd_key": path})
 
 
 def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", measure: bool, hook: Hook,
@@ -389,7 +429,64 @@ def _delete_run(layout: StoreLayout, name: str, fd: int, stale: bool, measure: b
                     os.rmdir(staging_root(layout))  # only when empty; recreated by the next run
                 except OSError:
                     pass
+    else:
+        _strand(layout, name, fd, done)
     return done
+
+
+def _rename_entry(dir_fd: int, entry: str, new: str) -> bool:
+    if entry == new:
+        return True
+    try:
+        os.rename(entry, new, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False  # e.g. the entry itself is immutable: it keeps its name, and is still reported
+
+
+def _strand(layout: StoreLayout, name: str, fd: int, done: "Deletion") -> None:
+    """Keep what could not be deleted under names that say why (while we still hold the run's
+    flock, so no other run takes it for a crash's leftover), and report each entry."""
+    new_run = STRANDED_PREFIX + name[len(RUN_PREFIX):] if name.startswith(RUN_PREFIX) else name
+    graph_old = os.path.join(staging_root(layout), name)
+    driver_old = os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + name)
+    renamed: List[Tuple[Dict[str, Any], str]] = []
+    driver_fd = None
+    try:
+        for item in done.left:
+            entry, where = item.pop("entry", None), item.pop("dir_fd_key", None)
+            if entry is None:
+                continue
+            new = stranded_name(entry, item["errno"])
+            if where == graph_old:
+                ok = _rename_entry(fd, entry, new)
+            else:
+                if driver_fd is None:
+                    driver_fd = open_dir(driver_old)
+                ok = _rename_entry(driver_fd, entry, new)
+            renamed.append((item, new if ok else entry))
+    finally:
+        if driver_fd is not None:
+            os.close(driver_fd)
+    if new_run != name:
+        with _RootLock(layout, create=False) as root_fd:
+            if root_fd is not None:
+                os.rename(name, new_run, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+        if os.path.isdir(driver_old):
+            os.rename(driver_old, os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + new_run))
+    graph_new = os.path.join(staging_root(layout), new_run)
+    driver_new = os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + new_run)
+    for item, entry in renamed:
+        old_dir = os.path.dirname(item["path"])
+        new_dir = graph_new if old_dir == graph_old else driver_new
+        old_entry = os.path.join(old_dir, os.path.basename(item["path"]))
+        blocked = item.get("blocked_by") or old_entry
+        new_path = os.path.join(new_dir, entry)
+        blocked = new_path + blocked[len(old_entry):] if blocked.startswith(old_entry) else blocked
+        item["path"] = new_path
+        item["blocked_by"] = blocked
+        done.stranded.append(_stranded_entry(new_path, item["errno"], blocked, item["why"]))
+    done.run = graph_new
 
 
 def _orphan_driver_runs(layout: StoreLayout, live: List[str]) -> List[str]:
@@ -400,7 +497,7 @@ def _orphan_driver_runs(layout: StoreLayout, live: List[str]) -> List[str]:
         return []
     names = []
     for entry in sorted(entries):
-        if entry.startswith(DRIVER_RUN_PREFIX + RUN_PREFIX):
+        if entry.startswith(DRIVER_RUN_PREFIX + RUN_PREFIX) or entry.startswith(DRIVER_RUN_PREFIX + STRANDED_PREFIX):
             run = entry[len(DRIVER_RUN_PREFIX):]
             if run not in live and not os.path.lexists(os.path.join(staging_root(layout), run)):
                 names.append(run)
@@ -435,8 +532,47 @@ def stale_runs(layout: StoreLayout) -> List[str]:
     return found
 
 
-def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = None) -> List[Deletion]:
-    """Delete what crashed runs staged (after our store locks are released)."""
+def stranded_entries(layout: StoreLayout) -> List[Dict[str, str]]:
+    """Every stranded entry (read only; for reports, the guard's state and metrics): path,
+    errno (from its name) and what to do."""
+    found: List[Dict[str, str]] = []
+    for root, prefix in ((staging_root(layout), STRANDED_PREFIX),
+                         (driver_staging_root(layout), DRIVER_RUN_PREFIX + STRANDED_PREFIX)):
+        try:
+            runs = sorted(os.listdir(root))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for run in runs:
+            if not run.startswith(prefix):
+                continue
+            try:
+                entries = sorted(os.listdir(os.path.join(root, run)))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry == CREATED_DRIVER_ROOT:
+                    continue
+                path = os.path.join(root, run, entry)
+                errno_name = entry.split(STRANDED_SUFFIX, 1)[1] if STRANDED_SUFFIX in entry else "unknown"
+                found.append({"path": path, "errno": errno_name, "what_to_do": what_to_do(errno_name, path)})
+    return found
+
+
+def finish_staging(layout: StoreLayout, retry_stranded: bool = True, measure: bool = True,
+                   hook: Hook = None) -> List[Deletion]:
+    """Finish whatever this library staged before: the runs of crashed prunes, and (with
+    ``retry_stranded``) one more try at each stranded run. The one place both the module (at
+    the start of a run, before it plans) and the guard (at start-up) call."""
+    done = finish_stale_runs(layout, measure=measure, hook=hook)
+    if retry_stranded:
+        done.extend(finish_stale_runs(layout, measure=measure, hook=hook, prefix=STRANDED_PREFIX))
+    return done
+
+
+def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = None,
+                      prefix: str = RUN_PREFIX) -> List[Deletion]:
+    """Delete what crashed runs staged (after our store locks are released); with
+    ``prefix=STRANDED_PREFIX`` try stranded runs again, once each."""
     done: List[Deletion] = []
     root = staging_root(layout)
     tried: List[str] = []
@@ -445,7 +581,7 @@ def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = No
         with _RootLock(layout, create=False) as root_fd:
             entries = sorted(os.listdir(root_fd)) if root_fd is not None else []
             for entry in entries:
-                if not entry.startswith(RUN_PREFIX) or entry in tried:
+                if not entry.startswith(prefix) or entry in tried:
                     continue
                 fd = open_dir(os.path.join(root, entry))
                 if _flock(fd, wait=False):
@@ -456,10 +592,15 @@ def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = No
             break
         entry, fd = claimed
         tried.append(entry)
+        retry = prefix == STRANDED_PREFIX
         try:
-            done.append(_delete_run(layout, entry, fd, stale=True, measure=measure, hook=hook))
+            deletion = _delete_run(layout, entry, fd, stale=not retry, measure=measure, hook=hook)
+            deletion.retried = retry
+            done.append(deletion)
         finally:
             os.close(fd)
+    if prefix != RUN_PREFIX:
+        return done
     # A driver-side dir is created after its graphroot run and deleted before it, so one
     # without its graphroot run is left only when that was removed by other hands.
     if not os.path.isdir(driver_staging_root(layout)):

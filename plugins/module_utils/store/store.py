@@ -23,12 +23,13 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors im
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, StoreLocks
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import flags_changed
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import run_in_background
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import (
-    Plan, PruneError, Result, StepHook, check_writable, execute,
+    Plan, PruneError, Result, StepHook, account_staging, check_writable, execute,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import (
-    StagingRun, finish_stale_runs, stale_runs, staging_root,
+    StagingRun, finish_stale_runs, finish_staging, stale_runs, staging_root, stranded_entries,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
@@ -127,7 +128,27 @@ class Store:
         _state, inventory = self._read(min_age, refuse_inconsistent=False)
         self._measure(inventory, measure)
         inventory.staging = self.stale_staging()
+        inventory.stranded = self.stranded()
         return inventory
+
+    def check_consistency(self) -> None:
+        """The consistency gate alone, under shared locks: raises InconsistentStoreError."""
+        if self.is_initialized():
+            self._read(0.0)
+
+    def finish_staging(self, retry_stranded: bool = True) -> Result:
+        """Finish what this library staged before, ahead of planning anything new: runs of
+        crashed prunes, and one more try at each stranded run (``retry_stranded``). The
+        module calls it at the start of a prune, the guard at start-up. Never raises for what
+        it cannot delete: that stays stranded and is reported."""
+        result = Result()
+        if os.path.isdir(staging_root(self.layout)):
+            account_staging(result, finish_staging(self.layout, retry_stranded=retry_stranded))
+        return result
+
+    def stranded(self) -> List[Dict[str, str]]:
+        """Stranded staged entries (read only): path, errno, what_to_do."""
+        return stranded_entries(self.layout)
 
     def stale_staging(self) -> List[str]:
         """Staging directories left by killed prunes (the next prune deletes them)."""
@@ -154,7 +175,29 @@ class Store:
         names = {image["id"]: list(image.get("names") or []) for image in state.images}
         plan = Plan(select_prunable(inventory, images, keep, names), min_age=min_age)
         self._measure(Inventory(graphroot=self.layout.graphroot, copies=plan.copies), measure)
+        self._preflight(plan)
         return plan
+
+    def _preflight(self, plan: Plan) -> None:
+        """Walk every planned copy not walked yet (an estimated size, or a caller's own plan),
+        after the locks are released and at the measuring walk's priority, and move the copies
+        whose deletion something would stop (preflight.py) out of the plan: each is skipped
+        whole with its reasons, and the rest of the run goes on."""
+        todo = [copy for copy in plan.copies if copy.record and copy.undeletable is None]
+        if todo:
+            activity = PodmanActivity([p for p in self._lock_paths() if os.path.exists(p)])
+            try:
+                run_in_background(lambda: measure_copies(self.layout, todo, pause=activity.pause))
+            finally:
+                activity.close()
+        keep = []
+        for copy in plan.copies:
+            if copy.undeletable:
+                plan.undeletable.append({"layer_id": copy.layer_id, "why": list(copy.undeletable),
+                                         "reason": "undeletable"})
+            else:
+                keep.append(copy)
+        plan.copies = keep
 
     def prune(self, plan: Plan, min_age: Optional[float] = None, hook: Optional[StepHook] = None,
               finish_staged: bool = True, catch_up: bool = False) -> Result:
@@ -167,6 +210,8 @@ class Store:
         step = hook or (lambda name: None)
         result = Result(fs_before=fs_usage(self.layout.graphroot))
         run = StagingRun(self.layout)
+        self._preflight(plan)
+        result.skipped.extend(plan.undeletable)
         if plan.copies:
             check_writable(self.layout)
             missing = [p for p in self._lock_paths() if not os.path.exists(p)]
@@ -202,14 +247,15 @@ class Store:
                 if deleted.entries:
                     result.changes.append("deleted %d staged entries of %d copies" % (
                         len(deleted.entries), len(result.removed)))
+                if deleted.stranded:
+                    # Our own run, still held: never judged "stale" below (it is stranded-*).
+                    result.stranded.extend(deleted.stranded)
+                    result.changes.append("kept %d staged entries that could not be deleted as stranded in %s" % (
+                        len(deleted.stranded), deleted.run))
         if finish_staged:
             step("stale")
-            for deleted in finish_stale_runs(self.layout, hook=step):
-                result.recovered.append(deleted.as_dict())
-                result.staging_left.extend(deleted.left)
-                if deleted.entries:
-                    result.changes.append("deleted %d entries (%d inodes) left in %s by a prune that died" % (
-                        len(deleted.entries), deleted.inodes, deleted.run))
+            # Crashed runs only: stranded ones are retried once per run by finish_staging().
+            account_staging(result, finish_stale_runs(self.layout, hook=step))
         step("done")
         result.inodes_freed = sum(copy.inodes for copy in result.removed)
         result.bytes_freed = sum(copy.bytes for copy in result.removed)
@@ -244,6 +290,13 @@ class Store:
                     else:
                         # Sizes were measured for the plan; an unused copy does not change.
                         fresh.inodes, fresh.bytes, fresh.measured = planned.inodes, planned.bytes, planned.measured
+                        # Flags set since the pre-flight walk (chattr meanwhile): held back.
+                        changed = flags_changed(self.layout, fresh.layer_id, fresh.link, planned.flags_seen) \
+                            if planned.record else None
+                        if changed:
+                            result.skipped.append({"layer_id": planned.layer_id, "reason": "undeletable",
+                                                   "why": ["undeletable: %s" % changed]})
+                            continue
                         todo.append(fresh)
                 freed_first, staged, put_back = execute(self.layout, locks, state, todo, run, step, result.changes)
                 result.freed_first = freed_first

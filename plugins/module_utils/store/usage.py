@@ -9,7 +9,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import stat
-from typing import Dict, Optional, Set, Tuple
+from typing import Callable, Dict, Optional, Set, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 
@@ -42,7 +42,13 @@ def _count(st: os.stat_result, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
     return 1, st.st_blocks * 512
 
 
-def tree_usage(parent: str, name: str) -> Tuple[int, int]:
+# Called for every entry a walk counts: (fd of its directory, its name, its path relative to
+# the walk's parent, its lstat, and for a directory an fd of it (else None)). preflight.py
+# reads inode flags through it, so the walk that measures a copy is also its pre-flight.
+Visit = Optional[Callable[[int, str, str, os.stat_result, Optional[int]], None]]
+
+
+def tree_usage(parent: str, name: str, visit: Visit = None) -> Tuple[int, int]:
     """(inodes, bytes) held by ``parent/name`` and everything below it; (0, 0) if absent.
 
     Never follows a symlink and never crosses into another filesystem (a mounted ``merged``).
@@ -54,12 +60,12 @@ def tree_usage(parent: str, name: str) -> Tuple[int, int]:
     except OSError as exc:
         raise StoreError("cannot open %s: %s" % (parent, exc))
     try:
-        return tree_usage_at(parent_fd, name)
+        return tree_usage_at(parent_fd, name, visit)
     finally:
         os.close(parent_fd)
 
 
-def tree_usage_at(parent_fd: int, name: str) -> Tuple[int, int]:
+def tree_usage_at(parent_fd: int, name: str, visit: Visit = None) -> Tuple[int, int]:
     try:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -67,12 +73,17 @@ def tree_usage_at(parent_fd: int, name: str) -> Tuple[int, int]:
     seen: Set[Tuple[int, int]] = set()
     inodes, size = _count(st, seen)
     if not stat.S_ISDIR(st.st_mode):
+        if visit is not None:
+            visit(parent_fd, name, name, st, None)
         return inodes, size
     root_dev = st.st_dev
-    stack = [os.open(name, _DIR_FLAGS, dir_fd=parent_fd)]
+    root_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    if visit is not None:
+        visit(parent_fd, name, name, st, root_fd)
+    stack = [(root_fd, name)]
     try:
         while stack:
-            fd = stack.pop()
+            fd, where = stack.pop()
             try:
                 with os.scandir(fd) as entries:
                     for entry in entries:
@@ -82,12 +93,18 @@ def tree_usage_at(parent_fd: int, name: str) -> Tuple[int, int]:
                         add_inodes, add_bytes = _count(est, seen)
                         inodes += add_inodes
                         size += add_bytes
+                        path = where + "/" + entry.name
                         if stat.S_ISDIR(est.st_mode):
-                            stack.append(os.open(entry.name, _DIR_FLAGS, dir_fd=fd))
+                            child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                            stack.append((child, path))
+                            if visit is not None:
+                                visit(fd, entry.name, path, est, child)
+                        elif visit is not None:
+                            visit(fd, entry.name, path, est, None)
             finally:
                 os.close(fd)
     finally:
-        for fd in stack:
+        for fd, _where in stack:
             os.close(fd)
     return inodes, size
 

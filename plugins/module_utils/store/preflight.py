@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright: idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pre-flight: what would stop the deletion of a copy, found before anything changes.
+
+Two places, so it is never a walk under a lock:
+
+* :func:`preflight_copy` runs in the walk that measures a copy, after the store's locks are
+  released (it is that walk: usage.tree_usage's ``visit``). Every regular file and directory
+  gets its inode flags (``FS_IOC_GETFLAGS``): an immutable entry cannot be unlinked, and
+  nothing inside an immutable or append-only directory can (``may_delete`` in fs/namei.c;
+  root is not exempt). A directory with entries that this process cannot write to is
+  reported too (for a non-root run: DAC permissions, which root overrides). The parents the
+  copy's parts are renamed out of (``overlay/``, ``overlay/l``, ``overlay-layers/``) are
+  checked the same way. The flags of each part's top entry are remembered.
+* :func:`flags_changed` runs in the staging step, under the locks, at constant cost: it
+  reads those top entries' flags again and holds the copy back when they differ from what the
+  walk saw (someone ran chattr in between).
+
+A flag set deeper in the tree after the walk is only met by the deletion, after release: the
+entry is then kept in staging under a name that says why (staging.py, "stranded").
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import ctypes
+import errno
+import fcntl
+import os
+import stat
+import sys
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout, checked_id
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import tree_usage
+
+# linux/fs.h: FS_IOC_GETFLAGS is _IOR('f', 1, long); the kernel reads and writes an int.
+FS_IOC_GETFLAGS = (2 << 30) | (ctypes.sizeof(ctypes.c_long) << 16) | (ord("f") << 8) | 1
+FS_IMMUTABLE_FL = 0x00000010
+FS_APPEND_FL = 0x00000020
+UNDELETABLE_FLAGS = FS_IMMUTABLE_FL | FS_APPEND_FL
+# Enough reasons to act on; a copy with thousands of immutable files needs one chattr -R.
+MAX_REASONS = 5
+
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def flags_of_fd(fd: int) -> int:
+    """The inode flags of an open file; 0 where the filesystem has none (ENOTTY etc.)."""
+    buf = bytearray(8)
+    try:
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return 0
+        raise
+    return int.from_bytes(bytes(buf[:4]), sys.byteorder)
+
+
+def flags_at(dir_fd: int, name: str, mode: int) -> int:
+    """Flags of ``name`` in ``dir_fd``: only regular files and directories are opened (opening
+    a device or a FIFO could have effects; symlinks carry no flags chattr can set)."""
+    if stat.S_ISDIR(mode):
+        flags = _DIR_FLAGS
+    elif stat.S_ISREG(mode):
+        flags = _FILE_FLAGS
+    else:
+        return 0
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return 0
+    try:
+        return flags_of_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def flag_words(flags: int) -> str:
+    words = []
+    if flags & FS_IMMUTABLE_FL:
+        words.append("immutable")
+    if flags & FS_APPEND_FL:
+        words.append("append-only")
+    return "+".join(words)
+
+
+def _can_write_dir(dir_fd: Optional[int], name: str) -> bool:
+    """Whether this process may remove entries of the directory ``name`` (in ``dir_fd``, or
+    an absolute path): always for root (CAP_DAC_OVERRIDE; only flags stop it)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        return os.access(name, os.W_OK | os.X_OK, dir_fd=dir_fd, effective_ids=True, follow_symlinks=False)
+    except (NotImplementedError, OSError):
+        return True
+
+
+def _top_parts(layout: StoreLayout, layer_id: str, link: Optional[str]) -> List[Tuple[str, str]]:
+    """(parent, name) of each part of a copy, as prune.staged_parts stages them."""
+    parts = []
+    if link:
+        parts.append((layout.link_dir, link))
+    parts.extend([(layout.driver_dir, layer_id), (layout.layer_dir, layout.tar_split_name(layer_id)),
+                  (layout.layer_dir, layer_id)])
+    return parts
+
+
+def top_flags(layout: StoreLayout, layer_id: str, link: Optional[str]) -> Dict[str, int]:
+    """Flags of each part's top entry and of the directories they are renamed out of, plus
+    ``overlay/<id>/diff`` (constant cost: what the staging step compares)."""
+    found: Dict[str, int] = {}
+    layer_id = checked_id(layer_id, "layer")
+    entries = list(_top_parts(layout, layer_id, link))
+    entries.append((os.path.join(layout.driver_dir, layer_id), "diff"))
+    for parent in sorted({layout.driver_dir, layout.link_dir, layout.layer_dir}):
+        entries.append((os.path.dirname(parent), os.path.basename(parent)))
+    for parent, name in entries:
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        try:
+            parent_fd = os.open(parent, _DIR_FLAGS)
+        except OSError:
+            continue
+        try:
+            found[path] = flags_at(parent_fd, name, st.st_mode)
+        finally:
+            os.close(parent_fd)
+    return found
+
+
+class _Walker:
+    """The ``visit`` of the measuring walk: collects what would stop the deletion."""
+
+    def __init__(self, parent: str) -> None:
+        self.parent = parent
+        self.reasons: List[str] = []
+        self.more = 0
+
+    def _add(self, reason: str) -> None:
+        if len(self.reasons) < MAX_REASONS:
+            self.reasons.append(reason)
+        else:
+            self.more += 1
+
+    def __call__(self, dir_fd: int, name: str, rel: str, st: os.stat_result, own_fd: Optional[int]) -> None:
+        path = os.path.join(self.parent, rel)
+        flags = flags_of_fd(own_fd) if own_fd is not None else flags_at(dir_fd, name, st.st_mode)
+        if flags & UNDELETABLE_FLAGS:
+            self._add("%s: %s" % (path, flag_words(flags)))
+        elif own_fd is not None and not _can_write_dir(dir_fd, name):
+            self._add("%s: directory not writable (its entries cannot be removed)" % path)
+
+
+def preflight_copy(layout: StoreLayout, layer_id: str, link: Optional[str]) -> Tuple[int, int, List[str], Dict[str, int]]:
+    """Walk a copy once: (inodes, bytes, reasons it cannot be deleted, top entries' flags).
+
+    Outside the store's locks (an unused copy does not change; a copy that vanished measures 0)."""
+    layer_id = checked_id(layer_id, "layer")
+    reasons: List[str] = []
+    seen = top_flags(layout, layer_id, link)
+    for parent in sorted({layout.driver_dir, layout.layer_dir} | ({layout.link_dir} if link else set())):
+        flags = seen.get(parent, 0)
+        if flags & UNDELETABLE_FLAGS:
+            reasons.append("%s: %s (nothing can be renamed out of it)" % (parent, flag_words(flags)))
+        elif os.path.isdir(parent) and not _can_write_dir(None, parent):
+            reasons.append("%s: directory not writable (nothing can be renamed out of it)" % parent)
+    inodes = size = 0
+    for parent, name in _top_parts(layout, layer_id, link):
+        walker = _Walker(parent)
+        add_inodes, add_bytes = tree_usage(parent, name, walker)
+        inodes += add_inodes
+        size += add_bytes
+        reasons.extend(walker.reasons)
+        if walker.more:
+            reasons.append("%s: %d more" % (os.path.join(parent, name), walker.more))
+    return inodes, size, reasons, seen
+
+
+def flags_changed(layout: StoreLayout, layer_id: str, link: Optional[str], seen: Dict[str, int]) -> Optional[str]:
+    """Under the locks: why the copy is held back (a top entry's flags differ from the walk's),
+    or None. Constant cost: a handful of entries per copy."""
+    now = top_flags(layout, layer_id, link)
+    for path in sorted(set(now) | set(seen)):
+        before, after = seen.get(path, 0), now.get(path, 0)
+        if (before ^ after) & UNDELETABLE_FLAGS:
+            return "%s: flags changed since the pre-flight walk (%s -> %s)" % (
+                path, flag_words(before) or "none", flag_words(after) or "none")
+    return None
