@@ -212,7 +212,8 @@ skipped:
     - V(undeletable) is the pre-flight's finding, made in the walk that measures each copy after the
       locks are released (an inode flag that forbids unlinking, C(chattr +i) or C(+a), on any entry; a
       directory whose entries cannot be removed), or a flag that changed between that walk and the
-      staging step, e.g. C(undeletable: /var/lib/containers/storage/overlay/<id>/diff/etc/passwd: immutable).
+      staging step. Its C(why) names the entry and the flag, as C(undeletable) then the path then
+      C(immutable) or C(append-only), separated by colons.
       Such a copy is left whole (records, mapped-layers entry, data); the rest of the run goes on.
   returned: state=pruned
   type: list
