@@ -23,7 +23,7 @@ HOST_RECORD_KEYS = (
     "inodes_total", "inodes_used_before", "inodes_used_after",
     "mapped_copies_before", "mapped_copies_after", "copies_removed", "inodes_freed",
     "noncontiguous_map_cost", "proof", "rolled_back", "changes", "failed", "error",
-    "podman_version", "check_mode", "guard", "podman_upgrade",
+    "podman_version", "check_mode", "guard", "podman_upgrade", "store_integrity",
 )
 
 # Verdicts in the order an operator cares about them (worst news last).
@@ -84,6 +84,39 @@ def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
     return row
 
 
+def integrity_summary(integrity: Any, guard: Any) -> Optional[Dict[str, Any]]:
+    """What keeps a host's store from being cleaned up (issue 22), as numbers and lines, or
+    None when nothing does: the store failed the consistency gate, copies were skipped as
+    undeletable, staged data is stranded (from the remediate run and from the guard's state,
+    counted once per path)."""
+    integrity = integrity if isinstance(integrity, Mapping) else {}
+    guard = guard if isinstance(guard, Mapping) else {}
+    stranded: Dict[str, str] = {}
+    for source in (integrity.get("stranded"), guard.get("stranded")):
+        for item in source or []:
+            if isinstance(item, Mapping) and item.get("path"):
+                stranded[str(item["path"])] = str(item.get("errno") or "?")
+    undeletable = [u for u in integrity.get("undeletable") or [] if isinstance(u, Mapping)]
+    findings = list(integrity.get("inconsistencies") or guard.get("inconsistencies") or [])
+    inconsistent = "inconsistent" in (integrity.get("consistency"), guard.get("consistency"))
+    lines = []
+    if inconsistent:
+        lines.append("store inconsistent, nothing changed: %s" % (findings[0] if findings else "see the host's log"))
+    for entry in undeletable:
+        why = entry.get("why") or []
+        lines.append("copy %s kept: %s" % (str(entry.get("layer_id", ""))[:12], why[0] if why else "undeletable"))
+    if stranded:
+        per_errno: Dict[str, int] = {}
+        for errno_name in stranded.values():
+            per_errno[errno_name] = per_errno.get(errno_name, 0) + 1
+        lines.append("%d staged entries stranded (%s): %s" % (
+            len(stranded), ", ".join("%s %d" % kv for kv in sorted(per_errno.items())), sorted(stranded)[0]))
+    if not lines:
+        return None
+    return {"inconsistent": inconsistent, "undeletable": len(undeletable), "stranded": len(stranded),
+            "stranded_paths": sorted(stranded), "lines": lines}
+
+
 def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     """One host's row with every key present and numbers as int or None."""
     row: Dict[str, Any] = {key: record.get(key) for key in HOST_RECORD_KEYS}
@@ -106,6 +139,7 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     row["proof"] = dict(proof) if isinstance(proof, Mapping) else None
     row["proof_checks"] = proof_checks(row["proof"])
     row["guard"] = guard_summary(record.get("guard"))
+    row["store_integrity"] = integrity_summary(record.get("store_integrity"), record.get("guard"))
     # the opt-in upgrade step's plan and outcome (empty when the step did not run on the host)
     upgrade = record.get("podman_upgrade")
     row["podman_upgrade"] = dict(upgrade) if isinstance(upgrade, Mapping) and upgrade else None

@@ -194,6 +194,9 @@ def host_record(inputs: RecordInputs) -> Dict[str, Any]:
         "rolled_back": rolled_back,
         "podman_upgrade": dict(upgrade),
         "guard": after.get("guard", before.get("guard")),
+        # consistency gate, undeletable copies, stranded staging (the remediate role's fact)
+        "store_integrity": {key: inputs.remediated[key] for key in
+                            ("consistency", "inconsistencies", "stranded", "undeletable") if key in inputs.remediated},
         "changes": changes,
         "failed": failed,
         "error": error,

@@ -146,3 +146,30 @@ def test_podman_upgrade_note_in_row_summary_and_markdown(env):
     text = env.get_template("fleet_report.md.j2").render(fleet=report)
     assert "- **Podman upgrade:** " + held in text
     assert "- **Podman upgrade:** upgraded Podman 5.4.2 -> 5.8.6 (apt)" in text
+
+
+def test_store_integrity_is_shown_per_host(env):
+    """Stranded data (remediate run and guard state, once per path), undeletable copies and an
+    inconsistent store each get a line; a clean host gets none."""
+    stranded = {"path": "/s/idmapguard-staging/stranded-1/ab.overlay.stranded-EPERM", "errno": "EPERM"}
+    integrity = {"consistency": "consistent", "stranded": [stranded],
+                 "undeletable": [{"layer_id": "f" * 64, "reason": "undeletable",
+                                  "why": ["undeletable: /s/overlay/ff/diff/x: immutable"]}]}
+    guard = {"stranded": [stranded, dict(stranded, path="/s/overlay/tempdirs/idmapguard-stranded-1/l.stranded-EBUSY",
+                                         errno="EBUSY")]}
+    records = [dict(RECORDS[0], store_integrity=integrity, guard=guard),
+               dict(RECORDS[1], store_integrity={"consistency": "inconsistent",
+                                                 "inconsistencies": ["layers.json lists no layers"]}),
+               RECORDS[2]]
+    rows = {row["host"]: row for row in fleet_report(records)["hosts"]}
+    first = rows["sid-a"]["store_integrity"]
+    assert first["stranded"] == 2 and first["undeletable"] == 1 and not first["inconsistent"]
+    assert first["lines"][0] == "copy ffffffffffff kept: undeletable: /s/overlay/ff/diff/x: immutable"
+    assert first["lines"][1].startswith("2 staged entries stranded (EBUSY 1, EPERM 1): ")
+    assert rows["trixie-a"]["store_integrity"]["lines"] == [
+        "store inconsistent, nothing changed: layers.json lists no layers"]
+    assert rows["sid-fuse"]["store_integrity"] is None
+    md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(records))
+    assert "- **Store integrity:** store inconsistent, nothing changed: layers.json lists no layers" in md
+    html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(records))
+    assert '<li class="fail">Store integrity: 2 staged entries stranded (EBUSY 1, EPERM 1)' in html

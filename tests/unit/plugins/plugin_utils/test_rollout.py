@@ -139,7 +139,7 @@ def test_record_of_a_fixed_host():
         "mapped_copies_before": 4, "mapped_copies_after": 1, "copies_removed": 3, "inodes_freed": 300,
         "noncontiguous_map_cost": None, "proof": None, "rolled_back": False,
         "changes": ["installed helper at /usr/local/libexec/h", "edited /etc/x"], "failed": False, "error": "",
-        "podman_upgrade": {}, "guard": None}
+        "podman_upgrade": {}, "guard": None, "store_integrity": {}}
 
 
 # (inputs, expected subset of the record)
