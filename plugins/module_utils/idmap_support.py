@@ -301,6 +301,9 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             mapped_copy_inodes=copies["inodes"],
             **usage
         ),
+        # Where the store is, whole: what the remediate role, the mapped_layers module and the
+        # guard's configuration take as it is (store/location.py).
+        "store_location": settings.location().as_dict(),
         "podman": {
             "version": version,
             "driver": settings.driver or "overlay",

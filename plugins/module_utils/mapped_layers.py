@@ -1,35 +1,41 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the ``mapped_layers`` module and the on-host guard do, without Ansible.
-
-Both call :func:`run_mapped_layers`, so there is one implementation of pruning.
+"""The ``mapped_layers`` module's backend, without Ansible: its argument spec, :func:`run`, and
+its one error type. The report and the prune themselves are the store library's
+(store/operations.py), which ``idmapguard-prune`` calls too.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-from typing import Any, Dict, List, Optional
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import IDMapError
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
-    PodmanError, Runner, StorageConfError, storage_settings,
+    PodmanError, StorageConfError, storage_settings,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap
+from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import DEFAULT_MIN_AGE
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import operations
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.consistency import InconsistentStoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import NoFreeInodeError, StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import (
+    LOCATION_SPEC, LocationError, StoreLocation,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import PruneError, StepHook
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
-DEFAULT_MIN_AGE = 300
+# The single options that name a store Podman does not know about; ``location`` names it whole.
+SINGLE_LOCATION_OPTIONS = ("graphroot", "runroot", "imagestore", "transient_store")
 
 
 def argument_spec() -> Dict[str, Any]:
-    """The module's argument spec, defined once: the module and the guard's parameter file use it."""
-    return dict(
+    """The module's argument spec, defined once (the module file passes it to AnsibleModule)."""
+    spec = dict(
         state=dict(type="str", choices=["report", "pruned"], default="report"),
+        location=dict(type="dict", options=LOCATION_SPEC),
         graphroot=dict(type="path"),
         runroot=dict(type="path"),
         imagestore=dict(type="path"),
@@ -38,124 +44,69 @@ def argument_spec() -> Dict[str, Any]:
         podman=dict(type="str", default="podman"),
         min_age=dict(type="int", default=DEFAULT_MIN_AGE),
         sizes=dict(type="str", choices=["measured", "estimate"], default="measured"),
-        images=dict(type="list", elements="str"),
-        keep_maps=dict(type="list", elements="dict", options=dict(
-            uidmap=dict(type="str", required=True),
-            gidmap=dict(type="str"),
-        )),
     )
+    spec.update(operations.SELECTION_SPEC)
+    return spec
 
 
-class ParameterError(ValueError):
-    """A parameter the backend cannot act on (bad map, negative age, missing path)."""
+class MappedLayersError(Exception):
+    """The module's one failure: the message says what was wrong and what was changed."""
 
 
-def parse_keep_maps(entries: Optional[List[Any]]) -> List[KeepMap]:
-    keep = []
-    for entry in entries or []:
-        if isinstance(entry, str):
-            entry = {"uidmap": entry}
-        if not isinstance(entry, dict) or not entry.get("uidmap"):
-            raise ParameterError("keep_maps entries need a uidmap, got %r" % (entry,))
-        try:
-            keep.append(KeepMap.parse(str(entry["uidmap"]), entry.get("gidmap")))
-        except IDMapError as exc:
-            raise ParameterError("keep_maps: %s" % exc)
-    return keep
+def locate(params: Dict[str, Any], run: Runner) -> Tuple[StoreLocation, str]:
+    """The store's location and where it came from: ``location`` whole, else graphroot and
+    runroot (with imagestore/transient_store) given, else Podman's (storage.conf when Podman
+    fails), with any single option given taking precedence."""
+    given = params.get("location")
+    singles = {key: params[key] for key in SINGLE_LOCATION_OPTIONS if params.get(key) is not None}
+    if given:
+        if singles:
+            raise MappedLayersError("give the store as location or as %s, not both (got location and %s)"
+                                    % ("/".join(SINGLE_LOCATION_OPTIONS), ", ".join(sorted(singles))))
+        return StoreLocation.from_dict({k: v for k, v in given.items() if v is not None}), "parameters"
+    if singles.get("graphroot") and singles.get("runroot"):
+        return StoreLocation.from_dict(singles), "parameters"
+    try:
+        settings = storage_settings(run, params.get("storage_conf"), params.get("podman") or "podman")
+    except (PodmanError, StorageConfError) as exc:
+        raise MappedLayersError("cannot find the store (give location): %s" % exc)
+    return dataclasses.replace(settings.location(), **singles), settings.source
 
 
-def resolve_store(params: Dict[str, Any], run: Runner) -> Dict[str, Any]:
-    """graphroot/runroot/imagestore/transient: given, else from Podman, else storage.conf."""
-    graphroot = params.get("graphroot")
-    runroot = params.get("runroot")
-    source = "parameters"
-    imagestore = params.get("imagestore")
-    transient = params.get("transient_store")
-    additional: List[str] = []
-    if not graphroot or not runroot:
-        try:
-            settings = storage_settings(run, params.get("storage_conf"), params.get("podman") or "podman")
-        except (PodmanError, StorageConfError) as exc:
-            raise ParameterError("cannot find the store (give graphroot and runroot): %s" % exc)
-        graphroot = graphroot or settings.graphroot
-        runroot = runroot or settings.runroot
-        imagestore = imagestore if imagestore is not None else settings.imagestore
-        transient = transient if transient is not None else settings.transient_store
-        additional = list(settings.additional_image_stores)
-        source = settings.source
-        if settings.driver and settings.driver != "overlay":
-            raise ParameterError("storage driver %r: only overlay stores hold mapped copies to prune" % settings.driver)
-    return {"graphroot": graphroot, "runroot": runroot, "imagestore": imagestore or None,
-            "transient_store": bool(transient), "additional_image_stores": additional, "source": source}
+def run(params: Dict[str, Any], runner: Runner, check_mode: bool, hook: Optional[StepHook] = None) -> Dict[str, Any]:
+    """The whole module: the result dict (``changed`` and ``diff`` included); raises
+    MappedLayersError, whose message says whether anything was changed."""
+    try:
+        return _run(params, runner, check_mode, hook)
+    except (LocationError, operations.SelectionError) as exc:
+        raise MappedLayersError(str(exc))
+    except StoreError as exc:
+        # These say themselves what was changed before they failed (the consistency gate: nothing).
+        told = isinstance(exc, (PruneError, NoFreeInodeError, InconsistentStoreError))
+        raise MappedLayersError("%s: %s%s" % (type(exc).__name__, exc, "" if told else " (nothing was changed)"))
 
 
-def run_mapped_layers(params: Dict[str, Any], run: Runner, check_mode: bool,
-                      hook: Optional[StepHook] = None) -> Dict[str, Any]:
-    """The whole module: returns the result dict (``changed`` included); raises
-    ParameterError or StoreError (TamperedStoreError, NoFreeInodeError) on failure."""
+def _run(params: Dict[str, Any], runner: Runner, check_mode: bool, hook: Optional[StepHook]) -> Dict[str, Any]:
     min_age = params.get("min_age")
     min_age = DEFAULT_MIN_AGE if min_age is None else min_age
     if min_age < 0:
-        raise ParameterError("min_age must be 0 or more seconds, got %r" % (min_age,))
+        raise MappedLayersError("min_age must be 0 or more seconds, got %r" % (min_age,))
     state = params.get("state") or "report"
     if state not in ("report", "pruned"):
-        raise ParameterError("state must be report or pruned, got %r" % (state,))
-    keep = parse_keep_maps(params.get("keep_maps"))
+        raise MappedLayersError("state must be report or pruned, got %r" % (state,))
+    keep = operations.parse_keep_maps(params.get("keep_maps"))
     sizes = params.get("sizes") or "measured"
     if sizes not in ("measured", "estimate"):
-        raise ParameterError("sizes must be measured or estimate, got %r" % (sizes,))
+        raise MappedLayersError("sizes must be measured or estimate, got %r" % (sizes,))
     measure = "estimate" if sizes == "estimate" else True
-    where = resolve_store(params, run)
-    try:
-        store = Store(where["graphroot"], where["runroot"], where["imagestore"], where["transient_store"],
-                      where["additional_image_stores"])
-    except ValueError as exc:
-        raise ParameterError(str(exc))
-    result: Dict[str, Any] = {"changed": False, "store": where}
+    location, source = locate(params, runner)
+    store = Store(location)
     if state == "report":
-        inventory = store.inventory(min_age=min_age, measure=measure)
-        result.update(inventory.as_dict())
-        result["filesystem"] = fs_usage(where["graphroot"])
-        return result
-
-    if not check_mode:
-        # What earlier runs staged is finished before anything new is planned (crashed runs;
-        # stranded entries get one more try, and the result says so) -- after the consistency
-        # gate, so a refused store is refused with truly nothing changed.
-        store.check_consistency()
-        if hook is not None:
-            hook("stale")
-        finished = store.finish_staging()
-    if hook is not None:
-        hook("plan")
-    # Check mode reports the exact plan; a real prune needs no walk before it deletes: one copy
-    # per image is measured for the plan, and each removed copy's inodes are counted while it
-    # is deleted (its "measured" says "counted"; bytes stay the estimate).
-    plan = store.prune_plan(min_age, params.get("images"), keep, measure=measure if check_mode else "estimate")
-    before = sorted(plan.layer_ids)
-    result["plan"] = plan.as_dict()
-    result["diff"] = {"before": {"mapped_copies": before}, "after": {"mapped_copies": []},
-                      "before_header": "%s mapped copies to remove" % where["graphroot"],
-                      "after_header": "%s after prune" % where["graphroot"]}
-    if check_mode:
-        staging = store.stale_staging()
-        result.update(changed=bool(plan.copies or staging), removed=[c.as_dict() for c in plan.copies],
-                      skipped=list(plan.undeletable), inodes_freed=plan.inodes, bytes_freed=plan.bytes,
-                      staging=staging, stranded=store.stranded(), filesystem=fs_usage(where["graphroot"]))
-        return result
-    outcome = store.prune(plan, min_age, hook, finish_staged=False)
-    outcome.changes[:0] = finished.changes
-    outcome.recovered[:0] = finished.recovered
-    outcome.stranded[:0] = finished.stranded
-    outcome.retried[:0] = finished.retried
-    outcome.staging_left[:0] = finished.staging_left
-    result.update(outcome.as_dict())
-    result["changed"] = outcome.changed
-    result["diff"]["after"] = {"mapped_copies": sorted(c["layer_id"] for c in outcome.skipped)}
-    result["filesystem"] = outcome.fs_after
+        result = operations.report(store, min_age, measure)
+    else:
+        result = operations.prune(store, min_age, params.get("images"), keep, check_mode, measure, hook)
+    # The location acted on, whole (what the remediate role passes on to the prune and the guard),
+    # and, for the reader, where it came from.
+    result["location"] = location.as_dict()
+    result["store"] = dict(location.as_dict(), source=source)
     return result
-
-
-__all__ = ["ParameterError", "StoreError", "PruneError", "NoFreeInodeError", "InconsistentStoreError",
-           "argument_spec", "run_mapped_layers",
-           "DEFAULT_MIN_AGE"]

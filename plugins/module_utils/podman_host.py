@@ -5,7 +5,8 @@
 
 The one producer of the storage settings in effect (driver, graphroot, runroot, imagestore,
 transient store, mount program, and where each came from): `storage_settings` (falls back to
-storage.conf when Podman fails) and `settings_from_podman` (Podman must answer: validation).
+storage.conf when Podman fails) and `settings_from_podman` (Podman must answer: validation);
+and so of the store's location (`StorageSettings.location()`, `find_store`).
 Every consumer (idmap_support, mapped_layers, storage_conf, the canary, the controller's view
 of an edited storage.conf) takes its values from here.
 
@@ -26,8 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, module_runner, run_json
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, run_json
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.mini_toml import (
     TomlError,
     get_path,
@@ -77,6 +79,14 @@ class StorageSettings:
     podman_version: Optional[str] = None  # from `podman info`, when it answered
     podman_error: Optional[str] = None  # why `podman info` did not answer, when source is storage.conf
 
+    def location(self) -> StoreLocation:
+        """Where the store is, as one value (store/location.py): what the store library, the
+        mapped_layers module, the remediate role and the guard are given whole."""
+        return StoreLocation(graphroot=self.graphroot, runroot=self.runroot, imagestore=self.imagestore,
+                             transient_store=self.transient_store,
+                             additional_image_stores=tuple(self.additional_image_stores),
+                             driver=self.driver or "overlay")
+
     def store_view(self) -> Dict[str, Any]:
         """The settings that locate and shape the store, as the storage_conf safety checks compare them."""
         return {"driver": self.driver, "graphroot": self.graphroot, "runroot": self.runroot,
@@ -88,10 +98,6 @@ class StorageSettings:
 ORIGIN_KEYS = ("driver", "graphroot", "runroot", "imagestore", "transient_store", "mount_program")
 FROM_PODMAN = "podman info"
 FROM_DEFAULT = "default"
-
-
-# The name the modules used before the runner moved to command_json (mapped_layers still does).
-run_adapter = module_runner
 
 
 _VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:[-~+][0-9A-Za-z.~+-]*)?)")
@@ -291,3 +297,9 @@ def storage_settings(run: Runner, conf_path: Optional[str] = None, podman: str =
         settings = read_storage_conf(conf_path)
         settings.podman_error = str(exc)
         return settings
+
+
+def find_store(run: Runner, conf_path: Optional[str] = None, podman: str = "podman") -> StoreLocation:
+    """The location of the store in effect (storage_settings' answer), for a caller that was not
+    given one. StorageConfError when neither Podman nor storage.conf can tell."""
+    return storage_settings(run, conf_path, podman).location()

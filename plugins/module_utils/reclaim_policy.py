@@ -34,6 +34,9 @@ DEFAULT_LOW_FREE_PERCENT = 10.0
 # prune that re-checks under that lock cannot race a create; the grace only covers versions
 # not read and clocks that step.
 DEFAULT_GRACE_SECONDS = 5.0
+# Seconds a copy must exist before a one-shot prune (the mapped_layers module, the remediate
+# role, idmapguard-prune) removes it: the same margin as the grace, for the same reason.
+DEFAULT_MIN_AGE = int(DEFAULT_GRACE_SECONDS)
 
 
 class PolicyError(ValueError):

@@ -17,15 +17,14 @@ import os
 from typing import Any, Dict, List
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import StorageSettings
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
 # Fields that change on every rewrite without meaning a different store.
 _VOLATILE_KEYS = frozenset(("created", "metadata-time", "last-write", "modified", "updated"))
 
 
-def _store(settings: StorageSettings) -> Any:
-    from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store  # noqa: E402
-    return Store(settings.graphroot, settings.runroot, imagestore=settings.imagestore,
-                 transient=settings.transient_store, additional=tuple(settings.additional_image_stores))
+def _store(settings: StorageSettings) -> Store:
+    return Store(settings.location())
 
 
 def store_exists(settings: StorageSettings) -> bool:

@@ -301,6 +301,15 @@ guard:
       probably not running).
   returned: always
   type: dict
+store_location:
+  description:
+    - Where the store is, whole (graphroot, runroot, imagestore, transient_store, additional_image_stores,
+      driver), from the storage settings in effect. Pass it as it is to M(idmapguard.storage.mapped_layers)
+      O(idmapguard.storage.mapped_layers#module:location); the remediate role and the guard take it by default.
+  returned: always
+  type: dict
+  sample: {graphroot: /var/lib/containers/storage, runroot: /run/containers/storage, imagestore: null,
+           transient_store: false, additional_image_stores: [], driver: overlay}
 podman:
   description: Podman and its storage settings in effect.
   returned: always

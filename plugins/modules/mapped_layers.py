@@ -52,9 +52,41 @@ options:
     type: str
     choices: [report, pruned]
     default: report
+  location:
+    description:
+      - The store's location whole, as the verify facts' C(store_location) and this module's RV(location)
+        give it. Mutually exclusive with O(graphroot), O(runroot), O(imagestore) and O(transient_store).
+      - Default is what C(podman info) reports, or storage.conf when Podman fails.
+    type: dict
+    suboptions:
+      graphroot:
+        description: The graph root.
+        type: path
+        required: true
+      runroot:
+        description: The run root (holds C(mountpoints.json), and with O(location.transient_store) the containers).
+        type: path
+        required: true
+      imagestore:
+        description: The split image store of storage.conf C(imagestore), or null.
+        type: path
+      transient_store:
+        description: Whether storage.conf sets C(transient_store).
+        type: bool
+        default: false
+      additional_image_stores:
+        description: Read-only additional image stores (never changed).
+        type: list
+        elements: path
+        default: []
+      driver:
+        description: The storage driver; only V(overlay) stores hold mapped copies.
+        type: str
+        default: overlay
   graphroot:
     description:
-      - The store's graph root. Default is what C(podman info) reports, or storage.conf when Podman fails.
+      - The store's graph root, for a store named by its paths one by one (O(location) names it whole).
+        Default is what C(podman info) reports, or storage.conf when Podman fails.
     type: path
   runroot:
     description:
@@ -79,10 +111,12 @@ options:
     default: podman
   min_age:
     description:
-      - Seconds a copy must exist before it may be removed, so a copy being made for a container
-        that is being created right now is never raced.
+      - Seconds a copy must exist before it may be removed. A margin only (for versions of
+        containers/storage not read and clocks that step) - every version read creates a copy and the
+        container layer on it in one hold of the layer store's lock, and the prune re-checks each copy
+        under that lock (C(docs/guard.md)).
     type: int
-    default: 300
+    default: 5
   sizes:
     description:
       - How O(state=report) and check mode find the inodes and bytes of each copy, always after the
@@ -147,22 +181,35 @@ EXAMPLES = r"""
       - uidmap: "0:1065537:65536,531571:531571:1"
         gidmap: "0:1065537:65536,531571:531571:1"
 
+- name: Remove unused copies of the store the verify role found, passed whole
+  idmapguard.storage.mapped_layers:
+    state: pruned
+    location: "{{ ansible_facts.idmapguard.store_location }}"
+
 - name: Remove unused copies of one image only, on a store Podman does not know about
   idmapguard.storage.mapped_layers:
     state: pruned
-    graphroot: /srv/containers/storage
-    runroot: /run/containers/storage
+    location:
+      graphroot: /srv/containers/storage
+      runroot: /run/containers/storage
     images:
       - localhost/app:latest
 """
 
 RETURN = r"""
+location:
+  description: The location of the store acted on, whole (what O(location) takes).
+  returned: always
+  type: dict
+  sample: {"graphroot": "/var/lib/containers/storage", "runroot": "/run/containers/storage",
+           "imagestore": null, "transient_store": false, "additional_image_stores": [], "driver": "overlay"}
 store:
   description: The store acted on and where its location came from (parameters, podman, storage.conf).
   returned: always
   type: dict
   sample: {"graphroot": "/var/lib/containers/storage", "runroot": "/run/containers/storage",
-           "imagestore": null, "transient_store": false, "additional_image_stores": [], "source": "podman"}
+           "imagestore": null, "transient_store": false, "additional_image_stores": [], "driver": "overlay",
+           "source": "podman"}
 filesystem:
   description: Inode and byte usage of the graph root's filesystem (after the prune when one ran).
   returned: always
@@ -302,26 +349,18 @@ fs_after:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import run_adapter
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
-    InconsistentStoreError, NoFreeInodeError, ParameterError, PruneError, StoreError, argument_spec,
-    run_mapped_layers,
+    MappedLayersError, argument_spec, run,
 )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     try:
-        result = run_mapped_layers(module.params, run_adapter(module), module.check_mode)
-    except ParameterError as exc:
+        result = run(module.params, module_runner(module), module.check_mode)
+    except MappedLayersError as exc:
         module.fail_json(msg="mapped_layers: %s" % exc)
-    except StoreError as exc:
-        # These say themselves what was changed before they failed (the gate: nothing).
-        told = isinstance(exc, (PruneError, NoFreeInodeError, InconsistentStoreError))
-        module.fail_json(msg="mapped_layers: %s: %s%s" % (type(exc).__name__, exc, "" if told else " (nothing was changed)"))
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

@@ -24,9 +24,11 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.manual_prune import run_command
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard, emit
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
-    DEFAULT_CONFIG, load_settings,
+    DEFAULT_CONFIG, ParameterError, load_settings,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import ParameterError, resolve_store
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    PodmanError, StorageConfError, find_store,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
@@ -53,17 +55,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             shown = status if status is not None else {"state_file": settings.state_file, "error": "no guard state yet"}
             sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
             return 0 if status is not None and "error" not in status else 1
-        where = resolve_store(settings.store, run_command)
-        store = Store(where["graphroot"], where["runroot"], where["imagestore"], where["transient_store"],
-                      where["additional_image_stores"])
-        guard = CopyCacheGuard(settings, store, where)
+        location = settings.location or find_store(run_command, settings.storage_conf, settings.podman)
+        guard = CopyCacheGuard(settings, Store(location))
         if args.command == "once":
             outcome = guard.run_pass("once")
             emit(sys.stdout, {"event": "pass", "evicted": len(outcome["evicted"]),
                               "kept": len(outcome["skipped"]), "status": outcome["status"]})
             return 0
         return guard.watch(args.seconds)
-    except (ParameterError, StoreError, ValueError) as exc:
+    except (ParameterError, PodmanError, StorageConfError, StoreError, ValueError) as exc:
         sys.stderr.write("idmapguard-guard: %s\n" % exc)
         return 2
 

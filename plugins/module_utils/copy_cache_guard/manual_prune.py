@@ -4,9 +4,11 @@
 """`idmapguard-prune`: prune unused mapped copies now (one shot, by hand or from a script).
 
 Installed by the ``remediate`` role next to the guard service (``idmapguard-guard``, see
-cli.py), for a person or a script that wants a report, a plan or a prune right now. It calls
-the same backend as the ``mapped_layers`` module, so there is one implementation of pruning,
-and the same prune-now decision as the role (``reclaim_policy.prune_due``).
+cli.py), for a person or a script that wants a report, a plan or a prune right now. It runs
+the store library's report and prune (store/operations.py), as the ``mapped_layers`` module
+does, so there is one implementation of pruning, and the same prune-now decision as the role
+(``reclaim_policy.prune_due``). The store is the guard's (``location`` in guard.json), or the
+one given by --graphroot/--runroot, or Podman's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,11 +23,19 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
-    DEFAULT_MIN_AGE, ParameterError, resolve_store, run_mapped_layers,
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
+    DEFAULT_CONFIG, ParameterError, load_settings,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    PodmanError, StorageConfError, find_store,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import (
+    DEFAULT_MIN_AGE, PolicyError, prune_due,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import operations
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
-from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import PolicyError, prune_due
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import LocationError, StoreLocation
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 
 # Lab and test hook only: sleep this many seconds before every prune step, so that a kill -9
@@ -47,7 +57,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="prune only when inode use of the graphroot is at least this percent (0: always)")
     parser.add_argument("--min-age", type=int, default=DEFAULT_MIN_AGE, help="seconds a copy must exist")
-    parser.add_argument("--graphroot")
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help="the guard's parameter file, whose location is used (default %(default)s)")
+    parser.add_argument("--graphroot", help="with --runroot: this store instead of the guard's")
     parser.add_argument("--runroot")
     parser.add_argument("--storage-conf")
     parser.add_argument("--image", action="append", dest="images", help="only copies of this image")
@@ -58,14 +70,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def params_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+def keep_maps_from_args(args: argparse.Namespace) -> List[Dict[str, Any]]:
     keep = []
     for entry in args.keep_maps:
         uidmap, _sep, gidmap = entry.partition("/")
         keep.append({"uidmap": uidmap, "gidmap": gidmap or None})
-    return {"state": "report" if args.report else "pruned", "graphroot": args.graphroot,
-            "runroot": args.runroot, "storage_conf": args.storage_conf, "min_age": args.min_age,
-            "images": args.images, "keep_maps": keep, "podman": "podman"}
+    return keep
+
+
+def location_from_args(args: argparse.Namespace) -> StoreLocation:
+    """--graphroot/--runroot, else the guard's location, else Podman's (storage.conf when it fails)."""
+    if args.graphroot or args.runroot:
+        return StoreLocation(args.graphroot, args.runroot)
+    settings = load_settings(args.config)
+    if settings.location is not None:
+        return settings.location
+    return find_store(run_command, args.storage_conf or settings.storage_conf, settings.podman)
 
 
 def _emit(value: Dict[str, Any]) -> None:
@@ -75,7 +95,6 @@ def _emit(value: Dict[str, Any]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    params = params_from_args(args)
     sleep = float(os.environ.get(STEP_SLEEP_ENV) or 0)
 
     def hook(step: str) -> None:
@@ -85,35 +104,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             time.sleep(sleep)
 
     try:
-        where = resolve_store(params, run_command)
-        params.update(graphroot=where["graphroot"], runroot=where["runroot"],
-                      imagestore=where["imagestore"], transient_store=where["transient_store"])
-        usage = fs_usage(where["graphroot"])
+        if args.min_age < 0:
+            raise ParameterError("--min-age must be 0 or more seconds, got %r" % (args.min_age,))
+        keep = operations.parse_keep_maps(keep_maps_from_args(args))
+        store = Store(location_from_args(args))
+        if args.report:
+            _emit(dict(operations.report(store, args.min_age), location=store.location.as_dict()))
+            return 0
+        usage = fs_usage(store.location.graphroot)
         use = 100.0 * usage["inodes_used"] / usage["inodes_total"] if usage["inodes_total"] else 0.0
         due, reason = prune_due("threshold" if args.threshold > 0 else "always", args.threshold,
                                 usage["inodes_used"], usage["inodes_total"])
-        if params["state"] == "pruned" and not due:
+        if not due:
             _emit({"changed": False, "skipped": reason})
             return 0
-        result = run_mapped_layers(params, run_command, args.check, hook)
-    except (ParameterError, PolicyError, StoreError) as exc:
+        result = operations.prune(store, args.min_age, args.images, keep, args.check, hook=hook)
+    except (ParameterError, LocationError, operations.SelectionError, PodmanError, StorageConfError,
+            PolicyError, StoreError) as exc:
         sys.stderr.write("idmapguard-prune: %s\n" % exc)
         return 2
-    result.pop("diff", None)
-    if params["state"] == "pruned":
-        summary = {"changed": result["changed"], "removed": len(result.get("removed", [])),
-                   "skipped": len(result.get("skipped", [])), "inodes_freed": result.get("inodes_freed", 0),
-                   "bytes_freed": result.get("bytes_freed", 0), "inode_use_before": round(use, 1),
-                   "check": args.check, "removed_layers": [c["layer_id"] for c in result.get("removed", [])],
-                   "freed_first": result.get("freed_first", []),
-                   # why each copy was left alone (e.g. "undeletable: <path>: immutable"), what
-                   # was changed, and staged data that could not be deleted (and its retries)
-                   "skipped_copies": result.get("skipped", []), "changes": result.get("changes", []),
-                   "stranded": result.get("stranded", []),
-                   "stranded_retried": result.get("stranded_retried", [])}
-        _emit(summary)
-    else:
-        _emit(result)
+    _emit({"changed": result["changed"], "removed": len(result.get("removed", [])),
+           "skipped": len(result.get("skipped", [])), "inodes_freed": result.get("inodes_freed", 0),
+           "bytes_freed": result.get("bytes_freed", 0), "inode_use_before": round(use, 1),
+           "check": args.check, "removed_layers": [c["layer_id"] for c in result.get("removed", [])],
+           "freed_first": result.get("freed_first", []),
+           # why each copy was left alone (e.g. "undeletable: <path>: immutable"), what was
+           # changed, and staged data that could not be deleted (and its retries)
+           "skipped_copies": result.get("skipped", []), "changes": result.get("changes", []),
+           "stranded": result.get("stranded", []), "stranded_retried": result.get("stranded_retried", [])})
     return 0
 
 

@@ -59,11 +59,10 @@ def emit(stream: TextIO, event: Dict[str, Any]) -> None:
 class CopyCacheGuard:
     """The copy cache of one store."""
 
-    def __init__(self, settings: GuardSettings, store: Store, where: Dict[str, Any],
+    def __init__(self, settings: GuardSettings, store: Store,
                  log: TextIO = sys.stdout, clock: Clock = time.time) -> None:
         self.settings = settings
         self.store = store
-        self.where = where
         self.log = log
         self.clock = clock
         self.state = GuardState.load(settings.state_file)
@@ -216,7 +215,7 @@ class CopyCacheGuard:
         status = {
             "pid": os.getpid(), "started": round(self.started, 3), "updated": round(self.clock(), 3),
             "trigger": trigger, "passes": self.passes, "artifact": self.artifact,
-            "store": {"graphroot": self.where["graphroot"], "runroot": self.where["runroot"]},
+            "store": self.store.location.as_dict(),
             "budget": budget.as_dict(), "catching_up": self.catching_up,
             "consistency": inventory.consistency, "inconsistencies": inventory.inconsistencies,
             # Staged data that could not be deleted (path, errno, what_to_do): for the fleet
@@ -279,7 +278,7 @@ class CopyCacheGuard:
         settings = self.settings
         watcher = LockTokenWatcher(self.lock_paths())
         emit(self.log, {"event": "started", "time": round(self.clock(), 3), "pid": os.getpid(),
-                        "store": self.where["graphroot"], "settings": settings.as_dict(),
+                        "store": self.store.location.as_dict(), "settings": settings.as_dict(),
                         "artifact": self.artifact})
         self.finish_staging()
         deadline = None if seconds is None else self.clock() + seconds

@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The guard's parameter file: JSON, with the ``mapped_layers`` module's own parameter names.
+"""The guard's parameter file: JSON, checked against one spec per concern.
 
-The ``remediate`` role writes it (``/etc/idmapguard/guard.json``). Which store and which copies
-are the module's options, checked against the module's argument spec (one definition:
-``mapped_layers.argument_spec``); the cache's own options are in :data:`GUARD_SPEC`. The module's
-``state`` and ``min_age`` do not apply (the guard always evicts; the grace replaces min_age) and
-are refused, as is any unknown name, with a message that names it.
+The ``remediate`` role writes it (``/etc/idmapguard/guard.json``). Which store: ``location``,
+the store's location whole (store/location.py, the same value the ``mapped_layers`` module takes
+and the verify facts carry), or, without it, ``storage_conf``/``podman`` to find it as the module
+does. Which copies: ``images`` and ``keep_maps`` (store/operations.py). The cache's own options
+are in :data:`GUARD_SPEC`. ``state`` and ``min_age`` do not apply (the guard always evicts; the
+grace replaces min_age) and are refused, as is any unknown name, with a message that names it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,15 +22,26 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import metrics_textfile, reclaim_policy
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import DEFAULT_STATE_FILE
-from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import (
-    ParameterError, argument_spec, parse_keep_maps,
-)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import (
+    LOCATION_SPEC, LocationError, StoreLocation,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.operations import (
+    SELECTION_SPEC, SelectionError, parse_keep_maps,
+)
 
 DEFAULT_CONFIG = "/etc/idmapguard/guard.json"
 
 # Module options that make no sense for a service that always evicts.
 NOT_FOR_THE_GUARD = ("state", "min_age")
+# The store's paths one by one, as guard.json of versions before ``location`` wrote them.
+SINGLE_LOCATION_KEYS = ("graphroot", "runroot", "imagestore", "transient_store")
+
+STORE_SPEC: Dict[str, Dict[str, Any]] = dict(
+    location=dict(type="dict", options=LOCATION_SPEC),
+    storage_conf=dict(type="path"),
+    podman=dict(type="str", default="podman"),
+)
 
 GUARD_SPEC: Dict[str, Dict[str, Any]] = dict(
     budget_percent=dict(type="float", default=reclaim_policy.DEFAULT_BUDGET_PERCENT),
@@ -45,11 +57,17 @@ GUARD_SPEC: Dict[str, Dict[str, Any]] = dict(
 )
 
 
+class ParameterError(ValueError):
+    """A parameter file the guard cannot act on; the message names the option."""
+
+
 @dataclass
 class GuardSettings:
     """Everything the guard acts on, validated."""
 
-    store: Dict[str, Any]                      # the mapped_layers options (graphroot, runroot, ...)
+    location: Optional[StoreLocation] = None   # None: find it (storage_conf, podman)
+    storage_conf: Optional[str] = None
+    podman: str = "podman"
     images: Optional[List[str]] = None
     keep_maps: List[KeepMap] = field(default_factory=list)
     budget_percent: float = reclaim_policy.DEFAULT_BUDGET_PERCENT
@@ -63,7 +81,8 @@ class GuardSettings:
     source: str = "defaults"
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"store": self.store, "images": self.images,
+        return {"location": self.location.as_dict() if self.location else None,
+                "storage_conf": self.storage_conf, "podman": self.podman, "images": self.images,
                 "keep_maps": [{"uidmap": k.uidmap, "gidmap": k.gidmap} for k in self.keep_maps],
                 "budget_percent": self.budget_percent, "low_free_percent": self.low_free_percent,
                 "grace": self.grace, "poll_interval": self.poll_interval,
@@ -91,6 +110,8 @@ def _check_value(name: str, spec: Dict[str, Any], value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParameterError("%s must be a number, got %r" % (name, value))
         return float(value)
+    if kind == "dict":
+        return _check_dict(name, spec.get("options") or {}, value)
     if kind == "list":
         if not isinstance(value, list):
             raise ParameterError("%s must be a list, got %r" % (name, value))
@@ -112,6 +133,8 @@ def _check_dict(name: str, options: Dict[str, Dict[str, Any]], value: Any) -> Di
         if spec.get("required") and value.get(key) is None:
             raise ParameterError("%s: %s is required" % (name, key))
         checked[key] = _check_value("%s.%s" % (name, key), spec, value.get(key))
+        if checked[key] is None:
+            checked[key] = spec.get("default")
     return checked
 
 
@@ -122,38 +145,46 @@ def _positive(name: str, value: float) -> None:
 
 def settings_from_params(params: Dict[str, Any], source: str = "parameters") -> GuardSettings:
     """Validate a parameter mapping (the parsed file); raises ParameterError naming the option."""
-    module_spec = {k: v for k, v in argument_spec().items() if k not in NOT_FOR_THE_GUARD}
     if not isinstance(params, dict):
         raise ParameterError("%s: the parameters must be a JSON object, got %r" % (source, params))
+    params = dict(params)
     refused = sorted(set(params) & set(NOT_FOR_THE_GUARD))
     if refused:
         raise ParameterError("%s: %s do(es) not apply to the guard (it always evicts; 'grace' replaces min_age)"
                              % (source, ", ".join(refused)))
-    unknown = sorted(set(params) - set(module_spec) - set(GUARD_SPEC))
+    singles = {key: params.pop(key) for key in SINGLE_LOCATION_KEYS if key in params}
+    if singles and params.get("location") is not None:
+        raise ParameterError("%s: give the store as location, not also as %s" % (source, ", ".join(sorted(singles))))
+    if singles:
+        params["location"] = singles
+    known = dict(STORE_SPEC, **SELECTION_SPEC)
+    known.update(GUARD_SPEC)
+    unknown = sorted(set(params) - set(known))
     if unknown:
         raise ParameterError("%s: unknown parameter(s) %s; known: %s"
-                             % (source, ", ".join(unknown), ", ".join(sorted(set(module_spec) | set(GUARD_SPEC)))))
-    store = {}
-    for key, spec in module_spec.items():
+                             % (source, ", ".join(unknown), ", ".join(sorted(known))))
+    values = {}
+    for key, spec in known.items():
         value = _check_value(key, spec, params.get(key))
-        store[key] = spec.get("default") if value is None else value
-    guard = {}
-    for key, spec in GUARD_SPEC.items():
-        value = _check_value(key, spec, params.get(key))
-        guard[key] = spec.get("default") if value is None else value
+        values[key] = spec.get("default") if value is None else value
     for key in ("budget_percent", "low_free_percent"):
-        if not 0.0 <= guard[key] <= 100.0:
-            raise ParameterError("%s must be 0 to 100, got %r" % (key, guard[key]))
-    if guard["grace"] < 0:
-        raise ParameterError("grace must be 0 or more seconds, got %r" % (guard["grace"],))
+        if not 0.0 <= values[key] <= 100.0:
+            raise ParameterError("%s must be 0 to 100, got %r" % (key, values[key]))
+    if values["grace"] < 0:
+        raise ParameterError("grace must be 0 or more seconds, got %r" % (values["grace"],))
     for key in ("poll_interval", "rescan_interval", "evict_batch"):
-        _positive(key, guard[key])
-    if guard["metrics_dir"] not in ("", metrics_textfile.AUTO) and not os.path.isabs(guard["metrics_dir"]):
+        _positive(key, values[key])
+    if values["metrics_dir"] not in ("", metrics_textfile.AUTO) and not os.path.isabs(values["metrics_dir"]):
         raise ParameterError("metrics_dir must be %r, an absolute path or \"\" (off), got %r"
-                             % (metrics_textfile.AUTO, guard["metrics_dir"]))
-    keep = parse_keep_maps(store.pop("keep_maps"))
-    images = store.pop("images") or None
-    return GuardSettings(store=store, images=images, keep_maps=keep, source=source, **guard)
+                             % (metrics_textfile.AUTO, values["metrics_dir"]))
+    try:
+        keep = parse_keep_maps(values.pop("keep_maps"))
+        location = values.pop("location")
+        location = StoreLocation.from_dict(location) if location else None
+    except (SelectionError, LocationError) as exc:
+        raise ParameterError("%s: %s" % (source, exc))
+    images = values.pop("images") or None
+    return GuardSettings(location=location, images=images, keep_maps=keep, source=source, **values)
 
 
 def load_settings(path: str) -> GuardSettings:

@@ -60,6 +60,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.census im
     remove_marker,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
@@ -129,14 +130,16 @@ def check_safety(before: Dict[str, Any], after: Dict[str, Any], allow_store_chan
                              for k, v in sorted(report.store_changes.items())),
                    old["graphroot"], held))
     if old["mount_program"] and not new["mount_program"]:
-        report.marker = _plan_marker(old["graphroot"], old["runroot"], old["mount_program"], allow_store_change)
+        location = StoreLocation(old["graphroot"], old["runroot"], old["imagestore"] or None,
+                                 bool(before.get("transient_store")))
+        report.marker = _plan_marker(location, old["mount_program"], allow_store_change)
     return report
 
 
-def containers_with_noncontiguous_maps(graphroot: str, runroot: str) -> List[str]:
+def containers_with_noncontiguous_maps(location: StoreLocation) -> List[str]:
     """Names (or ids) of the store's containers whose UID or GID map has more than one extent."""
     try:
-        containers = Store(graphroot, runroot).records()["containers"]
+        containers = Store(location).records()["containers"]
     except (StoreError, ValueError, OSError) as exc:
         return ["(cannot read the container list: %s)" % exc]
     found = []
@@ -153,7 +156,8 @@ def containers_with_noncontiguous_maps(graphroot: str, runroot: str) -> List[str
     return found
 
 
-def _plan_marker(graphroot: str, runroot: str, mount_program: str, allow_store_change: bool) -> MarkerPlan:
+def _plan_marker(location: StoreLocation, mount_program: str, allow_store_change: bool) -> MarkerPlan:
+    graphroot = location.graphroot
     path, content = read_marker(graphroot)
     plan = MarkerPlan(path=path, content=content)
     if content != "true":
@@ -175,7 +179,7 @@ def _plan_marker(graphroot: str, runroot: str, mount_program: str, allow_store_c
             "mount program's format (AUFS whiteout or fuse-overlayfs xattr) that native overlay "
             "would misread. Reset or re-create the store (podman system reset, then pull again) "
             "before switching to native overlay." % (mount_program, graphroot, indicator))
-    stranded = containers_with_noncontiguous_maps(graphroot, runroot)
+    stranded = containers_with_noncontiguous_maps(location)
     if stranded:
         raise StorageConfRefused(
             "refusing to remove mount_program %s: container(s) %s were created through it with a "

@@ -21,6 +21,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.consisten
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, StoreLocks
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import flags_changed
@@ -40,17 +41,23 @@ Measure = Union[bool, str]
 
 
 class Store:
-    """An overlay store of containers/storage at ``graphroot``/``runroot``.
+    """The overlay store of containers/storage at ``location``: the one place a store is built
+    from its location (every caller passes a StoreLocation whole).
 
-    Read-only additional image stores (``additional``) are never changed: c/storage does not
-    make mapped copies in them (imageTopLayerForMapping sets createMappedLayer = false), so
-    they hold nothing to prune.
+    Read-only additional image stores (``location.additional_image_stores``) are never changed:
+    c/storage does not make mapped copies in them (imageTopLayerForMapping sets
+    createMappedLayer = false), so they hold nothing to prune.
     """
 
-    def __init__(self, graphroot: str, runroot: str, imagestore: Optional[str] = None,
-                 transient: bool = False, additional: Sequence[str] = ()) -> None:
-        self.layout = StoreLayout(graphroot, runroot, imagestore, transient)
-        self.additional = list(additional)
+    def __init__(self, location: StoreLocation) -> None:
+        if not isinstance(location, StoreLocation):
+            raise TypeError("Store() takes a StoreLocation, got %r" % (location,))
+        if location.driver != "overlay":
+            raise StoreError("storage driver %r: only overlay stores hold mapped copies" % location.driver)
+        self.location = location
+        self.layout = StoreLayout(location.graphroot, location.runroot, location.imagestore,
+                                  location.transient_store)
+        self.additional = list(location.additional_image_stores)
 
     # --- locking ---------------------------------------------------------------------------
     def _lock_paths(self) -> List[str]:

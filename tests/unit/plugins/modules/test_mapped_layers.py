@@ -119,3 +119,42 @@ def test_tampered_store_fails_and_deletes_nothing(run_module, store):
     out = run_module(_args(built, state="pruned"))
     assert out.failed and "TamperedStoreError" in out.result["msg"] and "invalid id" in out.result["msg"]
     assert built.snapshot() == before
+
+
+def _transient(built):
+    """The store as containers/storage lays it out with transient_store = true: the containers'
+    JSON and lock in the runroot, none in the graphroot."""
+    os.rmdir(os.path.join(built.runroot, "overlay-containers"))
+    os.rename(built.path("overlay-containers"), os.path.join(built.runroot, "overlay-containers"))
+
+
+def test_location_is_taken_whole_and_returned_whole(run_module, store):
+    built, _ids = store
+    _transient(built)
+    location = {"graphroot": built.graphroot, "runroot": built.runroot, "transient_store": True}
+    report = run_module({"location": location, "min_age": 60})
+    assert not report.failed, report.result
+    assert report.result["location"] == dict(location, imagestore=None, additional_image_stores=[],
+                                             driver="overlay")
+    assert report.result["store"]["source"] == "parameters"
+    # what the remediate role does: the report's location, whole, to the prune
+    done = run_module({"location": report.result["location"], "state": "pruned", "min_age": 60})
+    assert not done.failed and len(done.result["removed"]) == 3, done.result
+
+
+def test_a_transient_store_named_by_graphroot_and_runroot_alone_is_refused_unchanged(run_module, store):
+    # The remediate role's prune used to pass graphroot and runroot only: on a transient store
+    # the containers' lock is then looked for in the graphroot.
+    built, _ids = store
+    _transient(built)
+    before = built.snapshot()
+    out = run_module(_args(built, state="pruned"))
+    assert out.failed and "containers.lock" in out.result["msg"] and "nothing was changed" in out.result["msg"]
+    assert built.snapshot() == before
+
+
+def test_location_and_single_paths_are_exclusive(run_module, store):
+    built, _ids = store
+    out = run_module({"location": {"graphroot": built.graphroot, "runroot": built.runroot},
+                      "graphroot": built.graphroot})
+    assert out.failed and "not both" in out.result["msg"]

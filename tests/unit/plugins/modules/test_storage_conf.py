@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import write as writer
 from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import (
     StorageConfInvalid,
@@ -129,7 +130,7 @@ def test_aufs_whiteout_in_a_layer_is_refused_even_when_allowed(tmp_path):
 def test_container_with_noncontiguous_map_is_refused(tmp_path):
     graphroot = make_store(tmp_path, marker="true", containers=[("web", NONCONTIGUOUS), ("db", CONTIGUOUS)])
     run = str(tmp_path / "run")
-    assert containers_with_noncontiguous_maps(graphroot, run) == ["web"]
+    assert containers_with_noncontiguous_maps(StoreLocation(graphroot, run)) == ["web"]
     with pytest.raises(StorageConfRefused, match=r"container\(s\) web"):
         check_safety(view(graphroot, run, mount_program=FUSE), view(graphroot, run), True)
 

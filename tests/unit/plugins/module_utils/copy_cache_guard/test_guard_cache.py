@@ -17,10 +17,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.lock_watch import LockTokenWatcher
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
-    load_settings, settings_from_params,
+    ParameterError, load_settings, settings_from_params,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
-from ansible_collections.idmapguard.storage.plugins.module_utils.mapped_layers import ParameterError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 
 from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import FakeStore, standard
@@ -54,11 +53,11 @@ def make_guard(built, tmp_path, clock=None, **params):
     params.setdefault("state_file", str(tmp_path / "state" / "guard.json"))
     # never this machine's node_exporter directory ("auto" would find it)
     params.setdefault("metrics_dir", str(tmp_path / "metrics"))
-    settings = settings_from_params(dict(graphroot=built.graphroot, runroot=built.runroot, **params))
-    store = Store(built.graphroot, built.runroot)
+    settings = settings_from_params(dict(location=dict(graphroot=built.graphroot, runroot=built.runroot), **params))
+    store = Store(StoreLocation(built.graphroot, built.runroot))
     log = io.StringIO()
     kw = {"clock": clock} if clock else {}
-    guard = CopyCacheGuard(settings, store, {"graphroot": built.graphroot, "runroot": built.runroot}, log=log, **kw)
+    guard = CopyCacheGuard(settings, store, log=log, **kw)
     return guard, log
 
 
@@ -148,15 +147,26 @@ def test_no_eviction_within_budget(tmp_path):
     assert status["budget"]["budget_inodes"] == os.statvfs(built.graphroot).f_files // 2
 
 
-def test_settings_use_the_module_names_and_refuse_the_rest(tmp_path):
-    settings = settings_from_params({"graphroot": "/g", "runroot": "/r", "keep_maps": [{"uidmap": MAP, "gidmap": MAP}],
+def test_settings_take_the_location_whole_and_refuse_the_rest(tmp_path):
+    location = {"graphroot": "/g", "runroot": "/r", "imagestore": "/i", "transient_store": True,
+                "additional_image_stores": ["/ro"], "driver": "overlay"}
+    settings = settings_from_params({"location": location, "keep_maps": [{"uidmap": MAP, "gidmap": MAP}],
                                      "images": ["app"], "budget_percent": 20})
-    assert settings.store["graphroot"] == "/g" and settings.keep_maps[0].gidmap and settings.images == ["app"]
+    assert settings.location.as_dict() == location and settings.location == StoreLocation.from_dict(location)
+    assert settings.keep_maps[0].gidmap and settings.images == ["app"]
     assert settings.budget_percent == 20.0 and settings.grace == 5.0
+    # guard.json of earlier versions: the paths one by one
+    assert settings_from_params({"graphroot": "/g", "runroot": "/r"}).location == StoreLocation("/g", "/r")
+    assert settings_from_params({}).location is None  # found through Podman at start
     for bad, words in (({"min_age": 10}, "min_age"), ({"state": "pruned"}, "state"), ({"graphrot": "/g"}, "graphrot"),
+                       ({"location": {"graphroot": "/g"}}, "runroot is required"),
+                       ({"location": {"graphroot": "g", "runroot": "/r"}}, "absolute"),
+                       ({"location": {"graphroot": "/g", "runroot": "/r", "imagestor": "/i"}}, "imagestor"),
+                       ({"location": {"graphroot": "/g", "runroot": "/r"}, "graphroot": "/g"}, "not also"),
                        ({"budget_percent": "lots"}, "budget_percent"), ({"budget_percent": 120}, "budget_percent"),
                        ({"keep_maps": [{"gidmap": MAP}]}, "uidmap"), ({"keep_maps": [{"uidmap": "0:1:0"}]}, "keep_maps"),
-                       ({"grace": -1}, "grace"), ({"transient_store": "yes"}, "transient_store")):
+                       ({"grace": -1}, "grace"),
+                       ({"graphroot": "/g", "runroot": "/r", "transient_store": "yes"}, "transient_store")):
         with pytest.raises(ParameterError, match=words):
             settings_from_params(bad)
     path = tmp_path / "guard.json"

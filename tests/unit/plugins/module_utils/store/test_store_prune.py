@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import prune as prune_mod
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import KeepMap, parse_go_time
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.consistency import InconsistentStoreError
@@ -22,7 +22,7 @@ from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.stor
 
 def make(fake_store):
     ids = standard(fake_store)
-    return Store(fake_store.graphroot, fake_store.runroot), ids
+    return Store(StoreLocation(fake_store.graphroot, fake_store.runroot)), ids
 
 
 def test_inventory_lists_copies_and_reasons(fake_store):
@@ -51,7 +51,7 @@ def test_plan_rules(fake_store):
     fake_store.mount(mounted)
     fake_store.images[0]["mapped-layers"] += [young, busy, mounted, ids["top2"]]
     fake_store.save()
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(min_age=60)
     assert sorted(plan.layer_ids) == sorted([ids["copies"][1], ids["copies"][2], ids["copy2"]])
     why = {c.layer_id: c.why for c in store.inventory(min_age=60).copies}
@@ -133,7 +133,7 @@ def test_tampered_metadata_deletes_nothing(fake_store, tamper):
         with open(fake_store.path("overlay", victim, "link"), "w") as handle:
             handle.write("../../outside")
     before = fake_store.snapshot()
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     with pytest.raises(TamperedStoreError):
         store.prune(store.prune_plan(min_age=60), 60)
     assert fake_store.snapshot() == before
@@ -145,7 +145,7 @@ def test_symlinks_inside_a_copy_are_not_followed(fake_store):
     victim = ids["copies"][1]
     os.symlink(fake_store.outside, fake_store.path("overlay", victim, "diff", "etc", "evil"))
     os.symlink(os.path.join(fake_store.outside, "precious"), fake_store.path("overlay", victim, "diff", "p"))
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     store.prune(store.prune_plan(60), 60)
     assert not os.path.exists(fake_store.path("overlay", victim))
     assert open(os.path.join(fake_store.outside, "precious")).read() == "must survive"
@@ -197,7 +197,7 @@ def test_interrupted_prune_leaves_a_consistent_store_and_is_finished_later(fake_
     if stop_at in ("released", "delete"):
         assert _staging(fake_store), "staged data expected before its deletion"
     # A later run finishes: all planned copies gone, records too, staging empty.
-    again = Store(fake_store.graphroot, fake_store.runroot)
+    again = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     if stop_at in ("released", "delete"):
         assert again.inventory().staging
     result = again.prune(again.prune_plan(60), 60)
@@ -321,7 +321,7 @@ def test_volatile_layers_and_containers(fake_store):
     fake_store.save()
     with open(fake_store.path("overlay-containers", "volatile-containers.json"), "w") as handle:
         json.dump([{"id": gid("vctr"), "layer": ctr_layer}], handle)
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(60)
     assert vol in plan.layer_ids and ids["copies"][2] not in plan.layer_ids
     store.prune(plan, 60)
@@ -337,7 +337,7 @@ def test_dangling_mapped_reference_is_refused(fake_store):
     fake_store.images[0]["mapped-layers"].append(ghost)
     fake_store.save()
     before = fake_store.snapshot()
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     with pytest.raises(InconsistentStoreError) as err:
         store.prune_plan(60)
     assert "mapped layer %s" % ghost[:12] in str(err.value) and "nothing was changed" in str(err.value)
@@ -347,7 +347,7 @@ def test_dangling_mapped_reference_is_refused(fake_store):
 
 
 def test_empty_or_missing_store(tmp_path):
-    store = Store(str(tmp_path), str(tmp_path / "r"))
+    store = Store(StoreLocation(str(tmp_path), str(tmp_path / "r")))
     assert store.inventory().copies == []
     assert store.prune(store.prune_plan(0), 0).changed is False
 
@@ -366,7 +366,7 @@ def test_orphaned_copy_is_found_and_other_unreferenced_layers_are_not(fake_store
     # an unreferenced layer with a map that is no copy of any top layer: not ours to touch
     stranger = fake_store.add_layer("stranger", parent=ids["base"], uidmap=NONCONTIG)
     fake_store.save()
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(60)
     assert orphan in plan.layer_ids and stranger not in plan.layer_ids
     assert [c.image_id for c in plan.copies if c.layer_id == orphan] == [ids["image"]]

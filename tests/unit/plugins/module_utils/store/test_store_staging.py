@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import mountinfo
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import staging as staging_mod
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import store as store_mod
@@ -19,7 +19,7 @@ STEPS = ["locked", "free-inode", "images", "mark", "stage", "records", "released
 
 def make(fake_store):
     ids = standard(fake_store)
-    return Store(fake_store.graphroot, fake_store.runroot), ids
+    return Store(StoreLocation(fake_store.graphroot, fake_store.runroot)), ids
 
 
 def staged_files(fake_store):
