@@ -104,7 +104,9 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
     assert execstart == ["/usr/local/sbin/idmapguard-guard", "--config", "/etc/idmapguard/guard.json", "watch"]
     assert not os.path.exists(host.path("/etc/systemd/system/idmapguard-prune.timer"))
     params = json.load(open(host.path("/etc/idmapguard/guard.json")))
-    assert params == {"graphroot": rs.STORE, "runroot": "/run/containers/storage", "images": [],
+    assert params == {"location": {"graphroot": rs.STORE, "runroot": "/run/containers/storage", "imagestore": None,
+                                   "transient_store": False, "additional_image_stores": [], "driver": "overlay"},
+                      "images": [],
                       "keep_maps": [{"uidmap": KEEP}], "budget_percent": 0.0, "low_free_percent": 10.0,
                       "grace": 0.0, "state_file": "/var/lib/idmapguard/guard-state.json"}
     # the guard's code: one archive, the bytes this checkout builds, named by version and sha256
