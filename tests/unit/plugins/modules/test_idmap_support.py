@@ -14,7 +14,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils import idmap_su
 from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
 
 CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
-                 "podman", "canary", "proof", "guard"}
+                 "podman", "canary", "proof", "guard", "store_location"}
 OK = {"ok": True, "errno": None, "message": "ok"}
 
 
@@ -89,6 +89,10 @@ def test_read_only_run_returns_contract_facts_unchanged(host):
     assert set(facts) == CONTRACT_KEYS
     assert facts["verdict"] == "shares" and facts["canary"] is None and facts["guard"] is None
     assert set(facts["kernel"]) == {"release", "idmapped_mount", "overlay_idmapped_lower", "probe"}
+    # the store's location, whole, as the mapped_layers module's `location` takes it
+    assert set(facts["store_location"]) == {"graphroot", "runroot", "imagestore", "transient_store",
+                                            "additional_image_stores", "driver"}
+    assert facts["store_location"]["graphroot"] == facts["graphroot"]["path"]
     assert {"path", "fs_type", "inodes_total", "inodes_used", "inodes_free", "bytes_total", "bytes_used",
             "bytes_free", "mapped_copies", "mapped_copy_inodes"} <= set(facts["graphroot"])
     assert {"version", "driver", "mount_program", "graph_options", "runroot", "storage_conf", "source",
