@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.consistency import (
     InconsistentStoreError, LayerFile, gate_findings, read_layer_file,
 )
@@ -125,7 +125,7 @@ def test_inconsistent_store_is_refused_and_reported(fake_store, how, first):
     before = fake_store.snapshot()
     layers_before = open(fake_store.path("overlay-layers", "layers.json"), "rb").read()
     images_before = open(fake_store.path("overlay-images", "images.json"), "rb").read()
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     with pytest.raises(InconsistentStoreError) as err:
         store.prune_plan(0)
     assert first in str(err.value) and str(err.value).endswith("nothing was changed")
@@ -142,7 +142,7 @@ def test_inconsistent_store_is_refused_and_reported(fake_store, how, first):
 def test_gate_runs_again_under_the_write_locks(fake_store):
     """A plan made on a good store is not carried out when layers.json is emptied meanwhile."""
     ids = standard(fake_store)
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(60)
     assert plan.copies
     _write_layers(fake_store, "[]", ids)
@@ -158,7 +158,7 @@ def test_copy_listed_under_two_images_is_one_copy(fake_store):
     shared = ids["copies"][1]
     fake_store.images[1]["mapped-layers"].append(shared)
     fake_store.save()
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     inventory = store.inventory()
     listed = [c for c in inventory.copies if c.layer_id == shared]
     assert len(listed) == 1 and listed[0].also_listed_by == [ids["image2"]]
