@@ -140,7 +140,7 @@ def test_report_prune_and_guard_on_the_whole_store(lab_host, inventory, tmp_path
     inv = inventory(host)
 
     # the report finds the store through Podman, whole, and counts Podman's copies
-    report = ansible_module(inv, host, "idmapguard.storage.mapped_layers", {"state": "report"})
+    report = ansible_module(inv, host, "idmapguard.storage.mapped_layers", {"state": "report", "min_age": 0})
     assert report["location"] == location
     assert sorted(c["layer_id"] for c in report["copies"]) == kept
     in_use = [c["layer_id"] for c in report["copies"] if c["in_use"]]
