@@ -2,13 +2,15 @@
 # Integration tests drive real Podman on lab hosts (bullseye 3.0, bookworm 4.3, trixie 5.4, sid 5.8).
 REMEDIATE_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 REMEDIATE_TESTS := tests/integration/test_remediate.py tests/integration/test_remediate_mounts.py \
-  tests/integration/test_remediate_kill.py tests/integration/test_remediate_role.py
+  tests/integration/test_remediate_kill.py tests/integration/test_remediate_role.py \
+  tests/integration/test_store_layouts.py
 
 .PHONY: test-remediate test-remediate-full bench-prune bench-latency
 
 # What `make test` runs: prune on randomized stores of the three Podman versions, tampered
 # metadata, zero-inode recovery, mounts inside copies, 10 kill -9 trials (one per step kind),
-# a create/rm/run loop against prunes on every lab Podman, the role.
+# a create/rm/run loop against prunes on every lab Podman, the role, and the store's location
+# whole on a transient store (trixie) and a split imagestore (sid).
 test-remediate: deps
 	$(REMEDIATE_PYTEST) $(REMEDIATE_TESTS)
 
