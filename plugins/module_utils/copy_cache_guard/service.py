@@ -124,7 +124,7 @@ class CopyCacheGuard:
         if inventory.inconsistencies and inventory.inconsistencies != self.state.status.get("inconsistencies"):
             # An inconsistent store lists no copies, so nothing is evicted; said once per change.
             emit(self.log, {"event": "inconsistent", "time": round(self.clock(), 3),
-                            "store": self.where["graphroot"], "first": inventory.inconsistencies[0],
+                            "store": self.store.location.graphroot, "first": inventory.inconsistencies[0],
                             "count": len(inventory.inconsistencies)})
         in_use = [copy for copy in inventory.copies if copy.in_use]
         for copy in in_use:
