@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import (
     FS_APPEND_FL, FS_IMMUTABLE_FL, flags_at,
 )
@@ -76,7 +76,7 @@ def test_undeletable_copy_is_skipped_whole_and_the_rest_goes_on(fake_store, chat
     etc = fake_store.path("overlay", victim, "diff", "etc")
     target = etc if what == "dir" else os.path.join(etc, sorted(os.listdir(etc))[0])
     chattr(target, flag)
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(60)
     assert victim not in plan.layer_ids and other in plan.layer_ids
     assert plan.undeletable == [{"layer_id": victim, "reason": "undeletable",
@@ -102,7 +102,7 @@ def test_undeletable_copy_is_skipped_whole_and_the_rest_goes_on(fake_store, chat
 def test_flags_set_between_the_walk_and_the_staging_hold_the_copy_back(fake_store, chattr):
     ids = standard(fake_store)
     victim = ids["copies"][1]
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(60)
     assert victim in plan.layer_ids
     diff = fake_store.path("overlay", victim, "diff")
@@ -118,7 +118,7 @@ def test_flags_set_between_the_walk_and_the_staging_hold_the_copy_back(fake_stor
 def test_staged_entry_that_cannot_be_deleted_is_stranded_reported_and_retried_once(fake_store, chattr):
     ids = standard(fake_store)
     victim = ids["copies"][1]
-    store = Store(fake_store.graphroot, fake_store.runroot)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
     plan = store.prune_plan(60)
     deep = fake_store.path("overlay", victim, "diff", "etc")
     name = sorted(os.listdir(deep))[0]
