@@ -19,6 +19,9 @@ description:
     rollout knows about a host (C(host), C(before), C(after), C(check_mode), C(steps), C(helper),
     C(changes), C(remediated), C(proof), C(rolled_back), in the rescue C(failed_task) and
     C(failed_result)) into its record for P(idmapguard.storage.fleet_report#filter).
+  - The same plugin file provides C(rollout_proof) - C(facts | rollout_proof) keeps what the rollout needs of
+    the canary and the correctness proof (C(passed), C(outcome) C(passed)/C(known_issue)/C(failed),
+    C(known_issues), C(checks), C(failed_checks)) from the facts after the proof step.
   - Used by the C(idmapguard.storage.rollout) playbook.
 options:
   _input:
@@ -93,6 +96,7 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout import 
     RecordInputs,
     StepInputs,
     host_record,
+    proof_result,
     rollout_steps,
 )
 
@@ -146,8 +150,13 @@ def rollout_record_filter(inputs, failed_task=None, failed_result=None):
     return host_record(record)
 
 
+def rollout_proof_filter(facts):
+    return proof_result(_mapping(facts, "rollout_proof: the facts"))
+
+
 class FilterModule:
     """idmapguard rollout decisions."""
 
     def filters(self):
-        return {"rollout_steps": rollout_steps_filter, "rollout_record": rollout_record_filter}
+        return {"rollout_steps": rollout_steps_filter, "rollout_record": rollout_record_filter,
+                "rollout_proof": rollout_proof_filter}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
+from ansible_collections.idmapguard.storage.plugins.module_utils import known_issues
 from ansible_collections.idmapguard.storage.plugins.module_utils.canary import CanaryError, run_canary
 from ansible_collections.idmapguard.storage.plugins.module_utils.sharing_proof import CHECKS, ProofError, run_proof
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
@@ -62,6 +63,8 @@ class SupportParams:
     # checks whose failure is reported but does not fail the proof (a known upstream bug the
     # operator accepts for this fleet)
     proof_accept: List[str] = field(default_factory=list)
+    # every check must hold: a failure the known-issue table predicts fails the proof too
+    proof_strict: bool = False
     # the operator's word that _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set on purpose, and why
     disable_idmap_reason: Optional[str] = None
     podman_backport: bool = False
@@ -139,8 +142,47 @@ def _proof_case(params: SupportParams, verdict: Any, disable: Dict[str, Any]) ->
     return None
 
 
+def judge_failures(proof: Dict[str, Any], accept: List[str], strict: bool, version: Optional[str]) -> None:
+    """Sort the proof's failed checks (in place): accepted by the operator (`proof_accept`), a known
+    upstream bug on this Podman (`known_issues`, unless `strict`), or real. `passed` is true when
+    no real failure is left; `outcome` says which: passed, known_issue or failed."""
+    accepted = [name for name in proof["failed_checks"] if name in accept]
+    known = known_issues.classify(proof["checks"], version)
+    known_failures = [name for name in proof["failed_checks"] if name in known and name not in accepted]
+    for name, issues in known.items():
+        proof["checks"][name]["known_issues"] = issues
+    real = [name for name in proof["failed_checks"]
+            if name not in accepted and (strict or name not in known_failures)]
+    proof["accepted_failures"] = accepted
+    proof["known_issues"] = {name: known[name] for name in known_failures}
+    proof["strict"] = strict
+    proof["passed"] = not real
+    proof["outcome"] = "failed" if real else ("known_issue" if known_failures else "passed")
+    ids = sorted({issue["id"] for name in known_failures for issue in known[name]})
+    proof["summary"] = "%s%s%s" % (
+        {"failed": "FAILED", "known_issue": "passed with known upstream issues", "passed": "passed"}[proof["outcome"]],
+        " (failed: %s)" % ", ".join(proof["failed_checks"]) if proof["failed_checks"] else "",
+        " (known: %s)" % ", ".join(ids) if ids else "")
+
+
+def _failure_line(name: str, proof: Dict[str, Any]) -> str:
+    check = proof["checks"][name]
+    issues = check.get("known_issues") or []
+    if name in proof["accepted_failures"]:
+        how = " (accepted by proof_accept)"
+    elif issues and not proof["strict"]:
+        how = " (known upstream issue %s, fixed in %s)" % (
+            ", ".join(i["id"] for i in issues), "; ".join(i["fixed_in"] or "no release yet" for i in issues))
+    elif issues:
+        how = " (known upstream issue %s; proof_strict makes it fail)" % ", ".join(i["id"] for i in issues)
+    else:
+        how = ""
+    return "proof check %s failed%s: %s (%s; workaround: %s)" % (
+        name, how, check["message"], check["reference"], check.get("workaround", "none known"))
+
+
 def _proof(run: Runner, params: SupportParams, case: Optional[str], verdict: str, check_mode: bool,
-           warnings: List[str]) -> Optional[Dict[str, Any]]:
+           warnings: List[str], version: Optional[str]) -> Optional[Dict[str, Any]]:
     """The `proof` facts: None when not asked for; {ran: false, ...} when it did not run."""
     if not params.proof:
         return None
@@ -151,24 +193,20 @@ def _proof(run: Runner, params: SupportParams, case: Optional[str], verdict: str
         warnings.append("the correctness proof would run (%s) but is skipped in check mode: it starts and commits "
                         "containers" % case if case else
                         "the correctness proof would not run: verdict %s, not shares" % verdict)
-        return {"ran": False, "passed": None, "would_run": case is not None, "checks": {}, "failed_checks": [],
-                "skipped": "check mode"}
+        return {"ran": False, "passed": None, "outcome": None, "would_run": case is not None, "checks": {},
+                "failed_checks": [], "known_issues": {}, "skipped": "check mode"}
     if case is None:
-        return {"ran": False, "passed": None, "would_run": False, "checks": {}, "failed_checks": [],
+        return {"ran": False, "passed": None, "outcome": None, "would_run": False, "checks": {}, "failed_checks": [],
+                "known_issues": {},
                 "skipped": "verdict %s: nothing shares layers here, so there is nothing to prove" % verdict}
     try:
         proof = run_proof(run, params.uidmap, params.gidmap, podman=params.podman)
     except ProofError as exc:
         raise SupportError("the correctness proof could not run: %s" % exc)
     proof["why"] = case
-    accepted = [name for name in proof["failed_checks"] if name in params.proof_accept]
-    proof["accepted_failures"] = accepted
-    proof["passed"] = not [name for name in proof["failed_checks"] if name not in accepted]
-    for name in proof["failed_checks"]:
-        check = proof["checks"][name]
-        warnings.append("proof check %s failed%s: %s (%s; workaround: %s)" % (
-            name, " (accepted by proof_accept)" if name in accepted else "", check["message"],
-            check["reference"], check.get("workaround", "none known")))
+    proof["podman_version"] = version
+    judge_failures(proof, params.proof_accept, params.proof_strict, version)
+    warnings.extend(_failure_line(name, proof) for name in proof["failed_checks"])
     return proof
 
 
@@ -178,10 +216,13 @@ def _kept_because(params: SupportParams, disable: Dict[str, Any], proof: Optiona
         return None
     if params.disable_idmap_reason:
         return params.disable_idmap_reason
-    if proof and proof.get("ran") and not proof.get("passed") and proof.get("why", "").startswith("only"):
+    if proof and proof.get("ran") and proof.get("why", "").startswith("only"):
+        # a known upstream bug counts here: the variable is its upstream workaround (#914, #1126),
+        # so removing it would break what the operator set it for; proof_accept says otherwise
         failed = [n for n in proof["failed_checks"] if n not in proof.get("accepted_failures", [])]
-        return "the correctness proof fails without it: %s" % "; ".join(
-            "%s (%s)" % (n, proof["checks"][n]["reference"]) for n in failed)
+        if failed:
+            return "the correctness proof fails without it: %s" % "; ".join(
+                "%s (%s)" % (n, proof["checks"][n]["reference"]) for n in failed)
     return None
 
 
@@ -275,7 +316,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     )
     verdict = evaluate(host_facts)
     cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
-    proof = _proof(prun, params, _proof_case(params, verdict, disable), verdict.verdict, check_mode, warnings)
+    proof = _proof(prun, params, _proof_case(params, verdict, disable), verdict.verdict, check_mode, warnings,
+                   version)
     changed = changed or bool(proof and proof.get("ran"))
     kept = _kept_because(params, disable, proof)
     if kept:

@@ -46,6 +46,8 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.proof_image imp
 CHECKS = ("start", "ownership", "file_caps", "commit")
 MARKER = "idmapguard-proof-started"
 ID_LIMIT = 0xFFFFFFFE
+# strerror(EOVERFLOW) as the container's coreutils or BusyBox print it
+EOVERFLOW_TEXT = "Value too large"
 
 REFERENCES = {
     "start": "containers/storage PR #2346 (idmapped mounts for any map): an idmapped mount that fails when the "
@@ -151,11 +153,21 @@ def _second_script() -> str:
     ])
 
 
-def _check(ok: Optional[bool], message: str, evidence: Dict[str, Any], name: str) -> Dict[str, Any]:
-    entry = {"ok": ok, "message": message, "evidence": evidence, "reference": REFERENCES[name]}
+def _check(ok: Optional[bool], message: str, evidence: Dict[str, Any], name: str,
+           problems: Optional[List[Dict[str, str]]] = None) -> Dict[str, Any]:
+    """A check's entry. `problems` name each thing that went wrong by kind, so the known-issue
+    table (known_issues.py) can tell whether a failure is exactly the symptoms of a known bug."""
+    entry = {"ok": ok, "message": message, "evidence": evidence, "reference": REFERENCES[name],
+             "problems": list(problems or [])}
     if ok is False:
         entry["workaround"] = WORKAROUNDS[name]
+        if not entry["problems"]:
+            entry["problems"] = [{"kind": name, "text": message}]
     return entry
+
+
+def _problems(kind: str, texts: Sequence[str]) -> List[Dict[str, str]]:
+    return [{"kind": kind, "text": text} for text in texts]
 
 
 def _disk_owner(path: str) -> Optional[str]:
@@ -221,34 +233,45 @@ def judge(ids: Dict[str, int], uid_ext: Sequence[Extent], gid_ext: Sequence[Exte
 
     evidence = {"commit_rc": outside.get("commit_rc"), "commit_error": outside.get("commit_error")}
     if outside.get("commit_rc") != 0:
-        checks["commit"] = _check(False, "podman commit failed: %s" % outside.get("commit_error"), evidence, "commit")
+        message = "podman commit failed: %s" % outside.get("commit_error")
+        checks["commit"] = _check(False, message, evidence, "commit", _problems("commit_failed", [message]))
         return checks
     want_layer = {"proof/new-root": "0:0", "proof/new-mapped": "%d:%d" % (mapped, mapped)}
     want_second = {"/proof/new-root": inside(0), "/proof/new-mapped": inside(mapped),
                    "/proof/owned-mapped": inside(mapped)}
     layer = outside.get("committed_owners", {})
-    bad = ["committed layer has %s as %s, expected %s" % (p, layer.get(p), w) for p, w in want_layer.items()
-           if layer.get(p) != w]
+    problems = _problems("commit_layer_owner", [
+        "committed layer has %s as %s, expected %s" % (p, layer.get(p), w) for p, w in want_layer.items()
+        if layer.get(p) != w])
     cap = outside.get("committed_cap") or {}
     rootid = ids["cap_rootid"]
     want_cap = {"revision": 2, "rootid": 0} if rootid == 0 else {"revision": 3, "rootid": rootid}
     if {"revision": cap.get("revision"), "rootid": cap.get("rootid")} != want_cap:
-        bad.append("committed layer's capability is %s, expected %s (a host id left in the layer: #1126)"
-                   % ({k: cap.get(k) for k in ("revision", "rootid")}, want_cap))
+        problems += _problems("commit_capability", [
+            "committed layer's capability is %s, expected %s (a host id left in the layer: #1126)"
+            % ({k: cap.get(k) for k in ("revision", "rootid")}, want_cap)])
     second = second or {"rc": -1, "parsed": parse_output(""), "error": "not run"}
     evidence.update({"committed_owners": layer, "committed_capability": cap, "second_rc": second["rc"]})
     if not second["parsed"]["started"]:
-        bad.append("a container of the committed image did not start (rc=%d): %s" % (second["rc"], second["error"]))
+        problems += _problems("commit_start", ["a container of the committed image did not start (rc=%d): %s"
+                                               % (second["rc"], second["error"])])
     else:
         seen = {p: second["parsed"]["owners"].get(p) for p in want_second}
         evidence["inside"] = seen
-        bad += ["%s is %s inside the committed image's container, expected %s" % (p, seen[p], w)
-                for p, w in want_second.items() if seen[p] != w]
+        problems += _problems("commit_owner_inside", [
+            "%s is %s inside the committed image's container, expected %s" % (p, seen[p], w)
+            for p, w in want_second.items() if seen[p] != w])
         steps = {k: second["parsed"]["steps"].get(k) for k in ("cap_exec", "cap_copy_up")}
         evidence["steps"] = steps
-        bad += ["committed capability file %s: %s" % (k, v) for k, v in steps.items() if v != "ok"]
+        for step, outcome in steps.items():
+            if outcome != "ok":
+                # EOVERFLOW (a capability rootid the mount cannot map) is #1126's signature; any
+                # other error using the file is something else
+                kind = "commit_capability_eoverflow" if EOVERFLOW_TEXT in str(outcome) else "commit_capability_use"
+                problems += _problems(kind, ["committed capability file %s: %s" % (step, outcome)])
+    bad = [problem["text"] for problem in problems]
     checks["commit"] = _check(not bad, "; ".join(bad) or "the committed image keeps owners and capability, and its "
-                              "container starts", evidence, "commit")
+                              "container starts", evidence, "commit", problems)
     return checks
 
 

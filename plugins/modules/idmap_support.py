@@ -113,6 +113,14 @@ options:
     elements: str
     choices: [start, ownership, file_caps, commit]
     default: []
+  proof_strict:
+    description:
+      - Every proof check must hold. By default a check that fails exactly as a known upstream bug predicts for this
+        Podman version (the table in C(plugins/module_utils/known_issues.py), for example container-libs 1126 on
+        C(commit) before Podman 6.1.2) is reported in RV(proof.known_issues) and does not make RV(proof.passed)
+        false; with O(proof_strict=true) it does.
+    type: bool
+    default: false
   disable_idmap_reason:
     description:
       - Declare that C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) is set on this host on purpose, and why (for example
@@ -592,15 +600,18 @@ proof:
       returned: when the proof did not run
       type: str
     passed:
-      description: Every check passed, or failed and is listed in O(proof_accept); null when it did not run.
+      description:
+        - Every check passed, or failed and is listed in O(proof_accept), or failed exactly as a known upstream bug
+          predicts for this Podman (unless O(proof_strict=true)); null when it did not run.
       returned: when O(proof=true)
       type: bool
     checks:
       description:
         - One entry per check, C(start), C(ownership), C(file_caps), C(commit), each with C(ok) (true, false, or
           null when not run because the container did not start), C(message), C(evidence) (what was seen
-          inside and on disk), C(reference) (the upstream issue it guards against) and, when failed,
-          C(workaround).
+          inside and on disk), C(reference) (the upstream issue it guards against), C(problems) (what went wrong,
+          each with a C(kind) and C(text)) and, when failed, C(workaround) and, when the failure is a known
+          upstream bug on this Podman, C(known_issues).
       returned: when O(proof=true)
       type: dict
       sample: {"start": {"ok": true, "message": "the container started with the map", "evidence": {"rc": 0}}}
@@ -609,6 +620,25 @@ proof:
       returned: when O(proof=true)
       type: list
       elements: str
+    outcome:
+      description: C(passed) (every check held), C(known_issue) (only known upstream bugs failed), C(failed); null when it did not run.
+      returned: when O(proof=true)
+      type: str
+    known_issues:
+      description:
+        - Failed checks the known-issue table predicts on this Podman, each with its issues (C(id), C(title),
+          C(reference), C(fixed_in), C(workaround)). With O(proof_strict=true) they are listed here and fail the proof.
+      returned: when O(proof=true)
+      type: dict
+      sample: {"commit": [{"id": "container-libs#1126", "fixed_in": "Podman 6.1.2 (c/storage 1.64.1)"}]}
+    summary:
+      description: One line, for example C(passed with known upstream issues (failed - commit)); the checks and issue ids in brackets.
+      returned: when the proof ran
+      type: str
+    strict:
+      description: O(proof_strict) as the proof used it.
+      returned: when the proof ran
+      type: bool
     accepted_failures:
       description: Failed checks listed in O(proof_accept).
       returned: when the proof ran
@@ -667,6 +697,7 @@ def main():
             disable_idmap_reason=dict(type="str"),
             proof_accept=dict(type="list", elements="str", default=[],
                               choices=["start", "ownership", "file_caps", "commit"]),
+            proof_strict=dict(type="bool", default=False),
             podman_backport=dict(type="bool", default=False),
             podman=dict(type="str", default="podman"),
             podman_args=dict(type="list", elements="str", default=[]),

@@ -23,7 +23,7 @@ HOST_RECORD_KEYS = (
     "inodes_total", "inodes_used_before", "inodes_used_after",
     "mapped_copies_before", "mapped_copies_after", "copies_removed", "inodes_freed",
     "noncontiguous_map_cost", "proof", "rolled_back", "changes", "failed", "error",
-    "podman_version", "check_mode", "guard", "podman_upgrade", "store_integrity",
+    "podman_version", "check_mode", "guard", "podman_upgrade", "store_integrity", "known_issue",
 )
 
 # Verdicts in the order an operator cares about them (worst news last).
@@ -138,6 +138,9 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     proof = record.get("proof")
     row["proof"] = dict(proof) if isinstance(proof, Mapping) else None
     row["proof_checks"] = proof_checks(row["proof"])
+    # checks that failed only as known upstream bugs while the host kept its change
+    row["known_issue"] = [str(n) for n in (record.get("known_issue") or [])]
+    row["proof_line"] = proof_line(row["proof"], row["rolled_back"])
     row["guard"] = guard_summary(record.get("guard"))
     row["store_integrity"] = integrity_summary(record.get("store_integrity"), record.get("guard"))
     # the opt-in upgrade step's plan and outcome (empty when the step did not run on the host)
@@ -150,18 +153,53 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
 PROOF_CHECKS = ("start", "ownership", "file_caps", "commit")
 
 
+def _known_issues_text(issues: Any) -> str:
+    """"container-libs#1126, fixed in Podman 6.1.2 ..." for a check's known issues."""
+    parts = []
+    for issue in issues if isinstance(issues, list) else []:
+        if isinstance(issue, Mapping):
+            parts.append("%s (%s), fixed in %s" % (issue.get("id"), issue.get("reference"),
+                                                   issue.get("fixed_in") or "no release yet"))
+    return "; ".join(parts)
+
+
 def proof_checks(proof: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """The proof's named checks as rows: name, ok, message, reference, workaround."""
+    """The proof's named checks as rows: name, ok, status (ok, known_issue, FAILED, not run), message,
+    reference, workaround, and for a known upstream bug its issues (reference, fixed-in version)."""
     checks = (proof or {}).get("checks") or {}
     if not isinstance(checks, Mapping):
         return []
+    known = (proof or {}).get("known_issues") or {}
+    strict = bool((proof or {}).get("strict"))
     names = [n for n in PROOF_CHECKS if n in checks] + sorted(n for n in checks if n not in PROOF_CHECKS)
     rows = []
     for name in names:
         check = checks[name] if isinstance(checks[name], Mapping) else {}
-        rows.append({"name": name, "ok": check.get("ok"), "message": str(check.get("message") or ""),
-                     "reference": str(check.get("reference") or ""), "workaround": str(check.get("workaround") or "")})
+        ok = check.get("ok")
+        if ok:
+            status = "ok"
+        elif ok is None:
+            status = "not run"
+        else:
+            status = "known_issue" if name in known and not strict else "FAILED"
+        rows.append({"name": name, "ok": ok, "status": status, "message": str(check.get("message") or ""),
+                     "reference": str(check.get("reference") or ""), "workaround": str(check.get("workaround") or ""),
+                     "known_issues": _known_issues_text(known.get(name) if isinstance(known, Mapping) else None)})
     return rows
+
+
+def proof_line(proof: Optional[Mapping[str, Any]], rolled_back: bool) -> str:
+    """The proof column: passed / passed, known_issue: commit / FAILED (commit), and rolled back."""
+    if not proof:
+        return ""
+    known = sorted((proof.get("known_issues") or {}).keys()) if not proof.get("strict") else []
+    if proof.get("passed"):
+        line = "passed, known_issue: %s" % ", ".join(known) if known else "passed"
+    else:
+        line = "FAILED"
+        if proof.get("failed_checks"):
+            line += " (%s)" % ", ".join(str(n) for n in proof["failed_checks"])
+    return line + (", rolled back" if rolled_back else "")
 
 
 def _sum(rows: Sequence[Mapping[str, Any]], key: str) -> int:
@@ -181,6 +219,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         "sharing": by_verdict.get("shares", 0),
         "failed": sum(1 for row in rows if row["failed"]),
         "rolled_back": sum(1 for row in rows if row["rolled_back"]),
+        "known_issue": sum(1 for row in rows if row["known_issue"]),
         "changed_hosts": sum(1 for row in rows if row["changes"]),
         "podman_upgraded": sum(1 for row in rows if (row["podman_upgrade"] or {}).get("upgraded")),
         "copies_removed": _sum(rows, "copies_removed"),
@@ -194,10 +233,12 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
 def summary_line(summary: Mapping[str, Any]) -> str:
     """One sentence for a terminal or an AWX job summary."""
     verdicts = ", ".join("%s %d" % (v, n) for v, n in summary["by_verdict"].items()) or "none"
-    return ("%d host(s): %s; %d changed, %d rolled back, %d failed; %d mapped copies removed, "
+    return ("%d host(s): %s; %d changed, %d rolled back, %d failed%s; %d mapped copies removed, "
             "%d inodes freed (%d -> %d used)%s" % (
                 summary["hosts"], verdicts, summary["changed_hosts"], summary["rolled_back"],
-                summary["failed"], summary["copies_removed"], summary["inodes_freed"],
+                summary["failed"],
+                ", %d with known upstream issues" % summary["known_issue"] if summary.get("known_issue") else "",
+                summary["copies_removed"], summary["inodes_freed"],
                 summary["inodes_used_before"], summary["inodes_used_after"],
                 " [check mode: planned, nothing changed]" if summary["check_mode"] else ""))
 

@@ -28,6 +28,41 @@ def proof_failed_error(proof: Optional[Mapping[str, Any]]) -> str:
     return "proof failed (%s); storage.conf was restored" % ", ".join(checks or [PROOF_NEW_COPY])
 
 
+def proof_result(facts: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the rollout keeps of the canary and the correctness proof (facts after the proof step):
+    the canary's numbers, the checks, and whether the host may keep the change. `passed` holds when
+    the canary added no copy and the proof passed (every check held, or failed only where the
+    known-issue table predicts it on this Podman and strict mode is off: `outcome` known_issue).
+    A failure the table does not predict leaves `passed` false, and the rollout rolls back."""
+    canary = facts.get("canary") or {}
+    proof = facts.get("proof") or {}
+    canary_ok = bool(canary.get("ran")) and _int(canary.get("new_mapped_layers"), 1) == 0
+    passed = canary_ok and bool(proof.get("passed"))
+    known = proof.get("known_issues") or {}
+    if not canary_ok:
+        outcome = "failed"
+    else:
+        outcome = str(proof.get("outcome") or ("passed" if passed else "failed"))
+    result = dict(canary)
+    result.update({
+        "checks": dict(proof.get("checks") or {}),
+        "failed_checks": list(proof.get("failed_checks") or []),
+        "known_issues": {name: list(issues) for name, issues in known.items()} if isinstance(known, Mapping) else {},
+        "strict": bool(proof.get("strict")),
+        "summary": proof.get("summary") or "",
+        "passed": passed,
+        "outcome": outcome,
+    })
+    return result
+
+
+def known_issue_checks(proof: Optional[Mapping[str, Any]]) -> List[str]:
+    """The checks that failed only as known upstream bugs and did not fail the host."""
+    if not isinstance(proof, Mapping) or not proof.get("passed") or proof.get("strict"):
+        return []
+    return sorted((proof.get("known_issues") or {}).keys())
+
+
 def _graphroot(facts: Mapping[str, Any]) -> Mapping[str, Any]:
     return facts.get("graphroot") or {}
 
@@ -191,6 +226,9 @@ def host_record(inputs: RecordInputs) -> Dict[str, Any]:
         "inodes_freed": _reclaimed(inputs, "inodes_freed", "mapped_copy_inodes"),
         "noncontiguous_map_cost": proof.get("inodes_delta") if isinstance(proof, Mapping) and proof.get("ran") else None,
         "proof": proof,
+        # checks that failed as known upstream bugs (reference, fixed-in: proof.known_issues) while
+        # the host kept its change: it shares, with these known issues
+        "known_issue": known_issue_checks(proof),
         "rolled_back": rolled_back,
         "podman_upgrade": dict(upgrade),
         "guard": after.get("guard", before.get("guard")),

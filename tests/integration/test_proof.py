@@ -30,6 +30,10 @@ EXPECTED = {
     "5.8.6": {"start": True, "ownership": True, "file_caps": True, "commit": False},
 }
 REFERENCE = {"commit": "#1126", "file_caps": "#1126", "start": "#2346", "ownership": "#2346"}
+# The known-issue table (plugins/module_utils/known_issues.py) predicts each failure above.
+KNOWN = {
+    "5.8.6": {"commit": "container-libs#1126"},
+}
 
 
 def proof_table(proof) -> str:
@@ -62,8 +66,15 @@ def test_proof_on_sid_native(lab_host, inventory):
         check = proof["checks"][name]
         assert REFERENCE[name] in check["reference"]
         assert ("workaround" in check) is (check["ok"] is False)
-    assert proof["passed"] is all(EXPECTED[version].values())
-    assert proof["failed_checks"] == [n for n in CHECKS if not EXPECTED[version][n]]
+    failing = [n for n in CHECKS if not EXPECTED[version][n]]
+    assert proof["failed_checks"] == failing
+    # every failure here is a known upstream bug on this Podman: reported, and the proof passes
+    assert sorted(proof["known_issues"]) == sorted(KNOWN.get(version, {}))
+    for name, issue in KNOWN.get(version, {}).items():
+        assert [i["id"] for i in proof["known_issues"][name]] == [issue]
+        assert proof["checks"][name]["known_issues"][0]["fixed_in"]
+    assert proof["passed"] is True
+    assert proof["outcome"] == ("known_issue" if failing else "passed")
     if not EXPECTED[version]["commit"]:
         evidence = proof["checks"]["commit"]["evidence"]
         assert evidence["committed_capability"]["rootid"] == 1065538  # host id of container uid 1
@@ -78,6 +89,10 @@ def test_proof_on_sid_native(lab_host, inventory):
     if proof["failed_checks"]:
         accepted = run_module(inv, host, "proof=true proof_accept=%s" % ",".join(proof["failed_checks"]))["proof"]
         assert accepted["passed"] is True and accepted["accepted_failures"] == proof["failed_checks"]
+    # strict: every check must hold
+    if failing:
+        strict = run_module(inv, host, "proof=true proof_strict=true")["proof"]
+        assert strict["passed"] is False and strict["outcome"] == "failed" and strict["failed_checks"] == failing
     # check mode: never runs, says it would
     checked = run_module(inv, host, "proof=true", check=True)
     assert checked["changed"] is False and checked["proof"]["would_run"] is True and checked["proof"]["ran"] is False
@@ -85,8 +100,10 @@ def test_proof_on_sid_native(lab_host, inventory):
 
 def test_rollout_rolls_back_a_failed_proof(lab_host, inventory, tmp_path):
     """sid + fuse-overlayfs: configure removes mount_program, the proof runs on the now sharing
-    host and its commit check fails for real on Podman 5.8.6: storage.conf is put back, the host
-    fails and the next batch is never touched."""
+    host and its commit check fails for real on Podman 5.8.6. That failure is a known upstream
+    bug (the default rollout keeps the change: test_rollout.py); with the strict variable every
+    check must hold, so storage.conf is put back, the host fails and the next batch is never
+    touched -- as for any failure the known-issue table does not predict."""
     # the inventory lists hosts by name: the first one is the canary batch
     tag = "%d-%s" % (os.getpid(), os.urandom(2).hex())
     first = lab_host("sid", name="proof-a-" + tag, mount_program="/usr/bin/fuse-overlayfs")
@@ -98,7 +115,7 @@ def test_rollout_rolls_back_a_failed_proof(lab_host, inventory, tmp_path):
     with open(conf) as f:
         conf_before = f.read()
     report_dir = str(tmp_path / "report")
-    proc = run_playbook(inv, report_dir)
+    proc = run_playbook(inv, report_dir, "-e", "idmapguard_rollout_proof_strict=true")
     with open(os.path.join(report_dir, "fleet-report.json")) as f:
         rows = {row["host"]: row for row in json.load(f)["hosts"]}
     row = rows[first.name]

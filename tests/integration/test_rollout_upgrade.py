@@ -27,10 +27,7 @@ def run_playbook(inventory_path: str, report_dir: str, *extra: str) -> subproces
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="1")
     argv = ["ansible-playbook", "-i", inventory_path, "idmapguard.storage.rollout",
             "-e", "idmapguard_rollout_report_dir=%s" % report_dir, "-e", UPGRADE,
-            "-e", "idmapguard_remediate_min_age=0",
-            # Podman 5.8.6 fails the proof's commit check for real (container-libs #1126, see
-            # docs/verdicts.md): accepted, as in the demo; every other check must pass
-            "-e", '{"idmapguard_rollout_proof_accept": ["commit"]}', *extra]
+            "-e", "idmapguard_remediate_min_age=0", *extra]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO, check=False)
     print(proc.stdout[-6000:])
     return proc
@@ -99,6 +96,7 @@ def test_upgrade_to_a_sharing_podman_and_hold_the_others(lab_host, inventory, tm
     assert row["podman_upgrade"]["upgraded"] is True and row["podman_upgrade"]["target"] == "5.8.6+ds1-3"
     # (the canary's inode delta, not a copy: Podman 5.8's first run adds a few files of its own)
     assert row["proof"]["passed"] is True and row["noncontiguous_map_cost"] < FILES // 10
+    assert row["known_issue"] == ["commit"]  # 5.8.6: container-libs #1126, known, not fatal
     assert row["copies_removed"] == 2 and row["mapped_copies_after"] == 0
     assert "upgraded Podman 5.4.2+ds1-2+b2 -> 5.8.6+ds1-3 (apt)" in row["changes"]
     for host in (held, old):

@@ -68,6 +68,22 @@ def test_judge_committed_host_rootid_is_1126():
     assert checks["commit"]["ok"] is False and "#1126" in checks["commit"]["message"]
     assert "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes" in checks["commit"]["workaround"]
     assert checks["file_caps"]["ok"] is True
+    # each thing that went wrong is named by kind, for the known-issue table
+    assert [p["kind"] for p in checks["commit"]["problems"]] == ["commit_capability", "commit_capability_eoverflow"]
+    assert all(c["problems"] == [] for n, c in checks.items() if n != "commit")
+
+
+def test_judge_problem_kinds_of_other_commit_failures():
+    first, second, outside = _good()
+    outside["committed_owners"]["proof/new-root"] = "1065537:1065537"
+    second["parsed"]["steps"]["cap_copy_up"] = "touch: Permission denied"
+    kinds = [p["kind"] for p in judge(first, second, outside)["commit"]["problems"]]
+    assert kinds == ["commit_layer_owner", "commit_capability_use"]
+    outside = dict(outside, commit_rc=125, commit_error="Error: unable to look up size of layer")
+    assert [p["kind"] for p in judge(first, second, outside)["commit"]["problems"]] == ["commit_failed"]
+    # a failed check without named problems gets one of its own name
+    first = {"rc": 126, "error": "Error: mount_setattr: invalid argument", "parsed": sharing_proof.parse_output("")}
+    assert [p["kind"] for p in judge(first, None, {})["start"]["problems"]] == ["start"]
 
 
 def test_judge_wrong_owner_on_disk():

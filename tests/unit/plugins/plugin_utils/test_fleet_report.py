@@ -173,3 +173,28 @@ def test_store_integrity_is_shown_per_host(env):
     assert "- **Store integrity:** store inconsistent, nothing changed: layers.json lists no layers" in md
     html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(records))
     assert '<li class="fail">Store integrity: 2 staged entries stranded (EBUSY 1, EPERM 1)' in html
+
+
+def test_known_issue_in_rows_summary_and_both_templates(env):
+    issue = {"id": "container-libs#1126", "reference": "container-libs PR #1126", "fixed_in": "Podman 6.1.2"}
+    proof = {"passed": True, "outcome": "known_issue", "failed_checks": ["commit"],
+             "known_issues": {"commit": [issue]},
+             "checks": {"start": {"ok": True, "message": "started"},
+                        "commit": {"ok": False, "message": "rootid 1065538", "reference": "#1126",
+                                   "workaround": "upgrade"}}}
+    records = [{"host": "sid-known", "verdict_before": "fixable_by_config", "verdict": "shares", "proof": proof,
+                "known_issue": ["commit"], "changes": ["edited /etc/containers/storage.conf"]},
+               {"host": "sid-strict", "verdict": "fixable_by_config", "failed": True, "rolled_back": True,
+                "proof": dict(proof, passed=False, outcome="failed", strict=True)}]
+    report = fleet_report(records)
+    rows = {r["host"]: r for r in report["hosts"]}
+    assert rows["sid-known"]["proof_line"] == "passed, known_issue: commit"
+    assert [c["status"] for c in rows["sid-known"]["proof_checks"]] == ["ok", "known_issue"]
+    assert "fixed in Podman 6.1.2" in rows["sid-known"]["proof_checks"][1]["known_issues"]
+    assert rows["sid-strict"]["proof_line"] == "FAILED (commit), rolled back"
+    assert [c["status"] for c in rows["sid-strict"]["proof_checks"]] == ["ok", "FAILED"]
+    assert report["summary"]["known_issue"] == 1 and "1 with known upstream issues" in report["summary_line"]
+    md = env.get_template("fleet_report.md.j2").render(fleet=report)
+    assert "passed, known_issue: commit" in md and "known upstream issue: container-libs#1126" in md
+    html = env.get_template("fleet_report.html.j2").render(fleet=report)
+    assert "passed, known_issue: commit" in html and "FAILED (commit), rolled back" in html

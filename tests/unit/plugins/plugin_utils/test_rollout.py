@@ -14,6 +14,7 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout import 
     RecordInputs,
     StepInputs,
     host_record,
+    proof_result,
     rollout_steps,
 )
 
@@ -137,7 +138,7 @@ def test_record_of_a_fixed_host():
         "reasons": ["fixed: uses fuse-overlayfs"], "reason_codes": ["c_shares"], "remedy": "r_shares",
         "podman_version": "5.8.6", "inodes_total": 100, "inodes_used_before": 90, "inodes_used_after": 60,
         "mapped_copies_before": 4, "mapped_copies_after": 1, "copies_removed": 3, "inodes_freed": 300,
-        "noncontiguous_map_cost": None, "proof": None, "rolled_back": False,
+        "noncontiguous_map_cost": None, "proof": None, "known_issue": [], "rolled_back": False,
         "changes": ["installed helper at /usr/local/libexec/h", "edited /etc/x"], "failed": False, "error": "",
         "podman_upgrade": {}, "guard": None, "store_integrity": {}}
 
@@ -180,7 +181,7 @@ def test_host_record(name, inputs, expected):
 
 
 def test_filters():
-    assert set(FilterModule().filters()) == {"rollout_steps", "rollout_record"}
+    assert set(FilterModule().filters()) == {"rollout_steps", "rollout_record", "rollout_proof"}
     # role defaults not visible to the play arrive as None
     plan = rollout_steps_filter(facts(copies=2, used=80), steps=["remediate"], remediate_policy=None,
                                 remediate_threshold=None, check_mode="false")
@@ -195,3 +196,43 @@ def test_filters():
     assert rollout_record_filter({"host": "h"})["failed"] is False
     with pytest.raises(AnsibleFilterError, match="need a host"):
         rollout_record_filter({"before": {}})
+
+
+ISSUE_1126 = {"id": "container-libs#1126", "reference": "container-libs PR #1126", "fixed_in": "Podman 6.1.2"}
+
+
+def _after_proof(outcome, passed, known=None, new_copies=0, strict=False):
+    failed = sorted(known or {}) if outcome != "passed" else []
+    return {"verdict": "shares",
+            "canary": {"ran": True, "new_mapped_layers": new_copies, "inodes_delta": 0},
+            "proof": {"ran": True, "passed": passed, "outcome": outcome, "failed_checks": failed or ["commit"]
+                      if outcome != "passed" else [], "known_issues": known or {}, "strict": strict,
+                      "checks": {"commit": {"ok": outcome == "passed"}}, "summary": outcome}}
+
+
+# (facts after the proof step, passed, outcome, the record's known_issue, rolled back by the playbook)
+PROOF_CASES = [
+    ("every check held", _after_proof("passed", True), True, "passed", []),
+    # the default rollout of a 5.8.6 host: #1126 on commit is known, the host keeps its change
+    ("known upstream bug", _after_proof("known_issue", True, {"commit": [ISSUE_1126]}), True, "known_issue",
+     ["commit"]),
+    # strict: the same failure fails the proof; the record does not call it a kept known issue
+    ("strict", _after_proof("failed", False, {"commit": [ISSUE_1126]}, strict=True), False, "failed", []),
+    # a failure the table does not predict
+    ("unpredicted", _after_proof("failed", False), False, "failed", []),
+    # the canary saw a copy: fails whatever the proof says
+    ("canary copied", _after_proof("known_issue", True, {"commit": [ISSUE_1126]}, new_copies=1), False, "failed",
+     []),
+    ("nothing ran", {"verdict": "shares"}, False, "failed", []),
+]
+
+
+@pytest.mark.parametrize("name,after,passed,outcome,known", PROOF_CASES, ids=[c[0] for c in PROOF_CASES])
+def test_proof_result_and_record(name, after, passed, outcome, known):
+    proof = proof_result(after)
+    assert (proof["passed"], proof["outcome"]) == (passed, outcome)
+    record = host_record(RecordInputs(host="h", before=BEFORE, after=after, proof=proof, rolled_back=not passed))
+    assert record["known_issue"] == known
+    assert record["failed"] is (not passed)
+    if known:
+        assert record["verdict"] == "shares" and record["proof"]["known_issues"]["commit"][0]["fixed_in"]
