@@ -51,7 +51,7 @@ KNOWN_ISSUES = (
                      "(https://github.com/podman-container-tools/container-libs/pull/1126)",
         "fixed_in": "Podman 6.1.2 (c/storage 1.64.1, backport PR #1144); not in 6.0.x (backport PR #1145 "
                     "closed: 6.0 is end of life); the 5.8 backport (PR #1143) is not in a Debian 5.8 release",
-        "lab": "sid Podman 5.8.6: the committed layer keeps rootid 1065538, "
+        "lab": "sid Podman 5.8.6 and experimental Podman 6.1.1 (podman6 suite): the committed layer keeps rootid 1065538, "
                "the container of the committed image gets EOVERFLOW (Value too large for defined data type)",
         "workaround": "set _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes for podman commit and builds of containers that "
                       "modify setcap files, or upgrade to Podman 6.1.2 or later",

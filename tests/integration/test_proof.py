@@ -26,13 +26,17 @@ CHECKS = ("start", "ownership", "file_caps", "commit")
 # Podman 5.8.6 (sid): `podman commit` of a container that copied up a setcap file keeps the host
 # rootid (1065538) in the committed layer's v3 capability, and a container of the committed
 # image gets EOVERFLOW executing it: container-libs #1126, not yet backported to 5.8.
+# Podman 6.1.1 (experimental, the podman6 suite): the same; 6.1.1 was released before the 6.1
+# backport of #1126 (PR #1144, in 6.1.2).
 EXPECTED = {
     "5.8.6": {"start": True, "ownership": True, "file_caps": True, "commit": False},
+    "6.1.1": {"start": True, "ownership": True, "file_caps": True, "commit": False},
 }
 REFERENCE = {"commit": "#1126", "file_caps": "#1126", "start": "#2346", "ownership": "#2346"}
 # The known-issue table (plugins/module_utils/known_issues.py) predicts each failure above.
 KNOWN = {
     "5.8.6": {"commit": "container-libs#1126"},
+    "6.1.1": {"commit": "container-libs#1126"},
 }
 
 
@@ -51,8 +55,9 @@ def canary_objects(host):
     return names, dirs
 
 
-def test_proof_on_sid_native(lab_host, inventory):
-    host = lab_host("sid")
+@pytest.mark.parametrize("suite", ["sid", "podman6"])
+def test_proof_on_native_overlay(lab_host, inventory, suite):
+    host = lab_host(suite)
     install_helper(host)
     inv = inventory(host)
     result = run_module(inv, host, "canary=true proof=true")

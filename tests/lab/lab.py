@@ -62,6 +62,10 @@ events_logger = "file"
 runtime = "runc"
 """
 
+# Under cgroup2 on this hybrid machine the unified hierarchy has no pids controller (it is bound
+# to v1), so runc fails writing pids.max: hosts of such a suite (Podman 6) set no pids limit.
+CONTAINERS_CONF_CGROUP2 = CONTAINERS_CONF.replace('netns = "none"\n', 'netns = "none"\npids_limit = 0\n')
+
 STORAGE_CONF_MOUNT_PROGRAM = """\
 # idmapguard lab host: overlay through a mount_program (still copies per ID map)
 [storage]
@@ -76,12 +80,16 @@ mount_program = "{mount_program}"
 # Runs as PID 1 of the new namespaces with this machine's /bin/sh, then execs the host's init.
 SETUP_SCRIPT = r"""
 set -eu
-R=$1 LOWER=$2 UPPER=$3 WORK=$4 NAME=$5 STOREFS=$6 STORESRC=$7 STOREOPTS=$8
+R=$1 LOWER=$2 UPPER=$3 WORK=$4 NAME=$5 STOREFS=$6 STORESRC=$7 STOREOPTS=$8 CGROUP=$9
 mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$R"
 hostname "$NAME"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
-mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup"
+case $CGROUP in
+  # the unified hierarchy alone, as on a cgroup v2 machine (Podman 6 refuses cgroup v1)
+  cgroup2) mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup" ;;
+  *) mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup" ;;
+esac
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
@@ -477,7 +485,7 @@ class Lab:
         for d in (upper, work, root):
             os.makedirs(d)
         self._populate_upper(upper, str(state["name"]), key, storage_conf, mount_program, repo_dir,
-                             str(state.get("init") or "lab"))
+                             str(state.get("init") or "lab"), lab_rootfs.cgroup(str(state["suite"])))
         store_src, store_opts = "", ""
         if store_fs in ("ext4", "xfs", "btrfs"):
             store_src = os.path.join(var, "store.img")
@@ -499,7 +507,7 @@ class Lab:
         proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--net", "--uts", "--ipc", "--fork", "--propagation", "private",
              "/bin/sh", "-c", script, "lab-setup", root, lower, upper, work, str(state["name"]),
-             store_fs, store_src, store_opts] + extra,
+             store_fs, store_src, store_opts, lab_rootfs.cgroup(str(state["suite"]))] + extra,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._procs[str(state["name"])] = proc
@@ -525,7 +533,7 @@ class Lab:
 
     @staticmethod
     def _populate_upper(upper: str, name: str, key: str, storage_conf, mount_program, repo_dir=None,
-                        init: str = "lab") -> None:
+                        init: str = "lab", cgroup: str = "host") -> None:
         """Files the host gets on top of the shared rootfs (overlay upper, written before mounting)."""
         def put(rel: str, text: str, mode: int = 0o644) -> None:
             p = os.path.join(upper, rel)
@@ -539,7 +547,7 @@ class Lab:
             put("root/.ssh/authorized_keys", f.read(), 0o600)
         put("etc/hostname", name + "\n")
         put("etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
-        put("etc/containers/containers.conf", CONTAINERS_CONF)
+        put("etc/containers/containers.conf", CONTAINERS_CONF_CGROUP2 if cgroup == "cgroup2" else CONTAINERS_CONF)
         if mount_program:
             storage_conf = STORAGE_CONF_MOUNT_PROGRAM.format(mount_program=mount_program)
         if storage_conf:

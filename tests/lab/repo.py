@@ -34,6 +34,10 @@ REPOS: Dict[str, Dict[str, object]] = {
     "sid-podman": {"base": "trixie", "packages": ["podman/sid", "podman/trixie", "python3-apt/trixie"]},
     # for a trixie host: only its own Podman 5.4, no version that shares
     "trixie-podman": {"base": "trixie", "packages": ["podman/trixie", "python3-apt/trixie"]},
+    # Debian experimental's Podman 6.1.1 and what it needs beyond sid: the podman6 suite's rootfs
+    # is sid plus these (tests/lab/rootfs.py DERIVED); sid's own Podman stays, to go back
+    "experimental-podman": {"base": "sid",
+                            "packages": ["podman/experimental", "podman/sid", "python3-apt/sid"]},
     # for a bookworm host (Podman 4.3): trixie's 5.4, which still copies (a "backport" that is not)
     "trixie-podman-bookworm": {"base": "bookworm",
                                "packages": ["podman/trixie", "podman/bookworm", "python3-apt/bookworm"]},

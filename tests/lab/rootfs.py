@@ -14,7 +14,24 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-SUITES = ("bullseye", "bookworm", "trixie", "sid")
+SUITES = ("bullseye", "bookworm", "trixie", "sid", "podman6")
+
+# Suites made from another suite's rootfs plus packages from a lab repository (tests/lab/repo.py),
+# installed offline from that cached repository: podman6 is sid with Debian experimental's
+# Podman 6.1.1 and whatever it needs from experimental.
+DERIVED: Dict[str, Dict[str, object]] = {
+    "podman6": {"from": "sid", "repo": "experimental-podman", "install": ["podman"]},
+}
+
+# How a suite's hosts see cgroups (tests/lab/lab.py mounts it in the host's own mount
+# namespace): "host" binds this machine's /sys/fs/cgroup (hybrid: v1 controllers plus the
+# unified tree); "cgroup2" mounts the unified hierarchy on /sys/fs/cgroup, which Podman 6 needs
+# (it fails "Cgroups v1 not supported" otherwise).
+CGROUP: Dict[str, str] = {"podman6": "cgroup2"}
+
+
+def cgroup(suite: str) -> str:
+    return CGROUP.get(suite, "host")
 
 # What every host needs: podman and its runtime pieces, fuse-overlayfs for the mount_program
 # case, sshd + python3 so Ansible reaches it like a real host, gcc/make for native helpers.
@@ -81,6 +98,27 @@ $CH podman --version > "$D/etc/idmapguard-lab-podman-version"
 """
 
 
+# Runs as root in a fresh mount namespace: a copy of the base rootfs, then apt inside it with
+# the lab repository as its only source (no network needed), then the base's sources again.
+DERIVE_SCRIPT = r"""
+set -eu
+BASE=$1 D=$2 REPO=$3 MIRROR=$4 DIST=$5 PKGS=$6
+cp -a "$BASE" "$D"
+mkdir -p "$D/srv/idmapguard-lab-repo"
+mount --bind "$REPO" "$D/srv/idmapguard-lab-repo"
+mount -t proc proc "$D/proc"
+mount --rbind /dev "$D/dev"
+echo "deb [trusted=yes] file:/srv/idmapguard-lab-repo ./" > "$D/etc/apt/sources.list"
+CH="chroot $D /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"
+$CH apt-get update -q
+$CH apt-get install -y -q --no-install-recommends $PKGS
+$CH apt-get clean
+rm -rf "$D"/var/lib/apt/lists/*
+echo "deb $MIRROR $DIST main" > "$D/etc/apt/sources.list"
+$CH podman --version > "$D/etc/idmapguard-lab-podman-version"
+"""
+
+
 class RootfsError(RuntimeError):
     """A rootfs could not be built."""
 
@@ -111,13 +149,18 @@ def machine_mirror() -> str:
 
 
 def recipe(suite: str, mirror: Optional[str] = None, init: str = "lab") -> Dict[str, object]:
-    r: Dict[str, object] = {
-        "suite": suite,
-        "mirror": mirror or machine_mirror(),
-        "packages": packages(suite, init),
-        "script": BUILD_SCRIPT,
-        "sshd": SSHD_CONFIG,
-    }
+    if suite in DERIVED:
+        spec = DERIVED[suite]
+        r: Dict[str, object] = {"suite": suite, **spec, "mirror": mirror or machine_mirror(), "script": DERIVE_SCRIPT,
+                                "base_rootfs": os.path.basename(rootfs_path(str(spec["from"]), init))}
+    else:
+        r = {
+            "suite": suite,
+            "mirror": mirror or machine_mirror(),
+            "packages": packages(suite, init),
+            "script": BUILD_SCRIPT,
+            "sshd": SSHD_CONFIG,
+        }
     if init != "lab":  # the default recipe (and so its hash and cache) is unchanged
         r["init"] = init
     return r
@@ -158,10 +201,21 @@ def ensure_rootfs(suite: str, log=None, init: str = "lab") -> str:
         r = recipe(suite, init=init)
         start = time.monotonic()
         logfile = final + ".log"
+        if suite in DERIVED:
+            base = ensure_rootfs(str(r["from"]), log=log, init=init)
+            try:  # repo.py builds on this module: import it when needed
+                from . import repo as lab_repo
+            except ImportError:  # run as a plain module from tests/lab
+                import repo as lab_repo  # type: ignore
+            repo_dir = lab_repo.ensure_repo(str(r["repo"]), log=log)
+            argv = ["/bin/sh", "-c", DERIVE_SCRIPT, "lab-derive", base, tmp, repo_dir, str(r["mirror"]),
+                    str(r["from"]), " ".join(r["install"])]  # type: ignore[arg-type]
+        else:
+            argv = ["/bin/sh", "-c", BUILD_SCRIPT, "lab-build", tmp, suite, str(r["mirror"]),
+                    " ".join(packages(suite, init))]
         with open(logfile, "w") as out:
             proc = subprocess.run(
-                ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", BUILD_SCRIPT,
-                 "lab-build", tmp, suite, str(r["mirror"]), " ".join(packages(suite, init))],
+                ["unshare", "--mount", "--propagation", "private"] + argv,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0:
             with open(logfile, encoding="utf-8", errors="replace") as f:
