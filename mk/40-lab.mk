@@ -1,7 +1,7 @@
-# The lab: disposable Podman hosts (bullseye 3.0, bookworm 4.3, trixie 5.4, sid 5.8) for integration tests.
+# The lab: disposable Podman hosts (bullseye 3.0, bookworm 4.3, trixie 5.4, sid 5.8, podman6 6.1.1) for integration tests.
 # Root filesystems are cached under $(LAB_CACHE)/rootfs, keyed by recipe (see tests/lab/rootfs.py).
 LABCTL      := $(PYTHON) tests/lab/labctl
-LAB_SUITES  ?= bullseye bookworm trixie sid
+LAB_SUITES  ?= bullseye bookworm trixie sid podman6
 SUITE       ?= sid
 
 .PHONY: lab-build lab-repos lab-down lab-reap lab-shell test-lab lab-baseline-long test-userland-image
