@@ -33,6 +33,7 @@ CGROUP: Dict[str, str] = {"podman6": "cgroup2"}
 def cgroup(suite: str) -> str:
     return CGROUP.get(suite, "host")
 
+
 # What every host needs: podman and its runtime pieces, fuse-overlayfs for the mount_program
 # case, sshd + python3 so Ansible reaches it like a real host, gcc/make for native helpers.
 PACKAGES: List[str] = [
