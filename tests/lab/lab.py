@@ -507,7 +507,7 @@ class Lab:
         proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--net", "--uts", "--ipc", "--fork", "--propagation", "private",
              "/bin/sh", "-c", script, "lab-setup", root, lower, upper, work, str(state["name"]),
-             store_fs, store_src, store_opts, lab_rootfs.cgroup(str(state["suite"]))] + extra,
+             store_fs, store_src, store_opts] + (extra if systemd else [lab_rootfs.cgroup(str(state["suite"]))]),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._procs[str(state["name"])] = proc
