@@ -46,6 +46,12 @@ options:
     description: The canary ran as its own job and passed; the leading canary batch is dropped.
     type: bool
     default: false
+  canary:
+    description:
+      - Whether the run has a canary batch (the rollout). V(false) for verify and remediate, which
+        only take their slice's hosts; O(batches) is then returned as given.
+    type: bool
+    default: true
 """
 
 EXAMPLES = r"""
@@ -71,7 +77,7 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.slicing import 
 
 
 def rollout_slice(pattern_hosts, all_hosts, slice=None, slice_count=None, batches=None,  # pylint: disable=redefined-builtin
-                  canary_only=False, canary_done=False):
+                  canary_only=False, canary_done=False, canary=True):
     """Filter entry point: check the shapes; the decisions live in plugin_utils/slicing.py."""
     if not isinstance(pattern_hosts, (list, tuple)) or not isinstance(all_hosts, (list, tuple)):
         raise AnsibleFilterError("rollout_slice expects two lists of host names")
@@ -82,6 +88,8 @@ def rollout_slice(pattern_hosts, all_hosts, slice=None, slice_count=None, batche
                 raise SlicingError("canary_only and canary_done together: the canary job runs the canary, "
                                    "the slices after it are told it is done")
             return {"hosts": canary_host(hosts), "batches": [1]}
+        if not canary:
+            return {"hosts": hosts, "batches": list(batches) if batches is not None else None}
         return {"hosts": hosts,
                 "batches": rollout_batches(batches, canary_done=bool(canary_done), slice_count=slice_count)}
     except (SlicingError, TypeError, ValueError) as exc:

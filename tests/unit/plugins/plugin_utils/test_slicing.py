@@ -88,3 +88,9 @@ def test_filter():
         rollout_slice(INVENTORY, INVENTORY, canary_only=True, canary_done=True)
     with pytest.raises(AnsibleFilterError, match="canary batch"):
         rollout_slice(INVENTORY, INVENTORY, slice_count=3, batches=["100%"])
+
+
+def test_filter_without_a_canary_batch_verify_and_remediate():
+    # remediate's ["100%"] in a slice: no canary gate, the batches as given
+    assert rollout_slice(INVENTORY, INVENTORY, slice=3, slice_count=3, batches=["100%"], canary=False) == {
+        "hosts": ["web-a", "app-3"], "batches": ["100%"]}
