@@ -15,8 +15,12 @@ $(TOOLS_VENV)/.installed: $(TOOLS_REQS) $(BUILD)/.debian-deps
 
 tools-venv: $(TOOLS_VENV)/.installed
 
+# HOME of its own: ansible-lint searches ~/.ansible/collections before the collection path, and
+# a copy of this collection installed there (galaxy-importer, an operator's install) would be
+# linted instead of the work tree.
 test-lint: deps tools-venv
-	PATH=$(TOOLS_VENV)/bin:$$PATH ansible-lint --nocolor
+	@mkdir -p $(BUILD)/lint-home
+	HOME=$(BUILD)/lint-home PATH=$(TOOLS_VENV)/bin:$$PATH ansible-lint --nocolor
 
 # ansible-test inside galaxy-importer stays off (its default: make test-sanity runs it); the
 # import fails on any ERROR line, and prints its last lines.
