@@ -31,6 +31,7 @@ def guard_file(tmp_path):
     """The guard's file as a pass writes it: GuardState's status, evictions of both reasons."""
     state = GuardState(str(tmp_path / "guard-state.json"))
     state.status = {"updated": 1764700000.25, "passes": 12, "catching_up": False, "staging_left": 0,
+                    "stranded": [{"path": "/s/stranded-1/x.stranded-EPERM", "errno": "EPERM"}],
                     "store": {"graphroot": "/var/lib/containers/storage"},
                     "budget": {"budget_inodes": 395, "low_free_inodes": 395, "inodes_total": 3952},
                     "cache": {"copies": 3, "inodes": 360, "in_use_copies": 2, "all_copies": 5},
@@ -72,7 +73,7 @@ def test_promtool_check_metrics_does_fail_on_a_convention_breach():
 def test_promtool_check_rules():
     out = promtool("check", "rules", RULES)
     print(out.stdout, out.stderr)
-    assert out.returncode == 0 and "SUCCESS: 4 rules found" in out.stdout
+    assert out.returncode == 0 and "SUCCESS: 5 rules found" in out.stdout
 
 
 def test_promtool_test_rules_every_alert_has_sample_series():

@@ -82,6 +82,7 @@ STATUS = {
     "cache": {"copies": 2, "inodes": 300, "in_use_copies": 1, "all_copies": 3},
     "filesystem": {"inodes_total": 4000, "inodes_used": 3500, "inodes_free": 500},
     "evictions": {"total": 5, "inodes": 750, "by_reason": {"over_budget": 4, "low_free_inodes": 1}},
+    "stranded": [{"path": "/s/stranded-1/x.stranded-EPERM", "errno": "EPERM", "what_to_do": "chattr -i"}],
 }
 
 
@@ -103,6 +104,7 @@ def test_guard_metrics_from_the_status():
     assert got[("idmapguard_guard_last_pass_timestamp_seconds", g)] == 1764700000.5
     assert got[("idmapguard_guard_catching_up", g)] == 1
     assert got[("idmapguard_guard_staging_left", g)] == 1
+    assert got[("idmapguard_guard_stranded_entries", g)] == 1
     assert got[("idmapguard_store_inodes", g)] == 4000
     assert got[("idmapguard_store_inodes_free", g)] == 500
 
