@@ -2,7 +2,7 @@
 # Integration tests drive real Podman on lab hosts (bookworm 4.3, trixie 5.4, sid 5.8 + fuse-overlayfs).
 GUARD_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 
-.PHONY: test-guard bench-guard-soak
+.PHONY: test-guard test-guard-systemd bench-guard-soak
 
 # What `make test` runs (~4 min warm): the watch-mode guard evicting as hard as it can against
 # create/rm/run loops on every lab Podman, and the LRU budget / keep_maps on a real store.
@@ -18,3 +18,11 @@ bench-guard-soak: deps
 	cd $(CURDIR) && python tests/bench/bench_guard_soak.py --seconds $${SOAK_SECONDS:-600} $(BENCH_SOAK_ARGS)
 
 TEST_TARGETS += test-guard
+
+# The guard as deployed: the role's unit under the suite's own systemd (lab hosts with
+# --init systemd) on bookworm and trixie: enabled/active, restart after SIGKILL, staging of a
+# killed eviction finished at start-up, journal lines, stop mid-eviction, reboot (~6 min warm).
+test-guard-systemd: deps
+	$(GUARD_PYTEST) tests/integration/test_guard_systemd.py
+
+TEST_TARGETS += test-guard-systemd

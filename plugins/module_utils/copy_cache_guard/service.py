@@ -13,6 +13,11 @@ use, or younger than the grace, means skipped), so the guard never races a ``pod
 The loop polls the last-write tokens of the store's lock files (``lock_watch``) and the
 filesystem's free inodes every ``poll_interval`` seconds: a store change or low free inodes
 starts a pass at once; otherwise a pass runs every ``rescan_interval`` seconds as a fallback.
+
+SIGTERM (``systemctl stop``) ends the guard between two staged entries of a deletion or two
+batches: what is staged then is left for the next start, which finishes it first. So a stop
+never waits for a deletion whose length grows with the data, and never leaves a store Podman
+cannot load (staging is outside every layer Podman knows).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -50,6 +55,10 @@ LOW_FREE_RECHECK = 2.0
 BACKOFF = 60.0
 
 
+class GuardStopped(Exception):
+    """SIGTERM arrived while deleting staged data: stop now, the next start finishes it."""
+
+
 def emit(stream: TextIO, event: Dict[str, Any]) -> None:
     """One JSON line per event: journald keeps stdout lines, and they stay machine-readable."""
     stream.write(json.dumps(event, sort_keys=True) + "\n")
@@ -75,6 +84,7 @@ class CopyCacheGuard:
         # Which build runs (the installed zipapp: path, sha256, version), read once at start:
         # the role restarts the service whenever it installs another one.
         self.artifact = running_artifact()
+        self.stopping = False  # set by SIGTERM/SIGINT in watch()
 
     def lock_paths(self) -> List[str]:
         layout = self.store.layout
@@ -116,6 +126,12 @@ class CopyCacheGuard:
                 priority.enter_context(normal_priority())
                 return self._pass(trigger, lambda: None)
             return self._pass(trigger, lambda: priority.enter_context(normal_priority()))
+
+    def _stop_point(self, step: str) -> None:
+        """Store.prune's step hook: a deletion of staged entries ends at the next entry once
+        the guard is told to stop (the store is consistent at every step; docs/guard.md)."""
+        if self.stopping and step.startswith("delete:"):
+            raise GuardStopped(step)
 
     def _pass(self, trigger: str, raise_priority: Callable[[], Any]) -> Dict[str, Any]:
         settings = self.settings
@@ -162,7 +178,7 @@ class CopyCacheGuard:
         if catch_up and not self.catching_up:
             emit(self.log, {"event": "catching up", "time": round(self.clock(), 3), "why": why,
                             "cache_inodes": cached_inodes, "inodes_free": free})
-        while True:
+        while not self.stopping:
             candidates = [e for e in entries if not self.state.backing_off(e.layer_id, now)]
             chosen = reclaim_policy.choose_evictions(candidates, cached_inodes, free, budget)[:settings.evict_batch]
             if not chosen:
@@ -170,7 +186,7 @@ class CopyCacheGuard:
             plan = Plan([by_id[e.layer_id] for e in chosen], min_age=settings.grace)
             reasons = {e.layer_id: e.reason for e in chosen}
             try:
-                result = self.store.prune(plan, catch_up=catch_up)
+                result = self.store.prune(plan, catch_up=catch_up, hook=self._stop_point)
             except StoreError as exc:
                 for entry in chosen:
                     self.state.back_off(entry.layer_id, now + BACKOFF)
@@ -269,10 +285,10 @@ class CopyCacheGuard:
     # --- the loop --------------------------------------------------------------------------
     def watch(self, seconds: Optional[float] = None) -> int:
         """Run until SIGTERM/SIGINT (or ``seconds``); returns the exit status."""
-        stop = {"now": False}
+        self.stopping = False
 
         def _stop(signum: int, _frame: Any) -> None:
-            stop["now"] = True
+            self.stopping = True
 
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         settings = self.settings
@@ -285,8 +301,9 @@ class CopyCacheGuard:
         trigger: Optional[str] = "start"
         last_pass = 0.0
         retry_at = 0.0
+        interrupted = None
         try:
-            while not stop["now"] and (deadline is None or self.clock() < deadline):
+            while not self.stopping and (deadline is None or self.clock() < deadline):
                 try:
                     if self.clock() < retry_at:
                         trigger = None
@@ -304,6 +321,9 @@ class CopyCacheGuard:
                         # Our own prune moves the tokens too: that costs one more (cheap) pass,
                         # and a change Podman made meanwhile is not missed.
                         self.run_pass(last_trigger)
+                except GuardStopped as exc:
+                    interrupted = "deleting staged data (%s); the next start finishes it" % exc
+                    break
                 except StoreError as exc:
                     # Logged, retried after rescan_interval; the service stays up (a tampered
                     # store is for a human to look at, not for a restart loop).
@@ -311,11 +331,15 @@ class CopyCacheGuard:
                     emit(self.log, {"event": "error", "time": round(self.clock(), 3),
                                     "error": "%s: %s" % (type(exc).__name__, exc),
                                     "retry_in": settings.rescan_interval})
-                time.sleep(settings.poll_interval)
+                if not self.stopping:
+                    time.sleep(settings.poll_interval)
         finally:
             watcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        emit(self.log, {"event": "stopped", "time": round(self.clock(), 3), "passes": self.passes,
-                        "evictions": self.state.evictions_total})
+        stopped = {"event": "stopped", "time": round(self.clock(), 3), "passes": self.passes,
+                   "evictions": self.state.evictions_total}
+        if interrupted:
+            stopped["interrupted"] = interrupted
+        emit(self.log, stopped)
         return 0

@@ -369,3 +369,32 @@ def test_a_pass_records_the_cache_it_saw_before_evicting(tmp_path):
     assert peak["cache_inodes"] == 4 * per_copy          # before the evictions, not after
     assert peak["budget_inodes"] == status["budget"]["budget_inodes"]
     assert peak["inodes_used"] >= 4 * per_copy
+
+
+def test_sigterm_mid_deletion_stops_at_the_next_entry_and_the_next_start_finishes(tmp_path):
+    """SIGTERM (``stopping``) during the deletion of staged copies: the guard stops at the next
+    staged entry, leaves a consistent store, and the next start finishes the staging first."""
+    built, copies = cache_store(tmp_path, ages=[400, 300, 200])
+    guard, log = make_guard(built, tmp_path, budget_percent=0, low_free_percent=0, poll_interval=0.05)
+    real_stop_point = guard._stop_point
+    seen = []
+
+    def sigterm_at_first_deletion(step):
+        if step.startswith("delete:"):
+            seen.append(step)
+            guard.stopping = True  # what the SIGTERM handler does
+        real_stop_point(step)
+
+    guard._stop_point = sigterm_at_first_deletion
+    started = time.monotonic()
+    assert guard.watch(seconds=30) == 0
+    assert time.monotonic() - started < 25  # ended by the stop, not by --seconds
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert lines[-1]["event"] == "stopped" and "next start finishes" in lines[-1]["interrupted"]
+    assert len(seen) == 1 and guard.store.stale_staging()
+    layer_ids = {r["id"] for r in built.read("overlay-layers/layers.json")}
+    assert not set(copies) & set(mapped(built))           # records consistent: staged ones unlisted
+    assert all(os.path.isdir(os.path.join(built.graphroot, "overlay", lid, "diff")) for lid in layer_ids)
+    again, log2 = make_guard(built, tmp_path, budget_percent=100, low_free_percent=0, poll_interval=0.05)
+    assert again.watch(seconds=0.2) == 0
+    assert events(log2, "staging") and not again.store.stale_staging()
