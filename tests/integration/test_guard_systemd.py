@@ -37,6 +37,7 @@ PLAYBOOK = """\
         idmapguard_remediate_guard: true
 """
 SUITES = ["bookworm", "trixie"]
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 def log(msg):
@@ -54,14 +55,17 @@ def journal(host, *args):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def wait_for(what, check, timeout=120.0, every=0.1):
+def wait_for(what, check, timeout=120.0, every=0.1, host=None):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
+            detail = ""
+            if host is not None:
+                detail = host.exec("systemctl status %s --no-pager; journalctl -b --no-pager | tail -40" % UNIT).stdout
+            raise AssertionError("timed out waiting for %s\n%s" % (what, detail))
         time.sleep(every)
 
 
@@ -136,6 +140,8 @@ def test_guard_unit_under_systemd(lab_host, inventory, tmp_path):
     began = time.monotonic()
     hosts = [lab_host(suite, init="systemd", inodes=16384, size="400M") for suite in SUITES]
     tags = [host.image(files=1000) for host in hosts]
+    for host in hosts:  # node_exporter's textfile directory: the sandbox must let the guard write it
+        os.makedirs(host.path(TEXTFILE_DIR))
     book = tmp_path / "guard.yml"
     book.write_text(PLAYBOOK)
     ansible_playbook(inventory(*hosts), str(book))
@@ -171,10 +177,11 @@ def under_systemd(host, tag, began):
         return (lines, total) if total >= 2 and len(lines) == total else None
 
     evicted, total = wait_for("two evictions, each in the journal", counted)
-    log("%s: %d evictions, journal lines: %s" % (suite, total,
-                                                  [(e["time"], e["layer_id"][:12], e["reason"]) for e in evicted]))
+    lines = [(e["time"], e["layer_id"][:12], e["reason"]) for e in evicted]
+    log("%s: %d evictions, journal lines: %s" % (suite, total, lines))
     assert len({e["layer_id"] for e in evicted}) == len(evicted)
     assert [e for e in journal(host) if e["event"] == "error"] == []
+    assert os.path.exists(host.path(TEXTFILE_DIR + "/idmapguard_guard.prom"))
 
     step("evictions logged")
 
@@ -182,9 +189,12 @@ def under_systemd(host, tag, began):
     before = show(host, "MainPID", "NRestarts")
     killed_at = time.time()
     host.exec(["kill", "-9", before["MainPID"]], check=True)
-    after = wait_for("a restarted guard", lambda: (lambda s: s if s["MainPID"] not in ("0", before["MainPID"])
-                                                  and s["ActiveState"] == "active" else None)(
-        show(host, "MainPID", "NRestarts", "ActiveState")), timeout=60)
+
+    def restarted():
+        now = show(host, "MainPID", "NRestarts", "ActiveState")
+        return now if now["MainPID"] not in ("0", before["MainPID"]) and now["ActiveState"] == "active" else None
+
+    after = wait_for("a restarted guard", restarted, timeout=60)
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     started = wait_for("the new guard's started line", lambda: [
         e for e in journal(host) if e["event"] == "started" and e["pid"] == int(after["MainPID"])])
@@ -202,7 +212,7 @@ def under_systemd(host, tag, began):
     total_before = status(host)["evictions"]["total"]
     start = time.monotonic()
     host.exec(["systemctl", "start", UNIT], check=True)
-    wait_for("staging finished", lambda: not staged(host), timeout=60)
+    wait_for("staging finished", lambda: not staged(host), timeout=60, host=host)
     took = time.monotonic() - start
     events = journal(host, "-b")
     since = max(i for i, e in enumerate(events) if e["event"] == "started")
@@ -242,7 +252,8 @@ def under_systemd(host, tag, began):
     rebooted_at = time.time()
     host.exec(["systemctl", "reboot"])
     host.wait_booted(other_than=old_init)
-    wait_for("the guard after the reboot", lambda: host.exec(["systemctl", "is-active", UNIT]).stdout.strip() == "active")
+    wait_for("the guard after the reboot", lambda: host.exec(["systemctl", "is-active", UNIT]).stdout.strip() == "active",
+             host=host)
     pid = main_pid(host)
     started = wait_for("the guard's started line in this boot", lambda: [
         e for e in journal(host, "-b") if e["event"] == "started" and e["pid"] == pid])
