@@ -108,7 +108,7 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
                                    "transient_store": False, "additional_image_stores": [], "driver": "overlay"},
                       "images": [],
                       "keep_maps": [{"uidmap": KEEP}], "budget_percent": 0.0, "low_free_percent": 10.0,
-                      "grace": 0.0, "state_file": "/var/lib/idmapguard/guard-state.json"}
+                      "grace": 0.0, "state_file": "/var/lib/idmapguard/guard-state.json", "metrics_dir": "auto"}
     # the guard's code: one archive, the bytes this checkout builds, named by version and sha256
     with open(os.path.join(rs.REPO, "galaxy.yml")) as handle:
         version = re.search(r"^version: *(\S+)", handle.read(), re.M).group(1)
