@@ -3,9 +3,15 @@
 REMEDIATE_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 REMEDIATE_TESTS := tests/integration/test_remediate.py tests/integration/test_remediate_mounts.py \
   tests/integration/test_remediate_kill.py tests/integration/test_remediate_role.py \
-  tests/integration/test_store_layouts.py
+  tests/integration/test_store_layouts.py tests/integration/test_remediate_integrity.py
 
-.PHONY: test-remediate test-remediate-full bench-prune bench-latency
+.PHONY: test-remediate test-remediate-full test-remediate-integrity bench-prune bench-latency
+
+# Store integrity alone (issue 22): immutable file, append-only dir, emptied/0-byte/truncated
+# layers.json, missing top layer, stranded staging, cwd in a copy, a copy under two images;
+# one host per suite that copies (bullseye, bookworm, trixie). Part of test-remediate.
+test-remediate-integrity: deps
+	$(REMEDIATE_PYTEST) tests/integration/test_remediate_integrity.py
 
 # What `make test` runs: prune on randomized stores of the three Podman versions, tampered
 # metadata, zero-inode recovery, mounts inside copies, 10 kill -9 trials (one per step kind),
