@@ -232,6 +232,8 @@ def guard_metrics(status: Mapping[str, Any]) -> List[Metric]:
         _gauge("idmapguard_guard_stranded_entries",
                "Staged entries that could not be deleted (stranded-*; path and errno in the guard's state and log).",
                len(status["stranded"]) if isinstance(status.get("stranded"), list) else None, **store),
+        _gauge("idmapguard_guard_store_inconsistent", "1 while the store fails the consistency gate (nothing is "
+               "evicted; docs/remediate.md).", int(status.get("consistency") == "inconsistent"), **store),
         _gauge("idmapguard_store_inodes", "Inodes of the store's filesystem.",
                _num(fs, "inodes_total"), **store),
         _gauge("idmapguard_store_inodes_free", "Free inodes of the store's filesystem.",

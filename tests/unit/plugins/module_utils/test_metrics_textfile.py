@@ -115,6 +115,16 @@ def test_guard_metrics_of_a_fresh_guard_count_zero_evictions_per_reason():
     assert ("idmapguard_guard_budget_inodes", (("graphroot", "/g"),)) not in got   # unknown: no sample
 
 
+def test_guard_metrics_mark_an_inconsistent_store():
+    g = ("graphroot", "/g")
+    bad = samples(mt.guard_metrics({"store": {"graphroot": "/g"}, "consistency": "inconsistent",
+                                    "stranded": [{"path": "/g/s/a.stranded-EPERM", "errno": "EPERM"}]}))
+    assert bad[("idmapguard_guard_store_inconsistent", (g,))] == 1
+    assert bad[("idmapguard_guard_stranded_entries", (g,))] == 1
+    clean = samples(mt.guard_metrics({"store": {"graphroot": "/g"}}))
+    assert clean[("idmapguard_guard_store_inconsistent", (g,))] == 0
+
+
 RECORD = {"host": "h", "verdict": "needs_podman_upgrade", "podman_version": "4.3.1",
           "mapped_copies_before": 9, "mapped_copies_after": 4, "noncontiguous_map_cost": 812,
           "inodes_total": 4000, "inodes_used_before": 3900, "inodes_used_after": 2000}
