@@ -32,7 +32,7 @@ def _chattr(host, inside: str, flags: str) -> None:
 
 def _first(host, layer: str, want_dir: bool) -> str:
     """A path in the host: the first (sorted) regular file, or directory that holds files, in
-    the copy's data (``diff`` on 3.0/4.3; 5.4 keeps a one-layer copy's files in ``diff1``)."""
+    the copy's data (its ``diff``, or ``diff1`` where the lab Podman keeps the copied files)."""
     inside = rs.STORE + "/overlay/" + layer
     root = host.path(inside)
     for top, dirs, files in sorted(os.walk(root)):
@@ -131,8 +131,10 @@ def _check_undeletable_copies(host, suite, tag):
     _chattr(host, some_file, "+i")
     _chattr(host, some_dir, "+a")
     try:
-        kept_before = {layer: _tree(host, rs.STORE + "/overlay/" + layer) for layer in (immutable, append_only)}
+        # podman images first: Podman 3.0 mounts layers to size images (the kernel then makes
+        # work/work in them); the snapshot is what our run must leave as it is
         view = _podman_view(host)
+        kept_before = {layer: _tree(host, rs.STORE + "/overlay/" + layer) for layer in (immutable, append_only)}
         _proc, result = rs.guard(host, "--min-age", "0")
         print("%s undeletable: %s" % (suite, json.dumps(result["skipped_copies"])))
         reasons = {s["layer_id"]: s for s in result["skipped_copies"]}
