@@ -19,13 +19,16 @@ options:
     type: dict
     required: true
   policy:
-    description: V(always) or V(threshold).
+    description: V(always) or V(threshold); null is the default, V(threshold).
     type: str
-    required: true
   threshold_percent:
-    description: Inode use in percent from which V(threshold) prunes.
+    description: Inode use in percent from which V(threshold) prunes; null is the default, 80.
     type: float
-    required: true
+  decided:
+    description:
+      - A decision the caller already made (C(due), C(reason)), for example the rollout's plan. It is
+        returned as it is (with C(inode_use_percent)), so the decision is taken once.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -43,18 +46,25 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import (
-    PolicyError, inode_use_percent, prune_due as decide,
+    DEFAULT_POLICY, DEFAULT_THRESHOLD_PERCENT, PolicyError, inode_use_percent, prune_due as decide,
 )
 
 
-def prune_due(filesystem, policy, threshold_percent):
+def prune_due(filesystem, policy=None, threshold_percent=None, decided=None):
     """Filter entry point: check the input's shape; the decision lives in reclaim_policy."""
     if not isinstance(filesystem, dict):
         raise AnsibleFilterError("prune_due expects the filesystem dict of mapped_layers, got %s"
                                  % type(filesystem).__name__)
+    if decided is not None and not isinstance(decided, dict):
+        raise AnsibleFilterError("prune_due: decided must be a dict (due, reason), got %s" % type(decided).__name__)
     try:
         used, total = int(filesystem["inodes_used"]), int(filesystem["inodes_total"])
-        due, reason = decide(str(policy), float(threshold_percent), used, total)
+        if decided is not None:
+            due, reason = bool(decided.get("due")), "%s (the caller's decision)" % (decided.get("reason") or "")
+        else:
+            due, reason = decide(str(policy or DEFAULT_POLICY),
+                                 float(DEFAULT_THRESHOLD_PERCENT if threshold_percent in (None, "") else threshold_percent),
+                                 used, total)
     except (KeyError, TypeError, ValueError, PolicyError) as exc:
         raise AnsibleFilterError("prune_due: %s" % exc)
     return {"due": due, "reason": reason, "inode_use_percent": round(inode_use_percent(used, total), 1)}

@@ -199,3 +199,9 @@ def disable_idmap_env(root: str = "", environ: Optional[Mapping[str, str]] = Non
         if item not in unique:
             unique.append(item)
     return {"set": bool(unique), "where": unique}
+
+
+def systemd_booted(root: str = "") -> bool:
+    """Whether systemd is the host's init (sd_booted(3): /run/systemd/system exists). Without it
+    the copy-cache guard, a systemd service, cannot be enabled."""
+    return os.path.isdir(root + "/run/systemd/system")

@@ -370,5 +370,6 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         "canary": canary,
         "proof": proof,
         "guard": read_status(params.guard_state_file),
+        "systemd": host_env.systemd_booted(),
     }
     return SupportResult(facts=facts, changed=changed, warnings=warnings, helper=helper_identity(run, params.helper))

@@ -12,7 +12,7 @@
   candidates (the caller leaves them out), so they are never chosen.
 
 Pure functions of numbers: no I/O, unit-tested in tests/unit/plugins/module_utils/test_reclaim_policy.py.
-The rollout's gate (issue 12, plugins/plugin_utils/rollout.py) calls :func:`prune_due` too.
+The rollout's plan (plugins/plugin_utils/rollout/plan.py) calls :func:`prune_due` and passes its decision to the role.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,6 +23,12 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 POLICIES = ("always", "threshold")
+# The prune-now defaults, for the remediate role and the rollout alike (the role's defaults file
+# leaves them unset so that this is the one place): prune when the graphroot filesystem is 80 %
+# used, far enough from full that Podman still creates containers, close enough that a store
+# with room is left alone.
+DEFAULT_POLICY = "threshold"
+DEFAULT_THRESHOLD_PERCENT = 80.0
 
 # Defaults of the guard's copy cache (docs/guard.md explains each number).
 # Unused copies may hold up to this share of the filesystem's inodes ...

@@ -318,6 +318,12 @@ store_location:
   type: dict
   sample: {graphroot: /var/lib/containers/storage, runroot: /run/containers/storage, imagestore: null,
            transient_store: false, additional_image_stores: [], driver: overlay}
+systemd:
+  description:
+    - Whether systemd is the host's init (C(/run/systemd/system) exists). The rollout installs the
+      copy-cache guard, a systemd service, only where it is.
+  returned: always
+  type: bool
 podman:
   description: Podman and its storage settings in effect.
   returned: always

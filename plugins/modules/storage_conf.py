@@ -165,6 +165,16 @@ store_changes:
   returned: when the module ran on the host
   type: dict
   sample: {driver: {before: vfs, after: overlay}}
+undo:
+  description:
+    - What puts O(path) back as it was before this change - C(path), C(existed), C(content) (null when the
+      file did not exist), C(mode), C(owner) and C(group) (numeric ids, as strings).
+    - A caller that must undo the change (the rollout after a failed proof) writes C(content) back with that
+      mode and owner, or removes O(path) when C(existed) is false. A cleared mount-program marker
+      (RV(mount_program_marker)) is not part of it.
+  returned: changed
+  type: dict
+  sample: {path: /etc/containers/storage.conf, existed: true, content: "[storage]\ndriver = \"overlay\"\n", mode: "0644", owner: "0", group: "0"}
 mount_program_marker:
   description:
     - What happened to C(<graphroot>/overlay/.has-mount-program) when O(absent) removes the mount program.

@@ -178,6 +178,10 @@ def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[st
         "action": action,
         "reason": plan["reason"],
         "verdict": plan["verdict"],
+        "path": conf.get("path"),
+        "conf_changed": _changed(conf),
+        # what puts storage.conf back (the storage_conf module's `undo`), for the rollout's rollback
+        "undo": conf.get("undo") if _changed(conf) else None,
         "changed_keys": list(conf.get("changed_keys") or []),
         "mount_program_marker": conf.get("mount_program_marker"),
         "podman": conf.get("podman"),

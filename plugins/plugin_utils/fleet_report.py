@@ -58,25 +58,24 @@ def _int_or_none(value: Any) -> Optional[int]:
         return None
 
 
-def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
-    """The copy-cache guard's state (fact ``idmapguard.guard``) as a row: numbers and one line."""
-    if not isinstance(guard, Mapping):
-        return None
-    if guard.get("error"):
-        return {"line": "guard state unreadable: %s" % guard["error"], "stale": True}
-    budget = guard.get("budget") if isinstance(guard.get("budget"), Mapping) else {}
-    cache = guard.get("cache") if isinstance(guard.get("cache"), Mapping) else {}
-    evictions = guard.get("evictions") if isinstance(guard.get("evictions"), Mapping) else {}
-    row = {"cache_copies": _int_or_none(cache.get("copies")), "cache_inodes": _int_or_none(cache.get("inodes")),
+def _guard_state_line(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """The numbers of the guard's own state file (fact ``idmapguard.guard``) and one line."""
+    budget = state.get("budget") if isinstance(state.get("budget"), Mapping) else {}
+    cache = state.get("cache") if isinstance(state.get("cache"), Mapping) else {}
+    evictions = state.get("evictions") if isinstance(state.get("evictions"), Mapping) else {}
+    row = {"pid": _int_or_none(state.get("pid")),
+           "cache_copies": _int_or_none(cache.get("copies")), "cache_inodes": _int_or_none(cache.get("inodes")),
            "budget_inodes": _int_or_none(budget.get("budget_inodes")),
            "evictions": _int_or_none(evictions.get("total")), "evicted_inodes": _int_or_none(evictions.get("inodes")),
-           "stale": bool(guard.get("stale")), "catching_up": bool(guard.get("catching_up"))}
+           "last_pass": _epoch_text(state.get("updated")),
+           "stale": bool(state.get("stale")), "catching_up": bool(state.get("catching_up"))}
     # the archive the guard runs from (path, sha256, version); None for a guard run from a checkout
-    artifact = guard.get("artifact")
+    artifact = state.get("artifact")
     row["artifact"] = {key: artifact.get(key) for key in ("path", "sha256", "version")} \
         if isinstance(artifact, Mapping) else None
-    row["line"] = "%s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s%s%s" % (
-        row["cache_copies"], row["cache_inodes"], row["budget_inodes"], row["evictions"], row["evicted_inodes"],
+    row["line"] = "pid %s, last pass %s; %s copies cached, %s of %s budget inodes; %s evictions (%s inodes)%s%s%s" % (
+        row["pid"], row["last_pass"] or "?", row["cache_copies"], row["cache_inodes"], row["budget_inodes"],
+        row["evictions"], row["evicted_inodes"],
         "; behind Podman, catching up at full priority" if row["catching_up"] else "",
         "; NOT RUNNING (state stale)" if row["stale"] else "",
         "; guard %s sha256 %s" % (row["artifact"]["version"], str(row["artifact"]["sha256"])[:12])
@@ -117,6 +116,57 @@ def integrity_summary(integrity: Any, guard: Any) -> Optional[Dict[str, Any]]:
             "stranded_paths": sorted(stranded), "lines": lines}
 
 
+def _epoch_text(value: Any) -> Optional[str]:
+    if not isinstance(value, (int, float)):
+        return None
+    return datetime.datetime.fromtimestamp(value, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+GUARD_WORDS = {
+    "running": "running",
+    "started": "installed, enabled and started by this rollout",
+    "installed": "installed, NOT running (not enabled)",
+    "stale": "NOT RUNNING (stale)",
+    "stopped": "stopped and disabled (the host shares, no copies left)",
+    "not_installed": "not installed",
+}
+
+
+def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
+    """The copy-cache guard of a host as a row: `status`, `protected`, the guard's numbers
+    (pid, budget, cached copies and inodes, evictions, last pass) and one line that says only
+    what is true: a store is called bounded only where a guard runs.
+
+    Takes the rollout record's guard entry ({status, why, protected, state}) or, from records of
+    earlier versions, the bare state (fact ``idmapguard.guard``)."""
+    if not isinstance(guard, Mapping):
+        return None
+    if "status" not in guard:  # a bare guard state
+        state = guard
+        status = "stale" if (state.get("error") or state.get("stale")) else "running"
+        guard = {"status": status, "why": str(state.get("error") or ""), "protected": status == "running",
+                 "state": state}
+    state = guard.get("state") if isinstance(guard.get("state"), Mapping) else None
+    status = str(guard.get("status") or "not_installed")
+    row: Dict[str, Any] = {"status": status, "why": str(guard.get("why") or ""),
+                           "protected": bool(guard.get("protected")),
+                           "running": status in ("running", "started"),
+                           "stale": status == "stale"}
+    numbers = _guard_state_line(state) if state and not state.get("error") else {}
+    row.update({k: v for k, v in numbers.items() if k not in ("line", "stale")})
+    words = GUARD_WORDS.get(status, status)
+    if status == "not_installed":
+        line = row["why"] or "not installed"
+    elif status == "stale":
+        line = "%s: %s" % (words, row["why"] or "the guard's state is old")
+    else:
+        line = words
+    if numbers:
+        line += " — " + numbers["line"]
+    row["line"] = line
+    return row
+
+
 def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     """One host's row with every key present and numbers as int or None."""
     row: Dict[str, Any] = {key: record.get(key) for key in HOST_RECORD_KEYS}
@@ -142,7 +192,10 @@ def normalise_record(record: Mapping[str, Any]) -> Dict[str, Any]:
     row["known_issue"] = [str(n) for n in (record.get("known_issue") or [])]
     row["proof_line"] = proof_line(row["proof"], row["rolled_back"])
     row["guard"] = guard_summary(record.get("guard"))
-    row["store_integrity"] = integrity_summary(record.get("store_integrity"), record.get("guard"))
+    guard = record.get("guard")
+    # the rollout record wraps the guard's state ({status, why, protected, state})
+    state = guard.get("state") if isinstance(guard, Mapping) and "status" in guard else guard
+    row["store_integrity"] = integrity_summary(record.get("store_integrity"), state)
     # the opt-in upgrade step's plan and outcome (empty when the step did not run on the host)
     upgrade = record.get("podman_upgrade")
     row["podman_upgrade"] = dict(upgrade) if isinstance(upgrade, Mapping) and upgrade else None
@@ -222,6 +275,10 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         "known_issue": sum(1 for row in rows if row["known_issue"]),
         "changed_hosts": sum(1 for row in rows if row["changes"]),
         "podman_upgraded": sum(1 for row in rows if (row["podman_upgrade"] or {}).get("upgraded")),
+        # hosts that still copy: which a guard bounds, and which nothing bounds
+        "guarded": sum(1 for row in rows if row["verdict"] != "shares" and (row["guard"] or {}).get("running")),
+        "unguarded": sum(1 for row in rows if row["verdict"] not in ("shares", "not_reached")
+                         and not (row["guard"] or {}).get("running")),
         "copies_removed": _sum(rows, "copies_removed"),
         "inodes_freed": _sum(rows, "inodes_freed"),
         "inodes_used_before": _sum(rows, "inodes_used_before"),
@@ -234,12 +291,13 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     """One sentence for a terminal or an AWX job summary."""
     verdicts = ", ".join("%s %d" % (v, n) for v, n in summary["by_verdict"].items()) or "none"
     return ("%d host(s): %s; %d changed, %d rolled back, %d failed%s; %d mapped copies removed, "
-            "%d inodes freed (%d -> %d used)%s" % (
+            "%d inodes freed (%d -> %d used); %d copying host(s) guarded, %d NOT guarded%s" % (
                 summary["hosts"], verdicts, summary["changed_hosts"], summary["rolled_back"],
                 summary["failed"],
                 ", %d with known upstream issues" % summary["known_issue"] if summary.get("known_issue") else "",
                 summary["copies_removed"], summary["inodes_freed"],
                 summary["inodes_used_before"], summary["inodes_used_after"],
+                summary.get("guarded", 0), summary.get("unguarded", 0),
                 " [check mode: planned, nothing changed]" if summary["check_mode"] else ""))
 
 

@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 FIRST_SHARING_PODMAN = (5, 6)
 
-NO_SHARING_NOTE = "no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded"
+# What bounds the store instead is said by the rollout record, only where a guard runs.
+NO_SHARING_NOTE = "no Podman >= 5.6 in this host's repositories"
 
 PACKAGE_MANAGERS = ("apt", "dnf", "dnf5", "yum")
 
@@ -312,6 +313,7 @@ def failed_proof(plan: Mapping[str, Any], verdict: str, proof: Optional[Mapping[
     out = dict(plan)
     if not plan.get("upgraded"):
         return out
+    # PROOF is the rollout's judgement (module_utils/proof_verdict.judge): `passed` is the one definition
     ran = isinstance(proof, Mapping) and bool(proof.get("ran"))
     passed = ran and bool(proof.get("passed"))  # type: ignore[union-attr]
     if verdict == "shares" and passed:
@@ -320,7 +322,8 @@ def failed_proof(plan: Mapping[str, Any], verdict: str, proof: Optional[Mapping[
         what = []
         if int(proof.get("new_mapped_layers") or 0) > 0:  # type: ignore[union-attr]
             what.append("a new non-contiguous map still added a copy")
-        what += ["check %s failed" % c for c in proof.get("failed_checks") or []]  # type: ignore[union-attr]
+        failed = proof.get("counted_failures", proof.get("failed_checks"))  # type: ignore[union-attr]
+        what += ["check %s failed" % c for c in failed or []]
         why = "proof failed after the upgrade to %s: %s" % (
             plan["target"], "; ".join(what) or "a new non-contiguous map still added a copy")
     else:

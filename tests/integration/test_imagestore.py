@@ -22,7 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from test_verify import install_helper  # noqa: E402
 
-from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout import StepInputs, rollout_steps  # noqa: E402
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance  # noqa: E402
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import start  # noqa: E402
 
 # Both on the lab's store filesystem (mounted at /var/lib/containers/storage).
 GRAPHROOT = "/var/lib/containers/storage/graph"
@@ -137,5 +138,6 @@ def test_split_imagestore_non_contiguous_map(lab_host, inventory, suite, extra_c
 
     # the rollout's remediate step runs exactly where Podman left a copy (policy always, as the
     # operator who wants every copy back sets it)
-    steps = rollout_steps(StepInputs(facts=facts, remediate_policy="always", steps=["verify", "remediate"]))
+    steps = advance(start(host.name, {"remediate_policy": "always", "steps": ["verify", "remediate"]}),
+                    "verify", {"facts": facts}).plan
     assert steps["remediate"]["run"] is (copies > 0) and steps["act"] is (copies > 0)

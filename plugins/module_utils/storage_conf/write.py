@@ -14,6 +14,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any, Dict, Optional
 
@@ -70,6 +71,16 @@ def read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
+def undo_of(path: str, previous: Optional[bytes]) -> Dict[str, Any]:
+    """What puts PATH back as it was before this write: its content, mode and owner, or that it
+    did not exist. The rollout's rollback writes (or removes) exactly this; TOML is UTF-8."""
+    if previous is None:
+        return {"path": path, "existed": False, "content": None, "mode": None, "owner": None, "group": None}
+    info = os.stat(path)
+    return {"path": path, "existed": True, "content": previous.decode("utf-8"),
+            "mode": "%04o" % stat.S_IMODE(info.st_mode), "owner": str(info.st_uid), "group": str(info.st_gid)}
+
+
 def write_candidate(path: str, content: bytes) -> str:
     """A temporary file next to `path` (same filesystem, so the final rename is atomic)."""
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
@@ -116,6 +127,7 @@ def apply(module: Any) -> Dict[str, Any]:
         result["mount_program_marker"] = dict(path=safety.marker.path, content=safety.marker.content,
                                               cleared=safety.marker.clear, reason=safety.marker.reason)
     result["changed"] = True
+    result["undo"] = undo_of(path, existing)
     if module.check_mode:
         return result
 

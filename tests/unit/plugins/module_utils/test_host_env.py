@@ -82,3 +82,9 @@ def test_quadlet_container_environment_is_the_containers_not_podmans(tmp_path):
           "[Container]\nImage=x\n[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
     assert host_env.disable_idmap_env(root=str(tmp_path), environ={})["where"] == [
         "/etc/systemd/system/web.container"]
+
+
+def test_systemd_booted_is_the_run_systemd_system_directory(tmp_path):
+    assert host_env.systemd_booted(root=str(tmp_path)) is False
+    (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)
+    assert host_env.systemd_booted(root=str(tmp_path)) is True

@@ -14,7 +14,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils import idmap_su
 from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
 
 CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
-                 "podman", "canary", "proof", "guard", "store_location"}
+                 "podman", "canary", "proof", "guard", "store_location", "systemd"}
 OK = {"ok": True, "errno": None, "message": "ok"}
 
 

@@ -269,3 +269,28 @@ def test_refusal_becomes_fail_json_with_refused(tmp_path):
         writer.run_module(module)
     assert info.value.args[0]["refused"] is True
     assert path.read_text() == "[storage]\n"
+
+
+def test_the_result_says_what_undoes_the_change(tmp_path):
+    path = tmp_path / "storage.conf"
+    path.write_text("[storage]\n# site comment\n")
+    os.chmod(path, 0o640)
+    for check_mode in (True, False):
+        module = FakeModule(params_for(path, "[storage]\n# site comment\n", '[storage]\ndriver = "overlay"\n'),
+                            check_mode=check_mode)
+        undo = writer.apply(module)["undo"]
+        assert undo == {"path": str(path), "existed": True, "content": "[storage]\n# site comment\n", "mode": "0640",
+                        "owner": str(os.getuid()), "group": str(os.getgid())}
+    # the undo writes back exactly what was there
+    path.write_text(undo["content"])
+    assert path.read_text() == "[storage]\n# site comment\n"
+
+
+def test_undo_of_a_new_file_is_its_removal(tmp_path):
+    path = tmp_path / "storage.conf"
+    params = params_for(path, None, '[storage]\ndriver = "overlay"\n', source="/usr/share/containers/storage.conf")
+    result = writer.apply(FakeModule(params))
+    assert path.exists()
+    assert result["undo"] == {"path": str(path), "existed": False, "content": None, "mode": None, "owner": None,
+                              "group": None}
+    assert "undo" not in writer.apply(FakeModule(params_for(path, path.read_text(), path.read_text())))

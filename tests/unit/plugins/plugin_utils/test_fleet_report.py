@@ -106,19 +106,23 @@ def test_html_template_is_self_contained_and_escaped(env):
 
 
 def test_guard_state_is_shown_per_host(env):
-    guard = {"budget": {"budget_inodes": 25036}, "cache": {"copies": 12, "inodes": 24432},
+    guard = {"pid": 77, "updated": 0, "budget": {"budget_inodes": 25036}, "cache": {"copies": 12, "inodes": 24432},
              "evictions": {"total": 189, "inodes": 384804}, "stale": False}
+    numbers = ("pid 77, last pass 1970-01-01 00:00:00 UTC; 12 copies cached, 24432 of 25036 budget inodes; "
+               "189 evictions (384804 inodes)")
+    # records of earlier versions carry the bare guard state
     records = [dict(RECORDS[0], guard=guard), dict(RECORDS[1], guard=dict(guard, stale=True))]
     rows = {row["host"]: row for row in fleet_report(records)["hosts"]}
     assert rows[RECORDS[0]["host"]]["guard"]["evictions"] == 189
+    assert rows[RECORDS[0]["host"]]["guard"]["pid"] == 77
     assert normalise_record({"host": "x"})["guard"] is None
     md = env.get_template("fleet_report.md.j2").render(fleet=fleet_report(records))
-    assert "Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)\n" in md
+    assert "Copy-cache guard: running — " + numbers + "\n" in md
     assert "NOT RUNNING (state stale)" in md
     behind = guard_summary(dict(guard, catching_up=True))
     assert behind["catching_up"] and behind["line"].endswith("; behind Podman, catching up at full priority")
     html = env.get_template("fleet_report.html.j2").render(fleet=fleet_report(records))
-    assert "<li>Copy-cache guard: 12 copies cached, 24432 of 25036 budget inodes; 189 evictions (384804 inodes)</li>" in html
+    assert "<li>Copy-cache guard: running — " + numbers + "</li>" in html
     assert re.search(r'<span class="fail">[^<]*NOT RUNNING \(state stale\)', html)
     assert guard_summary(guard)["artifact"] is None
 
@@ -131,8 +135,36 @@ def test_guard_row_says_which_build_runs():
     assert row["line"].endswith("; guard 0.1.0 sha256 6011a479eb7f")
 
 
+# the rollout record's guard entry (plugin_utils/rollout/guard.py) -> line, protected, summary
+GUARD_ROWS = [
+    ({"status": "not_installed", "why": "not guarded: no systemd on this host", "protected": False, "state": None},
+     "needs_podman_upgrade", "not guarded: no systemd on this host", False),
+    ({"status": "started", "why": "installed, enabled and started by this rollout", "protected": True, "state": None},
+     "needs_podman_upgrade", "installed, enabled and started by this rollout", True),
+    ({"status": "stopped", "why": "x", "protected": True, "state": None}, "shares",
+     "stopped and disabled (the host shares, no copies left)", False),
+    ({"status": "not_installed", "why": "Podman shares layers across maps here: no guard is needed", "protected": True,
+      "state": None}, "shares", "Podman shares layers across maps here: no guard is needed", False),
+]
+
+
+@pytest.mark.parametrize("guard,verdict,line,running", GUARD_ROWS)
+def test_guard_lines_say_only_what_is_true(env, guard, verdict, line, running):
+    record = dict(RECORDS[1], verdict=verdict, guard=guard)
+    report = build_report([record], generated="now")
+    row = report["hosts"][0]["guard"]
+    assert (row["line"], row["running"]) == (line, running)
+    md = env.get_template("fleet_report.md.j2").render(fleet=report)
+    shown = verdict != "shares" or guard["status"] != "not_installed"
+    assert (line in md) == shown
+    if verdict != "shares":
+        assert report["summary"]["guarded" if running else "unguarded"] == 1
+        assert ("%d copying host(s) guarded, %d NOT guarded" % (int(running), int(not running))) in report["summary_line"]
+    assert "keeps the store bounded" not in md
+
+
 def test_podman_upgrade_note_in_row_summary_and_markdown(env):
-    held = "no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded"
+    held = "no Podman >= 5.6 in this host's repositories; not guarded: no systemd on this host"
     records = RECORDS + [
         {"host": "trixie-up", "verdict_before": "needs_podman_upgrade", "verdict": "shares",
          "podman_upgrade": {"upgrade": True, "upgraded": True, "note": "upgraded Podman 5.4.2 -> 5.8.6 (apt)"}},

@@ -1,5 +1,9 @@
 # -*- coding: utf-8 -*-
-"""plugin_utils.rollout: which steps act on a host, and its record, as tables."""
+"""plugin_utils.rollout: the per-host state machine, as tables.
+
+`drive` runs a host's rollout the way playbooks/tasks/rollout_host.yml does: start, verify,
+then every step of STEP_ORDER whose plan entry says `run`, feeding each the scripted result of
+its module or role. Each case lists the steps that ran and what the record says."""
 
 import pytest
 
@@ -7,232 +11,393 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.idmapguard.storage.plugins.filter.rollout import (
     FilterModule,
-    rollout_record_filter,
-    rollout_steps_filter,
+    rollout_advance,
+    rollout_record,
+    rollout_start,
 )
-from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout import (
-    RecordInputs,
-    StepInputs,
-    host_record,
-    proof_result,
-    rollout_steps,
+from ansible_collections.idmapguard.storage.plugins.module_utils.proof_verdict import counted_failures, judge
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance, fail
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import STEP_ORDER, plan
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.record import record
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import (
+    DEFAULT_HELPER,
+    RolloutError,
+    State,
+    start,
 )
 
+VERIFY_STEPS = ("reverify", "verify_upgraded", "pre_proof", "verify_changed", "upgrade_rollback")
+GUARD_RUNNING = {"pid": 42, "updated": 1.0e9, "stale": False, "budget": {"budget_inodes": 1000},
+                 "cache": {"copies": 2, "inodes": 300}, "evictions": {"total": 5, "inodes": 700}}
 
-def facts(verdict="shares", copies=0, used=10, total=100, copy_inodes=0, reasons=(), version="5.8.6"):
-    return {"verdict": verdict, "reasons": list(reasons), "reason_codes": ["c_" + verdict], "remedy": "r_" + verdict,
+
+def facts(verdict="shares", copies=0, used=10, total=100, copy_inodes=0, reasons=(), codes=None, version="5.8.6",
+          systemd=True, guard=None, canary=None, proof=None, disable_kept=None):
+    return {"verdict": verdict, "reasons": list(reasons), "reason_codes": list(codes or ["c_" + verdict]),
+            "remedy": "r_" + verdict,
             "graphroot": {"mapped_copies": copies, "inodes_used": used, "inodes_total": total,
-                          "mapped_copy_inodes": copy_inodes},
-            "podman": {"version": version}}
+                          "inodes_free": total - used, "mapped_copy_inodes": copy_inodes},
+            "podman": {"version": version, "disable_idmap_env": {"set": bool(disable_kept), "kept": disable_kept}},
+            "systemd": systemd, "guard": guard, "canary": canary, "proof": proof}
 
 
-CONVERGED = facts()
-# (inputs, act, reverify, configure, proof, remediate run, remediate due)
-STEP_CASES = [
-    ("converged host", StepInputs(facts=CONVERGED), False, False, False, False, False, False),
-    ("new helper", StepInputs(facts=CONVERGED, helper_changed=True), True, True, False, False, False, False),
-    ("new helper, helper step off", StepInputs(facts=CONVERGED, helper_changed=True, steps=["verify"]),
-     False, False, False, False, False, False),
-    ("fixable", StepInputs(facts=facts("fixable_by_config")), True, False, True, False, False, False),
-    ("fixable, configure off", StepInputs(facts=facts("fixable_by_config"), steps=["helper", "verify"]),
-     False, False, False, False, False, False),
-    ("proof always", StepInputs(facts=CONVERGED, proof="always"), True, False, False, True, False, False),
-    ("proof always, check mode", StepInputs(facts=CONVERGED, proof="always", check_mode=True),
-     False, False, False, False, False, False),
-    # a changed storage.conf makes the proof due, but only configure changes it
-    ("proof changed, conf changed", StepInputs(facts=CONVERGED, conf_changed=True), False, False, False, True, False, False),
-    ("proof never", StepInputs(facts=CONVERGED, conf_changed=True, proof="never"), False, False, False, False, False, False),
-    ("copies below threshold", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=50)),
-     False, False, False, False, True, False),
-    ("copies at threshold", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=80)),
-     True, False, False, False, True, True),
-    ("copies, threshold 40", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=50), remediate_threshold=40),
-     True, False, False, False, True, True),
-    ("copies, policy always", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=1), remediate_policy="always"),
-     True, False, False, False, True, True),
-    ("copies, guard", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=1), remediate_guard=True),
-     True, False, False, False, True, True),
-    ("copies, other store", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=1), remediate_graphroot="/srv/s"),
-     True, False, False, False, True, True),
-    ("no copies, policy always", StepInputs(facts=facts(copies=0), remediate_policy="always"),
-     False, False, False, False, False, False),
-    ("copies unknown", StepInputs(facts={"verdict": "shares", "graphroot": {"inodes_used": 90, "inodes_total": 100}}),
-     True, False, False, False, True, True),
-    ("copies, remediate off", StepInputs(facts=facts(copies=3, used=90), steps=["verify"]),
-     False, False, False, False, False, False),
-]
+CANARY_OK = {"ran": True, "new_mapped_layers": 0, "inodes_delta": 0}
+CANARY_COPIED = {"ran": True, "new_mapped_layers": 1, "inodes_delta": 300}
+PROOF_OK = {"ran": True, "passed": True, "checks": {}, "failed_checks": [], "accepted_failures": []}
+PROOF_COMMIT = {"ran": True, "passed": False, "checks": {"commit": {}}, "failed_checks": ["commit"], "accepted_failures": []}
+KNOWN = {"commit": [{"id": "container-libs#1126"}]}
+PROOF_ACCEPTED = dict(PROOF_COMMIT, passed=True, outcome="passed", accepted_failures=["commit"])
+PROOF_KNOWN = dict(PROOF_COMMIT, passed=True, outcome="known_issue", known_issues=KNOWN)
+PROOF_STRICT = dict(PROOF_COMMIT, passed=False, outcome="failed", known_issues=KNOWN, strict=True)
+SHARES_PROVEN = facts("shares", copies=2, used=85, copy_inodes=200, canary=CANARY_OK, proof=PROOF_OK)
+UNDO = {"path": "/etc/containers/storage.conf", "existed": True, "content": "[storage]\n", "mode": "0644",
+        "owner": "0", "group": "0"}
+CONFIGURED = {"action": "configured", "reason": "r", "conf_changed": True, "path": "/etc/containers/storage.conf",
+              "changed_keys": ["storage.options.overlay.mount_program"], "undo": UNDO, "dropins": [],
+              "probe_cache_cleared": []}
+UNCHANGED = {"action": "unchanged", "reason": "r", "conf_changed": False, "path": None, "changed_keys": [],
+             "undo": None, "dropins": [], "probe_cache_cleared": []}
+APT_UPGRADE = ("podman:\n  Installed: 5.4.2+ds1-1\n  Candidate: 5.8.6+ds1-1\n  Version table:\n"
+               "     5.8.6+ds1-1 500\n        500 http://deb.debian.org/debian sid/main amd64 Packages\n"
+               " *** 5.4.2+ds1-1 500\n        500 http://deb.debian.org/debian trixie/main amd64 Packages\n"
+               "        100 /var/lib/dpkg/status\n")
+APT_NONE = ("podman:\n  Installed: 4.3.1+ds1-8+b1\n  Candidate: 4.3.1+ds1-8+b1\n  Version table:\n"
+            " *** 4.3.1+ds1-8+b1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n"
+            "        100 /var/lib/dpkg/status\n")
 
 
-@pytest.mark.parametrize("name,inputs,act,reverify,configure,proof,remediate,due", STEP_CASES,
-                         ids=[c[0] for c in STEP_CASES])
-def test_rollout_steps(name, inputs, act, reverify, configure, proof, remediate, due):
-    plan = rollout_steps(inputs)
-    assert (plan["act"], plan["reverify"]["run"], plan["configure"]["run"], plan["proof"]["run"],
-            plan["remediate"]["run"], plan["remediate"]["due"]) == (act, reverify, configure, proof, remediate, due)
-    for step in ("reverify", "configure", "proof", "remediate"):
-        assert plan[step]["reason"]
+def drive(before, options=None, results=None, check_mode=False, helper=None):
+    """(steps run, idmap_support calls, final state). RESULTS: step -> result, or a list of
+    results for a step that runs more than once (the verify steps take {"facts": ...})."""
+    results = dict(results or {})
+    helper = results.pop("_helper", helper)
+    state = start("h", options or {}, check_mode)
+    state.plan = plan(state)
+    state = advance(state, "verify", {"facts": before, "helper": helper or {}})
+    ran, calls = [], 1
+    if not state.plan["act"]:
+        return ran, calls, state
+    for step in STEP_ORDER:
+        if not state.plan[step]["run"]:
+            continue
+        ran.append(step)
+        result = results.get(step, {})
+        if isinstance(result, list):
+            result = result.pop(0)
+        if step in VERIFY_STEPS and (step != "upgrade_rollback" or state.plan[step]["spec"]):
+            calls += 1
+        state = advance(state, step, result)
+    return ran, calls, state
 
 
-def test_remediate_reason_comes_from_the_reclaim_policy():
-    plan = rollout_steps(StepInputs(facts=facts(copies=2, used=85)))
-    assert plan["remediate"]["due_reason"] == "inode use 85.0% >= 80.0%"
-
-
-UPGRADE_CASES = [
-    # name, inputs, act, upgrade, configure, proof, remediate
-    ("upgrade off", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=10)),
-     False, False, False, False, True),
-    ("upgrade on, not yet run", StepInputs(facts=facts("needs_podman_upgrade", copies=3, used=10), upgrade_podman=True),
-     True, True, False, False, True),
-    ("upgrade on, host already shares", StepInputs(facts=facts("shares", copies=0), upgrade_podman=True),
-     False, False, False, False, False),
-    ("upgraded, now shares: proof runs", StepInputs(facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True,
-                                                    upgrade={"upgraded": True}, after=facts("shares", copies=3)),
-     True, True, False, True, True),
-    ("upgraded, now fixable_by_config: configure", StepInputs(
-        facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True, upgrade={"upgraded": True},
-        after=facts("fixable_by_config", copies=3)),
-     True, True, True, True, True),
-    ("upgraded, proof never", StepInputs(facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True,
-                                         upgrade={"upgraded": True}, proof="never", after=facts("shares")),
-     True, True, False, False, True),
-    ("proof failed after upgrade: nothing pruned", StepInputs(
-        facts=facts("needs_podman_upgrade", copies=3, used=95), upgrade_podman=True,
-        upgrade={"upgraded": True, "proof_failed": True}, after=facts("shares", copies=3)),
-     True, True, False, True, False),
-    ("check mode: upgrade planned, no proof", StepInputs(
-        facts=facts("needs_podman_upgrade", copies=3), upgrade_podman=True, check_mode=True),
-     True, True, False, False, True),
-]
-
-
-@pytest.mark.parametrize("name,inputs,act,upgrade,configure,proof,remediate", UPGRADE_CASES,
-                         ids=[c[0] for c in UPGRADE_CASES])
-def test_rollout_steps_with_the_upgrade(name, inputs, act, upgrade, configure, proof, remediate):
-    plan = rollout_steps(inputs)
-    assert (plan["act"], plan["upgrade"]["run"], plan["configure"]["run"], plan["proof"]["run"],
-            plan["remediate"]["run"]) == (act, upgrade, configure, proof, remediate)
-    assert plan["upgrade"]["reason"]
-
-
-def test_record_of_a_failed_proof_after_an_upgrade():
-    upgrade = {"upgraded": True, "proof_failed": True, "rolled_back": True,
-               "error": "proof failed after upgrading Podman 5.4.2 -> 5.8.6; Podman 5.4.2 installed again"}
-    record = host_record(RecordInputs(host="h", before=facts("needs_podman_upgrade"), after=facts("shares"),
-                                      podman_upgrade=upgrade))
-    assert (record["failed"], record["rolled_back"], record["error"]) == (True, True, upgrade["error"])
-    assert record["podman_upgrade"] == upgrade
-    plain = host_record(RecordInputs(host="h", before=facts("needs_podman_upgrade")))
-    assert (plain["failed"], plain["rolled_back"], plain["podman_upgrade"]) == (False, False, {})
-
-
-BEFORE = facts("fixable_by_config", copies=4, used=90, copy_inodes=400, reasons=["uses fuse-overlayfs"], version="5.8.5")
-AFTER = facts("shares", copies=1, used=60, copy_inodes=100, reasons=[], version="5.8.6")
-
-
-def test_record_of_a_fixed_host():
-    record = host_record(RecordInputs(host="h1", before=BEFORE, after=AFTER, changes=["edited /etc/x"],
-                                      helper={"changed": True, "path": "/usr/local/libexec/h"}))
-    assert record == {
-        "host": "h1", "check_mode": False, "verdict_before": "fixable_by_config", "verdict": "shares",
-        "reasons": ["fixed: uses fuse-overlayfs"], "reason_codes": ["c_shares"], "remedy": "r_shares",
-        "podman_version": "5.8.6", "inodes_total": 100, "inodes_used_before": 90, "inodes_used_after": 60,
-        "mapped_copies_before": 4, "mapped_copies_after": 1, "copies_removed": 3, "inodes_freed": 300,
-        "noncontiguous_map_cost": None, "proof": None, "known_issue": [], "rolled_back": False,
-        "changes": ["installed helper at /usr/local/libexec/h", "edited /etc/x"], "failed": False, "error": "",
-        "podman_upgrade": {}, "guard": None, "store_integrity": {}}
-
-
-# (inputs, expected subset of the record)
-RECORD_CASES = [
-    ("nothing known yet", RecordInputs(host="h"),
-     {"verdict_before": None, "verdict": None, "reasons": [], "reason_codes": [], "remedy": "", "podman_version": "",
-      "inodes_total": None, "mapped_copies_after": None, "copies_removed": 0, "inodes_freed": 0}),
-    ("verdict unchanged: no 'fixed:'", RecordInputs(host="h", before=BEFORE, after=BEFORE),
-     {"reasons": ["uses fuse-overlayfs"], "copies_removed": 0}),
-    ("remediation's own numbers win", RecordInputs(host="h", before=BEFORE, after=BEFORE,
-                                                   remediated={"copies_removed": 4, "inodes_freed": 410}),
-     {"copies_removed": 4, "inodes_freed": 410}),
-    ("more copies after: none removed", RecordInputs(host="h", before=AFTER, after=BEFORE), {"copies_removed": 0}),
-    ("check mode helper", RecordInputs(host="h", check_mode=True, helper={"changed": True, "path": "/p"}),
-     {"changes": ["would install helper at /p"], "check_mode": True}),
-    ("helper step off", RecordInputs(host="h", steps=["verify"], helper={"changed": True, "path": "/p"}), {"changes": []}),
-    ("proof ran", RecordInputs(host="h", proof={"ran": True, "inodes_delta": 0}), {"noncontiguous_map_cost": 0}),
-    ("proof did not run", RecordInputs(host="h", proof={"ran": False, "inodes_delta": 7}), {"noncontiguous_map_cost": None}),
-    ("rolled back", RecordInputs(host="h", rolled_back=True),
-     {"failed": True, "rolled_back": True,
+# name, facts before, options, scripted results, check mode -> steps, idmap_support calls, record subset
+CASES = [
+    ("converged, shares", facts(), {}, {}, False,
+     [], 1, {"failed": False, "changes": [], "verdict": "shares"}),
+    ("converged, copies below the threshold, no systemd", facts("needs_podman_upgrade", copies=3, used=50, systemd=False),
+     {}, {}, False, [], 1, {"failed": False, "changes": []}),
+    ("new helper: verify again", facts(), {},
+     {"_helper": {"changed": True, "run_path": "/p", "path": "/p"}, "reverify": {"facts": facts()}}, False,
+     ["reverify"], 2, {"failed": False}),
+    ("fixable: configure, verify with the canary and proof, prune", facts("fixable_by_config", copies=2, used=85),
+     {}, {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN},
+          "remediate": {"remediate": {"copies_found": 2, "copies_removed": 2, "inodes_freed": 200,
+                                      "filesystem": {"inodes_used": 60, "inodes_free": 40, "inodes_total": 100}}}},
+     False, ["configure", "verify_changed", "remediate"], 2,
+     {"failed": False, "verdict": "shares", "mapped_copies_after": 0, "inodes_used_after": 60, "copies_removed": 2,
+      "changes": ["edited /etc/containers/storage.conf: storage.options.overlay.mount_program",
+                  "removed 2 mapped copies (200 inodes)"]}),
+    ("fixable, proof never: plain verify", facts("fixable_by_config"), {"proof": "never"},
+     {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": facts()}}, False,
+     ["configure", "verify_changed"], 2, {"failed": False, "proof": None}),
+    # still copying after configure: guarded (protection by default)
+    ("fixable, configure changes nothing: no verify, guard", facts("fixable_by_config"), {},
+     {"configure": {"configure": UNCHANGED}}, False, ["configure", "remediate"], 1,
+     {"failed": False, "changes": ["installed and started the copy-cache guard"]}),
+    ("fixable, configure skipped, no systemd", facts("fixable_by_config", systemd=False), {},
+     {"configure": {"configure": dict(UNCHANGED, action="skipped", reason="operator said no")}}, False,
+     ["configure"], 1, {"changes": ["not configured: operator said no"]}),
+    ("fixable, check mode: no verify, no proof", facts("fixable_by_config"), {},
+     {"configure": {"configure": CONFIGURED}}, True, ["configure"], 1,
+     {"changes": ["would edit /etc/containers/storage.conf: storage.options.overlay.mount_program"], "failed": False}),
+    ("proof fails (canary copied): rollback, host fails", facts("fixable_by_config", copies=3, used=90),
+     {}, {"configure": {"configure": CONFIGURED},
+          "verify_changed": {"facts": facts("copies_unexplained", canary=CANARY_COPIED, proof=PROOF_OK)}},
+     False, ["configure", "verify_changed", "rollback"], 2,
+     {"failed": True, "rolled_back": True, "verdict": "fixable_by_config",
       "error": "proof failed (a new non-contiguous map still added a copy); storage.conf was restored"}),
-    ("rolled back, checks failed", RecordInputs(host="h", rolled_back=True,
-                                                proof={"ran": True, "failed_checks": ["start", "file_caps"]}),
-     {"failed": True, "error": "proof failed (start, file_caps); storage.conf was restored"}),
-    ("failed task", RecordInputs(host="h", failed_task="Edit", failed_result={"msg": "refused"}),
-     {"failed": True, "error": "Edit: refused"}),
-    ("failed task, stderr only", RecordInputs(host="h", failed_task="Run", failed_result={"stderr": "boom"}),
-     {"failed": True, "error": "Run: boom"}),
-    ("failed task, nothing said", RecordInputs(host="h", failed_task="Run", failed_result={}),
-     {"failed": True, "error": "Run: failed"}),
+    ("proof check fails: rollback", facts("fixable_by_config"), {},
+     {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_COMMIT)}},
+     False, ["configure", "verify_changed", "rollback"], 2,
+     {"failed": True, "error": "proof failed (commit); storage.conf was restored"}),
+    ("proof check accepted", facts("fixable_by_config"), {"proof_accept": ["commit"]},
+     {"configure": {"configure": CONFIGURED},
+      "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_ACCEPTED)}},
+     False, ["configure", "verify_changed"], 2, {"failed": False}),
+    ("proof check a known issue: passes, reported", facts("fixable_by_config"), {},
+     {"configure": {"configure": CONFIGURED},
+      "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_KNOWN)}},
+     False, ["configure", "verify_changed"], 2, {"failed": False, "known_issue": ["commit"]}),
+    ("proof check a known issue, strict: rollback", facts("fixable_by_config"), {"proof_strict": True},
+     {"configure": {"configure": CONFIGURED},
+      "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_STRICT)}},
+     False, ["configure", "verify_changed", "rollback"], 2, {"failed": True, "known_issue": []}),
+    ("disable_idmap only: proof before configure", facts("fixable_by_config", codes=["disable_idmap_env"]), {},
+     {"pre_proof": {"facts": facts("fixable_by_config", codes=["disable_idmap_env"], disable_kept="proof fails")},
+      "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
+     False, ["pre_proof", "configure", "verify_changed", "remediate"], 3, {"failed": False}),
+    ("proof always, shares: one verify with the proof", facts(), {"proof": "always"},
+     {"verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_OK)}}, False,
+     ["verify_changed"], 2, {"failed": False, "noncontiguous_map_cost": 0}),
+    ("proof always, still copies: no canary", facts("needs_podman_upgrade", copies=0, systemd=False),
+     {"proof": "always"}, {}, False, [], 1, {"failed": False}),
+    ("copies at the threshold: prune", facts("needs_podman_upgrade", copies=3, used=85, systemd=False), {},
+     {"remediate": {"remediate": {"copies_found": 3, "copies_removed": 3, "inodes_freed": 30}}}, False,
+     ["remediate"], 1, {"copies_removed": 3}),
+    ("copies, threshold 40", facts("needs_podman_upgrade", copies=3, used=50, systemd=False),
+     {"remediate_threshold": 40}, {}, False, ["remediate"], 1, {}),
+    ("copies, remediate step off", facts("needs_podman_upgrade", copies=3, used=90, systemd=False),
+     {"steps": ["verify"]}, {}, False, [], 1, {}),
+    # --- the opt-in Podman upgrade
+    ("upgrade: shares after, proven in the same verify", facts("needs_podman_upgrade", copies=3, used=10, version="5.4.2"),
+     {"upgrade_podman": True, "guard": False},
+     {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
+      "upgrade_install": {"changed": True}, "verify_upgraded": {"facts": dict(SHARES_PROVEN)},
+      "remediate": {"remediate": {"copies_found": 2, "copies_removed": 2, "inodes_freed": 20}}},
+     False, ["upgrade", "upgrade_list", "upgrade_install", "verify_upgraded", "remediate"], 2,
+     {"failed": False, "verdict": "shares"}),
+    ("upgrade: fixable after, configure, then proof", facts("needs_podman_upgrade", version="5.4.2", systemd=False),
+     {"upgrade_podman": True},
+     {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
+      "upgrade_install": {"changed": True},
+      "verify_upgraded": {"facts": facts("fixable_by_config", canary=CANARY_COPIED, proof=None)},
+      "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_OK)}},
+     False, ["upgrade", "upgrade_list", "upgrade_install", "verify_upgraded", "configure", "verify_changed"], 3,
+     {"failed": False}),
+    ("upgrade: proof fails, previous Podman back", facts("needs_podman_upgrade", version="5.4.2", systemd=False),
+     {"upgrade_podman": True},
+     {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
+      "upgrade_install": {"changed": True},
+      "verify_upgraded": {"facts": facts("copies_unexplained", canary=CANARY_COPIED, proof=PROOF_OK)},
+      "upgrade_rollback": {"facts": facts("needs_podman_upgrade", version="5.4.2", systemd=False)}},
+     False, ["upgrade", "upgrade_list", "upgrade_install", "verify_upgraded", "upgrade_rollback"], 3,
+     {"failed": True, "rolled_back": True, "verdict": "needs_podman_upgrade"}),
+    ("upgrade: none offered, no guard possible", facts("needs_podman_upgrade", version="4.3.1", systemd=False),
+     {"upgrade_podman": True}, {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_NONE}},
+     False, ["upgrade", "upgrade_list"], 1, {"failed": False}),
+    ("upgrade: check mode plans only", facts("needs_podman_upgrade", version="5.4.2", systemd=False),
+     {"upgrade_podman": True}, {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE}},
+     True, ["upgrade", "upgrade_list"], 1, {"failed": False}),
+    ("upgrade: unknown package manager", facts("needs_podman_upgrade", systemd=False), {"upgrade_podman": True},
+     {"upgrade": {"package_manager": "zypper"}}, False, ["upgrade"], 1, {"failed": False}),
+    # --- protection by default: the guard
+    ("copying host with systemd: guard installed", facts("needs_podman_upgrade", copies=0), {},
+     {"remediate": {"remediate": {"copies_found": 0, "copies_removed": 0}}}, False, ["remediate"], 1,
+     {"changes": ["installed and started the copy-cache guard"]}),
+    ("copying host, guard running: left alone", facts("needs_podman_upgrade", copies=1, guard=GUARD_RUNNING), {},
+     {}, False, [], 1, {"changes": []}),
+    ("copying host, guard stale: installed again", facts("needs_podman_upgrade", guard=dict(GUARD_RUNNING, stale=True)),
+     {}, {}, False, ["remediate"], 1, {}),
+    ("copying host, opted out", facts("needs_podman_upgrade"), {"guard": False}, {}, False, [], 1, {}),
+    ("copying host, guard step not selected", facts("needs_podman_upgrade"), {"steps": ["helper", "verify"]},
+     {}, False, [], 1, {}),
+    ("copying host without systemd: not guarded", facts("needs_podman_upgrade", systemd=False), {}, {}, False,
+     [], 1, {}),
+    ("copying host without systemd, files only", facts("needs_podman_upgrade", systemd=False),
+     {"guard_enable": False}, {}, False, ["remediate"], 1, {"changes": ["installed the copy-cache guard (not enabled)"]}),
+    ("copying host, check mode: would install", facts("needs_podman_upgrade"), {}, {}, True, [], 1, {}),
+    ("shares, no copies, guard running: stopped", facts(guard=GUARD_RUNNING), {}, {}, False, ["guard_stop"], 1,
+     {"changes": ["stopped and disabled the copy-cache guard (state file kept)"]}),
+    ("shares, copies left, guard running: kept", facts(copies=2, guard=GUARD_RUNNING), {}, {}, False, [], 1, {}),
+    ("shares, guard running, opted out: kept", facts(guard=GUARD_RUNNING), {"guard": False}, {}, False, [], 1, {}),
+    ("fixed by configure: no guard", facts("fixable_by_config"), {},
+     {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_OK)}},
+     False, ["configure", "verify_changed"], 2, {}),
+    ("proof failed: no guard, no prune", facts("fixable_by_config", copies=3, used=90), {},
+     {"configure": {"configure": CONFIGURED},
+      "verify_changed": {"facts": facts("copies_unexplained", copies=3, used=90, canary=CANARY_COPIED, proof=PROOF_OK)}},
+     False, ["configure", "verify_changed", "rollback"], 2, {"failed": True}),
+    ("operator's remediate_guard: installed every run", facts(guard=GUARD_RUNNING), {"remediate_guard": True},
+     {}, False, ["remediate"], 1, {}),
 ]
 
 
-@pytest.mark.parametrize("name,inputs,expected", RECORD_CASES, ids=[c[0] for c in RECORD_CASES])
-def test_host_record(name, inputs, expected):
-    record = host_record(inputs)
-    assert {key: record[key] for key in expected} == expected
+@pytest.mark.parametrize("name,before,options,results,check_mode,steps,calls,expected", CASES,
+                         ids=[c[0] for c in CASES])
+def test_transitions(name, before, options, results, check_mode, steps, calls, expected):
+    ran, verify_calls, state = drive(before, options, results, check_mode)
+    assert ran == steps
+    assert verify_calls == calls
+    assert verify_calls <= 2 or name.startswith(("upgrade: fixable", "upgrade: proof fails", "disable_idmap"))
+    row = record(state)
+    assert {key: row[key] for key in expected} == expected
+    for step in STEP_ORDER:
+        assert state.plan[step]["reason"], step
+
+
+# name, facts before, options, check mode -> guard status, protected, words in why
+GUARD_CASES = [
+    ("shares, nothing", facts(), {}, False, "not_installed", True, "no guard is needed"),
+    ("installed now", facts("needs_podman_upgrade"), {}, False, "started", True, "started by this rollout"),
+    ("running", facts("needs_podman_upgrade", guard=GUARD_RUNNING), {}, False, "running", True, "running"),
+    ("stale", facts("needs_podman_upgrade", guard=dict(GUARD_RUNNING, stale=True), systemd=False), {}, False,
+     "stale", False, "probably not running"),
+    ("unreadable", facts("needs_podman_upgrade", guard={"error": "bad json"}, systemd=False), {}, False,
+     "stale", False, "bad json"),
+    ("no systemd", facts("needs_podman_upgrade", systemd=False), {}, False, "not_installed", False,
+     "not guarded: no systemd"),
+    ("opted out", facts("needs_podman_upgrade"), {"guard": False}, False, "not_installed", False,
+     "not guarded: the operator opted out (idmapguard_rollout_guard is false)"),
+    ("remediate_guard false", facts("needs_podman_upgrade"), {"remediate_guard": False}, False, "not_installed", False,
+     "idmapguard_remediate_guard is false"),
+    ("check mode", facts("needs_podman_upgrade"), {}, True, "not_installed", False, "would be installed"),
+    ("files only", facts("needs_podman_upgrade", systemd=False), {"guard_enable": False}, False, "installed", False,
+     "not enabled"),
+    ("stopped", facts(guard=GUARD_RUNNING), {}, False, "stopped", True, "stopped and disabled"),
+]
+
+
+@pytest.mark.parametrize("name,before,options,check_mode,status,protected,why", GUARD_CASES,
+                         ids=[c[0] for c in GUARD_CASES])
+def test_guard_record(name, before, options, check_mode, status, protected, why):
+    _ran, _calls, state = drive(before, options, {}, check_mode)
+    guard = record(state)["guard"]
+    assert (guard["status"], guard["protected"]) == (status, protected)
+    assert why in guard["why"]
+    if before.get("guard") and not before["guard"].get("error"):
+        assert guard["state"]["pid"] == 42
+
+
+@pytest.mark.parametrize("guard_running,words", [
+    (True, "no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded"),
+    (False, "no Podman >= 5.6 in this host's repositories; not guarded: no systemd"),
+])
+def test_no_upgrade_note_promises_a_bound_only_where_a_guard_runs(guard_running, words):
+    before = facts("needs_podman_upgrade", version="4.3.1", systemd=False, guard=GUARD_RUNNING if guard_running else None)
+    _ran, _calls, state = drive(before, {"upgrade_podman": True},
+                                {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_NONE}})
+    assert record(state)["podman_upgrade"]["note"].startswith(words)
+
+
+def test_the_remediate_role_gets_the_plans_decision():
+    _ran, _calls, state = drive(facts("needs_podman_upgrade", copies=3, used=85, systemd=False), {}, {})
+    state = start("h", {}, False)
+    state = advance(state, "verify", {"facts": facts("needs_podman_upgrade", copies=3, used=85, systemd=False)})
+    entry = state.plan["remediate"]
+    assert entry["decision"] == {"due": True, "reason": "3 mapped copies; inode use 85.0% >= 80.0%"}
+    assert entry["guard"] is False
+    # another store than the facts describe: the role decides from its own report
+    other = advance(start("h", {"remediate_graphroot": "/srv/s"}, False), "verify",
+                    {"facts": facts("needs_podman_upgrade", copies=1, used=1, systemd=False)})
+    assert other.plan["remediate"]["run"] and other.plan["remediate"]["decision"] is None
+
+
+def test_after_an_upgrade_the_old_copies_are_pruned_whatever_the_use():
+    _ran, _calls, state = drive(facts("needs_podman_upgrade", copies=3, used=5, version="5.4.2"),
+                                {"upgrade_podman": True, "guard": False},
+                                {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
+                                 "upgrade_install": {"changed": True},
+                                 "verify_upgraded": {"facts": dict(SHARES_PROVEN, graphroot=dict(
+                                     SHARES_PROVEN["graphroot"], inodes_used=5))}})
+    assert "remediate" in state.done
+    assert state.plan["remediate"]["decision"]["reason"].endswith("policy always")
+
+
+def test_a_failure_in_the_configure_role_rolls_back_from_the_modules_undo():
+    state = advance(start("h", {}, False), "verify", {"facts": facts("fixable_by_config")})
+    failed = fail(state, "Restart the units", {"msg": "unit not found"},
+                  storage_conf={"changed": True, "path": UNDO["path"], "undo": UNDO})
+    assert failed.plan["rollback"]["run"]
+    assert failed.plan["rollback"]["write"] == {k: UNDO[k] for k in ("path", "content", "mode", "owner", "group")}
+    done = advance(failed, "rollback", {})
+    row = record(done)
+    assert (row["failed"], row["rolled_back"], row["error"]) == (True, True, "Restart the units: unit not found")
+    # nothing written yet: nothing to put back
+    assert not fail(state, "Verify", {"msg": "x"}).plan["rollback"]["run"]
+
+
+def test_rollback_of_a_file_that_did_not_exist_removes_it_and_the_dropins():
+    state = advance(start("h", {}, False), "verify", {"facts": facts("fixable_by_config")})
+    state = advance(state, "configure", {"configure": dict(CONFIGURED, undo=dict(UNDO, existed=False, content=None),
+                                                           dropins=["/etc/systemd/system/podman.service.d/x.conf"])})
+    state = advance(state, "verify_changed", {"facts": facts(canary=CANARY_COPIED, proof=PROOF_OK)})
+    assert state.plan["rollback"]["write"] is None
+    assert state.plan["rollback"]["remove"] == [UNDO["path"], "/etc/systemd/system/podman.service.d/x.conf"]
+
+
+def test_helper_path():
+    assert start("h", {}, False).helper_path == DEFAULT_HELPER
+    assert start("h", {"helper_dest": "/opt/h"}, False).helper_path == "/opt/h"
+    assert start("h", {"steps": ["verify"], "verify_helper": "/opt/v", "helper_dest": "/opt/h"}, False).helper_path == "/opt/v"
+    assert start("h", {"steps": ["verify"], "helper_dest": "/opt/h"}, False).helper_path == "/opt/h"
+    installed = advance(start("h", {}, True), "verify",
+                        {"facts": facts(), "helper": {"changed": True, "run_path": "/tmp/staged", "path": "/p"}})
+    assert installed.helper_path == "/tmp/staged" and installed.plan["reverify"]["run"]
+    assert start("h", {"steps": ["verify"]}, False).as_dict()["plan"] == {}
+    assert plan(start("h", {"steps": ["verify"]}, False))["helper"]["missing"] == "fail"
+
+
+@pytest.mark.parametrize("canary,proof,outcome,counted", [
+    (CANARY_OK, PROOF_OK, "passed", []),
+    (CANARY_COPIED, PROOF_OK, "failed", []),
+    (CANARY_OK, PROOF_COMMIT, "failed", ["commit"]),
+    (CANARY_OK, PROOF_ACCEPTED, "passed", []),
+    (CANARY_OK, PROOF_KNOWN, "known_issue", []),
+    (CANARY_OK, PROOF_STRICT, "failed", ["commit"]),
+    (None, PROOF_OK, "failed", []),
+    (CANARY_OK, None, "failed", []),
+])
+def test_one_definition_of_a_passed_proof(canary, proof, outcome, counted):
+    """The module's `passed` (idmap_support.judge_failures) and the canary; nothing decided twice."""
+    judged = judge(canary, proof)
+    assert (judged["outcome"], judged["counted_failures"], judged["passed"]) == (outcome, counted, outcome != "failed")
+    assert judge(None, None) is None
+    assert judge({"ran": False}, {"ran": False}) is None
+
+
+def test_counted_failures():
+    assert counted_failures({"failed_checks": ["a", "b", "c"], "accepted_failures": ["a"],
+                             "known_issues": {"b": []}}) == ["c"]
+    assert counted_failures({"failed_checks": ["a", "b"], "known_issues": {"b": []}, "strict": True}) == ["a", "b"]
+
+
+def test_state_round_trips_through_a_dict():
+    _ran, _calls, state = drive(facts("fixable_by_config"), {}, {"configure": {"configure": CONFIGURED},
+                                                                "verify_changed": {"facts": SHARES_PROVEN}})
+    assert State.from_dict(state.as_dict()) == state
+
+
+@pytest.mark.parametrize("options,words", [
+    ({"steps": ["verify", "nonsense"]}, "unknown steps nonsense"),
+    ({"proof": "sometimes"}, "idmapguard_rollout_proof must be one of"),
+    ({"remediate_policy": "sometimes"}, "idmapguard_remediate_policy must be one of"),
+    ({"remediate_threshold": "high"}, "must be a number"),
+    ({"nonsense": 1}, "unknown rollout options: nonsense"),
+])
+def test_bad_options(options, words):
+    with pytest.raises(RolloutError, match=words):
+        start("h", options, False)
+    with pytest.raises(AnsibleFilterError, match=words):
+        rollout_start(options, host="h")
 
 
 def test_filters():
-    assert set(FilterModule().filters()) == {"rollout_steps", "rollout_record", "rollout_proof"}
-    # role defaults not visible to the play arrive as None
-    plan = rollout_steps_filter(facts(copies=2, used=80), steps=["remediate"], remediate_policy=None,
-                                remediate_threshold=None, check_mode="false")
-    assert plan["act"] is True and plan["remediate"]["due_reason"] == "inode use 80.0% >= 80.0%"
-    with pytest.raises(AnsibleFilterError, match="unknown reclaim policy"):
-        rollout_steps_filter(facts(copies=2), remediate_policy="sometimes")
-    with pytest.raises(AnsibleFilterError):
-        rollout_steps_filter(["not", "facts"])
-    record = rollout_record_filter({"host": "h", "before": BEFORE, "after": AFTER, "proof": None},
-                                   failed_task="Edit", failed_result={"msg": "x"})
-    assert record["error"] == "Edit: x" and record["verdict"] == "shares"
-    assert rollout_record_filter({"host": "h"})["failed"] is False
-    with pytest.raises(AnsibleFilterError, match="need a host"):
-        rollout_record_filter({"before": {}})
-
-
-ISSUE_1126 = {"id": "container-libs#1126", "reference": "container-libs PR #1126", "fixed_in": "Podman 6.1.2"}
-
-
-def _after_proof(outcome, passed, known=None, new_copies=0, strict=False):
-    failed = sorted(known or {}) if outcome != "passed" else []
-    return {"verdict": "shares",
-            "canary": {"ran": True, "new_mapped_layers": new_copies, "inodes_delta": 0},
-            "proof": {"ran": True, "passed": passed, "outcome": outcome, "failed_checks": failed or ["commit"]
-                      if outcome != "passed" else [], "known_issues": known or {}, "strict": strict,
-                      "checks": {"commit": {"ok": outcome == "passed"}}, "summary": outcome}}
-
-
-# (facts after the proof step, passed, outcome, the record's known_issue, rolled back by the playbook)
-PROOF_CASES = [
-    ("every check held", _after_proof("passed", True), True, "passed", []),
-    # the default rollout of a 5.8.6 host: #1126 on commit is known, the host keeps its change
-    ("known upstream bug", _after_proof("known_issue", True, {"commit": [ISSUE_1126]}), True, "known_issue",
-     ["commit"]),
-    # strict: the same failure fails the proof; the record does not call it a kept known issue
-    ("strict", _after_proof("failed", False, {"commit": [ISSUE_1126]}, strict=True), False, "failed", []),
-    # a failure the table does not predict
-    ("unpredicted", _after_proof("failed", False), False, "failed", []),
-    # the canary saw a copy: fails whatever the proof says
-    ("canary copied", _after_proof("known_issue", True, {"commit": [ISSUE_1126]}, new_copies=1), False, "failed",
-     []),
-    ("nothing ran", {"verdict": "shares"}, False, "failed", []),
-]
-
-
-@pytest.mark.parametrize("name,after,passed,outcome,known", PROOF_CASES, ids=[c[0] for c in PROOF_CASES])
-def test_proof_result_and_record(name, after, passed, outcome, known):
-    proof = proof_result(after)
-    assert (proof["passed"], proof["outcome"]) == (passed, outcome)
-    record = host_record(RecordInputs(host="h", before=BEFORE, after=after, proof=proof, rolled_back=not passed))
-    assert record["known_issue"] == known
-    assert record["failed"] is (not passed)
-    if known:
-        assert record["verdict"] == "shares" and record["proof"]["known_issues"]["commit"][0]["fixed_in"]
+    assert set(FilterModule().filters()) == {"rollout_start", "rollout_advance", "rollout_record"}
+    # the operator's variables that are not set arrive as None
+    state = rollout_start({"steps": None, "proof": None, "remediate_policy": None, "remediate_threshold": None},
+                          host="h", check_mode="false")
+    assert state["plan"]["helper"]["run"] and state["check_mode"] is False
+    state = rollout_advance(state, "verify", facts=facts("needs_podman_upgrade", copies=2, used=80, systemd=False))
+    assert state["plan"]["act"] is True
+    assert state["plan"]["remediate"]["decision"]["reason"] == "2 mapped copies; inode use 80.0% >= 80.0%"
+    failed = rollout_advance(state, "failed", task="Edit", result={"msg": "x"})
+    assert rollout_record(failed)["error"] == "Edit: x"
+    assert rollout_record(rollout_start({}, host="h"))["failed"] is False
+    with pytest.raises(AnsibleFilterError, match="unknown rollout step"):
+        rollout_advance(state, "dance")
+    with pytest.raises(AnsibleFilterError, match="verify facts"):
+        rollout_advance(state, "reverify", facts={"no": "verdict"})
+    with pytest.raises(AnsibleFilterError, match="host is required"):
+        rollout_start({})
+    with pytest.raises(AnsibleFilterError, match="no host"):
+        rollout_record({"before": {}})
