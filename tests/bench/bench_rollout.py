@@ -125,8 +125,8 @@ def per_host(lab, work, env) -> None:
     print("%-7s %-10s %8s %7s %7s %6s  %s" % ("version", "host", "wall s", "tasks", "remote", "idmap", "module calls"))
     for label, state, took, row in rows:
         mods = ", ".join("%s %d" % (k, v) for k, v in sorted(row["modules"].items()))
-        print("%-7s %-10s %8.1f %7d %7d %6d  %s" % (label, state, took, row["tasks"], row["remote"],
-                                                 row["modules"].get("idmap_support", 0), mods))
+        calls = row["modules"].get("idmap_support", 0)
+        print("%-7s %-10s %8.1f %7d %7d %6d  %s" % (label, state, took, row["tasks"], row["remote"], calls, mods))
 
 
 def main() -> int:

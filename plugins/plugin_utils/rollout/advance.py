@@ -137,8 +137,8 @@ def rollback(state: State, result: Mapping[str, Any]) -> None:
     state.rolled_back = True
     # the host is back where it was: its facts are those from before the change
     state.after = copy.deepcopy(state.before)
-    state.changes.append("rolled back %s" % ((state.configure.get("undo") or {}).get("path")
-                                              or state.configure.get("path") or "storage.conf"))
+    path = (state.configure.get("undo") or {}).get("path") or state.configure.get("path") or "storage.conf"
+    state.changes.append("rolled back %s" % path)
 
 
 def upgrade_rollback(state: State, result: Mapping[str, Any]) -> None:
@@ -161,8 +161,8 @@ def remediate(state: State, result: Mapping[str, Any]) -> None:
         state.guard = {"installed": True, "enabled": state.options.guard_enable, "reason": entry.get("guard_reason")}
     removed = _int(done.get("copies_removed"))
     if removed > 0:
-        state.changes.append("%s %d mapped copies (%s inodes)" % (_would(state, "would remove", "removed"),
-                                                                   removed, done.get("inodes_freed")))
+        verb = _would(state, "would remove", "removed")
+        state.changes.append("%s %d mapped copies (%s inodes)" % (verb, removed, done.get("inodes_freed")))
     if removed > 0 and not state.check_mode:
         after = copy.deepcopy(state.now)
         graphroot = dict(after.get("graphroot") or {})

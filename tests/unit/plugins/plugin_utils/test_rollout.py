@@ -362,8 +362,8 @@ def test_counted_failures():
 
 
 def test_state_round_trips_through_a_dict():
-    _ran, _calls, state = drive(facts("fixable_by_config"), {}, {"configure": {"configure": CONFIGURED},
-                                                                "verify_changed": {"facts": SHARES_PROVEN}})
+    results = {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}}
+    _ran, _calls, state = drive(facts("fixable_by_config"), {}, results)
     assert State.from_dict(state.as_dict()) == state
 
 
