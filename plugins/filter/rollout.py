@@ -23,7 +23,8 @@ options:
     description:
       - The operator's options - C(steps), C(proof), C(proof_strict), C(upgrade_podman), C(upgrade_backports),
         C(upgrade_update_cache), C(guard), C(guard_enable), C(remediate_guard), C(remediate_policy),
-        C(remediate_threshold), C(remediate_graphroot) (the graphroot of an operator-given idmapguard_remediate_store_location), C(podman_backport), C(helper_dest), C(verify_helper).
+        C(remediate_threshold), C(remediate_graphroot) (the graphroot of an operator-given
+        idmapguard_remediate_store_location), C(podman_backport), C(helper_dest), C(verify_helper).
         Null means not set.
     type: dict
     required: true
