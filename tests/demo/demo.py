@@ -3,7 +3,8 @@
 
 1. Lab hosts: bullseye (Podman 3.0), bookworm (4.3), two trixie hosts (5.4): one whose
    package repository carries a Podman that shares (sid's 5.8), one whose repository has only
-   its own 5.4; sid (5.8) and sid with mount_program = fuse-overlayfs; each with a small
+   its own 5.4; sid (5.8) and sid with mount_program = fuse-overlayfs; Podman 6.1.1 (the podman6
+   suite, Debian experimental) with mount_program = fuse-overlayfs; each with a small
    container store (few inodes).
 2. The problem: a 300-file image, then containers with distinct non-contiguous
    --uidmap/--gidmap; inode use after each map, until bookworm's store is out of inodes.
@@ -38,7 +39,8 @@ OUT = os.environ.get("DEMO_OUT", os.path.join(REPO, "demo-output"))
 # label, suite, mount_program, lab package repository (tests/lab/repo.py)
 HOSTS = [("bullseye", "bullseye", None, None), ("bookworm", "bookworm", None, None),
          ("trixie-up", "trixie", None, "sid-podman"), ("trixie-held", "trixie", None, "trixie-podman"),
-         ("sid", "sid", None, None), ("sid-fuse", "sid", "/usr/bin/fuse-overlayfs", None)]
+         ("sid", "sid", None, None), ("sid-fuse", "sid", "/usr/bin/fuse-overlayfs", None),
+         ("podman6-fuse", "podman6", "/usr/bin/fuse-overlayfs", None)]
 GUARDED = "trixie-held"
 GUARD_THRESHOLD = 40  # fill the store past this percent of its inodes ...
 GUARD_BUDGET = 10  # ... then the guard evicts down to this budget (the role's default)

@@ -15,6 +15,8 @@ import subprocess
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
+import pytest
+
 STORE = "/var/lib/containers/storage"
 CONF = "/etc/containers/storage.conf"
 MARKER = STORE + "/overlay/.has-mount-program"
@@ -107,8 +109,9 @@ VERIFY_AND_CONFIGURE = """\
 """
 
 
-def test_sid_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inventory, tmp_path):
-    host = lab_host("sid", inodes=4096 + 4 * FILES, mount_program="/usr/bin/fuse-overlayfs")
+@pytest.mark.parametrize("suite", ["sid", "podman6"])
+def test_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inventory, tmp_path, suite):
+    host = lab_host(suite, inodes=4096 + 4 * FILES, mount_program="/usr/bin/fuse-overlayfs")
     inv = inventory(host)
     image = host.image(files=FILES)
 
@@ -162,7 +165,7 @@ def test_sid_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inven
     assert mapped_layers(host) == 1, "the new map must not add a mapped copy"
     assert new_map_cost <= FILES // 10, (new_map_cost, copy_cost)
     host.podman("start", "-a", "c2", check=True)
-    print(f"sid: a new non-contiguous map cost {copy_cost} inodes through fuse-overlayfs, "
+    print(f"{suite}: a new non-contiguous map cost {copy_cost} inodes through fuse-overlayfs, "
           f"{new_map_cost} after configure")
 
     # Second run: the verify facts now say shares, and nothing changes.

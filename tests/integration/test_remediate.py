@@ -10,7 +10,8 @@ import pytest
 
 import remediate_support as rs
 
-SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs"), ("bullseye", None)]
+SUITES = [("bookworm", None), ("trixie", None), ("sid", "/usr/bin/fuse-overlayfs"), ("bullseye", None),
+          ("podman6", "/usr/bin/fuse-overlayfs")]
 
 
 def _host(lab_host, suite, mount_program, **opts):
