@@ -38,6 +38,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     StorageSettings,
     find_storage_conf,
     podman_version,
+    reads_dropins,
+    setting_origins,
+    storage_conf_files,
     storage_settings,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import read_probe_cache
@@ -319,6 +322,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     proof = _proof(prun, params, _proof_case(params, verdict, disable), verdict.verdict, check_mode, warnings,
                    version)
     changed = changed or bool(proof and proof.get("ran"))
+    conf_files = storage_conf_files(version, {"CONTAINERS_STORAGE_CONF": params.storage_conf}
+                                    if params.storage_conf else None)
     kept = _kept_because(params, disable, proof)
     if kept:
         verdict = evaluate(dataclasses.replace(host_facts, disable_idmap_kept=kept))
@@ -356,6 +361,10 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             "storage_conf": settings.config_file or find_storage_conf(params.storage_conf),
             "source": settings.source,
             "origins": dict(settings.origins),
+            # every storage.conf file this Podman reads, in order, and which one sets each setting
+            "storage_conf_files": conf_files,
+            "reads_dropins": reads_dropins(version),
+            "setting_files": setting_origins(conf_files),
             "supports_shifting": settings.supports_shifting,
             "graph_status": dict(settings.graph_status),
             "probe_cache": cache,

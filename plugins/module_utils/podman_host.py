@@ -303,3 +303,98 @@ def find_store(run: Runner, conf_path: Optional[str] = None, podman: str = "podm
     """The location of the store in effect (storage_settings' answer), for a caller that was not
     given one. StorageConfError when neither Podman nor storage.conf can tell."""
     return storage_settings(run, conf_path, podman).location()
+
+
+# Drop-in directories of storage.conf, lowest precedence first (containers-config(5)): rootful
+# Podman reads `*.conf` from all of them after the one main file, sorted by file name across the
+# directories; of two files with the same name only the one in the later directory is read.
+DROPIN_DIRS = (
+    "/usr/share/containers/storage.conf.d",
+    "/usr/share/containers/storage.rootful.conf.d",
+    "/etc/containers/storage.conf.d",
+    "/etc/containers/storage.rootful.conf.d",
+)
+# Measured on the lab: Podman 5.8.6 and 6.1.1 read the drop-ins, 5.4.2 and 4.3.1 do not
+# (5.5 to 5.7 are not in the lab: taken as reading them, so a drop-in there is not overlooked).
+FIRST_DROPIN_PODMAN = (5, 5)
+# Keys whose file and line the facts report: (table path, key) per setting we read or change.
+SETTING_KEYS = {
+    "driver": (("storage",), "driver"),
+    "graphroot": (("storage",), "graphroot"),
+    "runroot": (("storage",), "runroot"),
+    "imagestore": (("storage",), "imagestore"),
+    "transient_store": (("storage",), "transient_store"),
+    "mount_program": (("storage", "options", "overlay"), "mount_program"),
+}
+
+
+def _version_tuple(text: Optional[str]) -> Optional[tuple]:
+    match = re.match(r"\s*v?(\d+)(?:\.(\d+))?", text or "")
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def reads_dropins(podman_version: Optional[str]) -> Optional[bool]:
+    """Whether this Podman reads storage.conf drop-ins; None when the version is unknown."""
+    version = _version_tuple(podman_version)
+    return None if version is None else version >= FIRST_DROPIN_PODMAN
+
+
+def storage_conf_files(podman_version: Optional[str], environ: Optional[Dict[str, str]] = None,
+                       root: str = "") -> List[Dict[str, str]]:
+    """The storage.conf files rootful Podman reads, in order (a later one overrides an earlier one):
+    [{path, kind}] with kind `env` (CONTAINERS_STORAGE_CONF: then that file alone, measured on 5.8.6
+    and 6.1.1), `main` (/etc, else /usr/share) or `drop-in`. ROOT prefixes every path (tests)."""
+    env = os.environ if environ is None else environ
+    named = env.get("CONTAINERS_STORAGE_CONF")
+    if named:
+        return [{"path": named, "kind": "env"}] if os.path.isfile(root + named) else []
+    files = []  # type: List[Dict[str, str]]
+    for main in (DEFAULT_STORAGE_CONF, VENDOR_STORAGE_CONF):
+        if os.path.isfile(root + main):
+            files.append({"path": main, "kind": "main"})
+            break
+    if reads_dropins(podman_version) is False:
+        return files
+    by_name = {}  # type: Dict[str, str]
+    for directory in DROPIN_DIRS:
+        try:
+            names = os.listdir(root + directory)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".conf") and os.path.isfile(os.path.join(root + directory, name)):
+                by_name[name] = os.path.join(directory, name)  # a later directory replaces the file
+    files.extend({"path": by_name[name], "kind": "drop-in"} for name in sorted(by_name))
+    return files
+
+
+def _key_lines(text: str) -> Dict[tuple, int]:
+    """{(table path, key): line number} of the keys set in TOML text (line-based, as written)."""
+    table = ()  # type: tuple
+    found = {}  # type: Dict[tuple, int]
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.match(r"^\[([^\[\]]+)\]\s*(#.*)?$", stripped)
+        if header:
+            table = tuple(part.strip().strip('"') for part in header.group(1).split("."))
+            continue
+        assignment = re.match(r'^"?([A-Za-z0-9_.-]+)"?\s*=', stripped)
+        if assignment:
+            found[(table, assignment.group(1))] = number
+    return found
+
+
+def setting_origins(files: List[Dict[str, str]], root: str = "") -> Dict[str, Dict[str, Any]]:
+    """For each setting of SETTING_KEYS: the last file that sets it, with kind and line
+    ({file: None} when no file does: containers/storage's default)."""
+    origins = {key: {"file": None, "kind": "default", "line": None} for key in SETTING_KEYS}  # type: Dict[str, Dict[str, Any]]
+    for entry in files:
+        try:
+            with open(root + entry["path"], "r") as handle:
+                lines = _key_lines(handle.read())
+        except (OSError, IOError, UnicodeDecodeError):
+            continue
+        for key, (table, name) in SETTING_KEYS.items():
+            if (table, name) in lines:
+                origins[key] = {"file": entry["path"], "kind": entry["kind"], "line": lines[(table, name)]}
+    return origins

@@ -371,6 +371,28 @@ podman:
       returned: always
       type: dict
       sample: {driver: podman info, graphroot: podman info, imagestore: storage.conf /etc/containers/storage.conf}
+    storage_conf_files:
+      description:
+        - Every storage.conf file this Podman reads, in order (a later file overrides an earlier one), each with
+          C(path) and C(kind) - C(env) (C(CONTAINERS_STORAGE_CONF) of the module's process, then read alone),
+          C(main) (C(/etc/containers/storage.conf), else C(/usr/share/containers/storage.conf)) or C(drop-in)
+          (C(storage.conf.d/) and C(storage.rootful.conf.d/) under C(/usr/share/containers) and C(/etc/containers),
+          sorted by file name; Podman 5.5 and later).
+      returned: always
+      type: list
+      elements: dict
+    reads_dropins:
+      description: Whether this Podman reads storage.conf drop-ins (null when its version is unknown).
+      returned: always
+      type: bool
+    setting_files:
+      description:
+        - For C(driver), C(graphroot), C(runroot), C(imagestore), C(transient_store) and C(mount_program), the last
+          file of RV(podman.storage_conf_files) that sets it, with C(file), C(kind) and C(line) (C(file) null and
+          C(kind) C(default) when none does).
+      returned: always
+      type: dict
+      sample: {mount_program: {file: /etc/containers/storage.conf.d/50-fuse.conf, kind: drop-in, line: 2}}
     supports_shifting:
       description: Podman's own C(Supports shifting) from podman info, or null when it does not print it.
       returned: always
