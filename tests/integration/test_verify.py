@@ -144,6 +144,10 @@ def test_verdict_and_canary(lab_host, inventory, suite, opts, verdict, codes, ne
     # The verdict matches what Podman does with a non-contiguous map right now.
     assert podman_copies_for_noncontiguous_map(host) == new_copies
     assert facts["podman"]["version"] == host.podman_version()
+    # which storage.conf files this Podman reads (drop-ins: measured on 5.8.6 and 6.1.1, not on 5.4.2 and 4.3.1)
+    assert facts["podman"]["reads_dropins"] is (suite in ("sid", "podman6"))
+    kinds = [f["kind"] for f in facts["podman"]["storage_conf_files"]]
+    assert kinds.count("main") <= 1 and set(kinds) <= {"main", "drop-in"}
     assert facts["graphroot"]["path"] == STORE
     # the resident container's copy, counted by the store library, where Podman copies
     assert facts["graphroot"]["mapped_copies"] == new_copies
