@@ -7,7 +7,7 @@ GUARD_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 # What `make test` runs (~4 min warm): the watch-mode guard evicting as hard as it can against
 # create/rm/run loops on every lab Podman, and the LRU budget / keep_maps on a real store.
 test-guard: deps
-	$(GUARD_PYTEST) tests/integration/test_guard.py
+	$(GUARD_PYTEST) tests/integration/test_guard.py tests/integration/test_guard_restart.py
 
 # The soak of issues 10 and 18: bullseye 3.0, bookworm 4.3 and trixie 5.4, 10 minutes each
 # (SOAK_SECONDS to shorten), the seed-size real-userland image, one new map per second (or as
