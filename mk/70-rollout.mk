@@ -22,8 +22,12 @@ molecule-venv: $(MOLECULE_VENV)/.installed
 
 # molecule test (create, prepare, converge, idempotence, verify, destroy) on a privileged
 # container built from the lab's sid rootfs; molecule's Podman uses a private store.
+# ANSIBLE_HOME: molecule (ansible-compat) installs a copy of this collection into
+# $ANSIBLE_HOME/collections, by default ~/.ansible, where ansible-lint would later find that
+# stale copy before the work tree.
 test-molecule: deps molecule-venv
 	@set -e; export MOLECULE_PODMAN_EXECUTABLE=$(MOLECULE_DIR)/podman-private; \
+	  export ANSIBLE_HOME=$(BUILD)/molecule-home; \
 	  export IDMAPGUARD_MOLECULE_IMAGE=$$($(MOLECULE_DIR)/build-image sid); \
 	  cd $(CURDIR) && NO_COLOR=1 PATH=$(MOLECULE_VENV)/bin:$$PATH molecule test --scenario-name default
 
