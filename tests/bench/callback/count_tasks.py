@@ -23,7 +23,7 @@ description: Writes the counts to the file named by BENCH_COUNT_FILE.
 # actions that never reach the managed host
 CONTROLLER_ONLY = {
     "set_fact", "debug", "assert", "fail", "meta", "set_stats", "include_tasks", "include_role",
-    "import_tasks", "import_role", "include_vars", "fleet_report_files",
+    "import_tasks", "import_role", "include_vars", "fleet_report_files", "validate_argument_spec",
 }
 
 
