@@ -1,7 +1,7 @@
 # Fleet rollout: the rollout on lab hosts over SSH, molecule in containers, and the rollout benchmark.
 MOLECULE_DIR := $(CURDIR)/extensions/molecule
 
-.PHONY: test-rollout test-molecule bench-rollout report-screenshot
+.PHONY: test-rollout test-molecule test-molecule-systemd bench-rollout report-screenshot
 
 # The rollout on lab hosts (bookworm, trixie, sid, sid with fuse-overlayfs) over SSH.
 test-rollout: deps
@@ -31,6 +31,13 @@ test-molecule: deps molecule-venv
 	  export IDMAPGUARD_MOLECULE_IMAGE=$$($(MOLECULE_DIR)/build-image sid); \
 	  cd $(CURDIR) && NO_COLOR=1 PATH=$(MOLECULE_VENV)/bin:$$PATH molecule test --scenario-name default
 
+# The guard's unit in a privileged container whose PID 1 is systemd (bookworm, Podman 4.3,
+# which copies): the remediate role with the guard on, then systemctl says enabled and active.
+test-molecule-systemd: deps molecule-venv
+	@set -e; export MOLECULE_PODMAN_EXECUTABLE=$(MOLECULE_DIR)/podman-private; \
+	  export IDMAPGUARD_MOLECULE_IMAGE=$$($(MOLECULE_DIR)/build-image bookworm systemd); \
+	  cd $(CURDIR) && NO_COLOR=1 PATH=$(MOLECULE_VENV)/bin:$$PATH molecule test --scenario-name systemd
+
 # A converged re-run of the rollout against a bare play (ping + podman info), same lab hosts.
 bench-rollout: deps
 	python tests/bench/bench_rollout.py
@@ -43,4 +50,4 @@ report-screenshot:
 	  --window-size=1200,1400 --screenshot=$(basename $(REPORT)).png file://$(REPORT)
 	@echo "screenshot: $(basename $(REPORT)).png"
 
-TEST_TARGETS += test-rollout test-molecule
+TEST_TARGETS += test-rollout test-molecule test-molecule-systemd
