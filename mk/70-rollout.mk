@@ -35,6 +35,7 @@ test-molecule: deps molecule-venv
 # which copies): the remediate role with the guard on, then systemctl says enabled and active.
 test-molecule-systemd: deps molecule-venv
 	@set -e; export MOLECULE_PODMAN_EXECUTABLE=$(MOLECULE_DIR)/podman-private; \
+	  export ANSIBLE_HOME=$(BUILD)/molecule-home; \
 	  export IDMAPGUARD_MOLECULE_IMAGE=$$($(MOLECULE_DIR)/build-image bookworm systemd); \
 	  cd $(CURDIR) && NO_COLOR=1 PATH=$(MOLECULE_VENV)/bin:$$PATH molecule test --scenario-name systemd
 
