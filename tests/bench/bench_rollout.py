@@ -21,7 +21,8 @@ wall time of the changed host's run.
 Prints the numbers; asserts nothing about time.
 
     make bench-rollout   (BENCH_ROUNDS=3, BENCH_HOSTS=bookworm,trixie,sid,sid-fuse, or e.g. sid*16,trixie*16;
-                          BENCH_BEFORE=path; BENCH_PART=all|hosts|ratio)
+                          BENCH_BEFORE=path; BENCH_PART=all|hosts|ratio;
+                          BENCH_EXTRA='["-e", "idmapguard_metrics_dir="]' adds arguments to the rollout)
 """
 import json
 import os
@@ -159,6 +160,7 @@ def main() -> int:
         # the same environment (SSH via the lab inventory, pipelining) for every play (env above)
         rollout = ["ansible-playbook", "-i", inv, "idmapguard.storage.rollout",
                    "-e", "idmapguard_rollout_report_dir=" + os.path.join(work, "report")]
+        rollout += json.loads(os.environ.get("BENCH_EXTRA", "[]"))
         print("converging the fleet once (not timed) ...", flush=True)
         run(rollout + ["-e", "idmapguard_configure_allow_store_change=true"], env)
         # default batches (on 4 hosts: 1, 1, 2 hosts one after another) and one batch of all hosts
