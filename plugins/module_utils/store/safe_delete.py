@@ -49,7 +49,8 @@ def remove_tree_at(parent_fd: int, name: str, pause: Optional[Callable[[], None]
     Returns False when it did not exist. Raises TamperedStoreError when ``name`` is a symlink
     and MountedError when the tree is or holds a mount point (what was already removed stays
     removed; the rest, mount point included, is left). ``removed[0]`` is increased by every
-    name removed (files and directories), so a caller learns the inodes freed without a walk.
+    inode freed (directories, and files at their last name), so a caller learns the inodes
+    freed without a walk.
     """
     try:
         root_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -106,8 +107,11 @@ def _empty_files_find_subdir(fd: int, counter: Optional[List[int]] = None,
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 return entry.name
+            # A hard-linked file frees its inode with its last name only (a real userland has
+            # hard links; counting names over-reported the inodes a prune freed).
+            last_name = counter is None or entry.stat(follow_symlinks=False).st_nlink <= 1
             os.unlink(entry.name, dir_fd=fd)
-            if counter is not None:
+            if counter is not None and last_name:
                 counter[0] += 1
                 if pause is not None and counter[0] % PAUSE_EVERY == 0:
                     pause()

@@ -43,6 +43,30 @@ def test_remove_tree_streams_and_never_follows_symlinks(tmp_path):
     assert not target.exists() and (outside / "keep").read_text() == "keep"
 
 
+@pytest.mark.parametrize("links_inside,links_outside", [(0, 0), (2, 0), (1, 1), (3, 2)])
+def test_remove_tree_counts_inodes_freed_not_names(tmp_path, links_inside, links_outside):
+    """Hard links (the seed-size userland image has them) free an inode with their last name:
+    the count is the inodes freed, as tree_usage measures them (not the names removed)."""
+    target = tmp_path / "victim"
+    (target / "sub").mkdir(parents=True)
+    (target / "file").write_text("x")
+    for index in range(links_inside):
+        os.link(str(target / "file"), str(target / "sub" / ("link%d" % index)))
+    for index in range(links_outside):
+        os.link(str(target / "file"), str(tmp_path / ("outside%d" % index)))
+    measured = usage.tree_usage(str(tmp_path), "victim")[0]
+    removed = [0]
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert remove_tree_at(fd, "victim", removed=removed) is True
+    finally:
+        os.close(fd)
+    # victim, sub, and the file's inode unless a name outside keeps it
+    expected = 2 + (0 if links_outside else 1)
+    assert removed[0] == expected
+    assert measured == 3 and not links_outside or removed[0] == measured - 1
+
+
 def test_remove_tree_refuses_a_symlinked_root(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "file").write_text("x")
