@@ -50,15 +50,18 @@ class CanaryError(RuntimeError):
     """The canary could not run to a conclusion (the store was cleaned up anyway)."""
 
 
-class _Interrupted(BaseException):
-    """SIGTERM/SIGHUP/SIGINT while the canary's objects exist: unwind through the cleanup."""
+class Interrupted(BaseException):
+    """SIGTERM/SIGHUP/SIGINT while the objects of a canary (or a proof) exist: unwind through
+    the cleanup."""
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise _Interrupted("signal %d" % signum)
+def raise_interrupted(signum: int, _frame: Any) -> None:
+    """The signal handler a canary or proof installs for INTERRUPT_SIGNALS while its objects exist."""
+    raise Interrupted("signal %d" % signum)
 
 
-_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# A task timeout or a cancelled run sends one of these.
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def process_start_time(pid: int, proc: str = "/proc") -> Optional[str]:
@@ -93,7 +96,7 @@ def owner_alive(name: str, proc: str = "/proc") -> Optional[bool]:
 
 
 def _names(run: Runner, podman: str, gargs: List[str], args: List[str]) -> List[str]:
-    rc, out, _err = _podman(run, podman, args + ["--format", "json"], gargs)
+    rc, out, _err = podman_call(run, podman, args + ["--format", "json"], gargs)
     if rc != 0:
         return []
     try:
@@ -118,12 +121,12 @@ def remove_leftovers(run: Runner, podman: str = "podman", global_args: Optional[
     removed = []  # type: List[str]
     for name in _names(run, podman, gargs, ["ps", "--all"]):
         if owner_alive(name, proc) is False:
-            rc, _out, _err = _podman(run, podman, ["rm", "--force", "--ignore", name], gargs)
+            rc, _out, _err = podman_call(run, podman, ["rm", "--force", "--ignore", name], gargs)
             if rc == 0:
                 removed.append("container " + name)
     for name in _names(run, podman, gargs, ["images"]):
         if owner_alive(name, proc) is False:
-            rc, _out, _err = _podman(run, podman, ["rmi", "--force", name], gargs)
+            rc, _out, _err = podman_call(run, podman, ["rmi", "--force", name], gargs)
             if rc == 0:
                 removed.append("image " + name)
     for path in glob.glob(os.path.join(tmpdir or tempfile.gettempdir(), NAME_PREFIX + "*")):
@@ -149,7 +152,8 @@ def write_image_tar(path: str, files: int = CANARY_FILES) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
-def _podman(run: Runner, podman: str, args: List[str], global_args: List[str]) -> Tuple[int, str, str]:
+def podman_call(run: Runner, podman: str, args: List[str], global_args: List[str]) -> Tuple[int, str, str]:
+    """`podman <global args> <args>`; (127, "", why) when it cannot be run at all."""
     try:
         return run([podman] + global_args + args)
     except OSError as exc:
@@ -172,34 +176,34 @@ def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str,
     after_create = None  # type: Optional[Dict[str, Any]]
     cleanup_errors = []  # type: List[str]
     # A task timeout or a cancelled run sends SIGTERM; unwind through the cleanup below.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in _SIGNALS}
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in INTERRUPT_SIGNALS}
     try:
         tar_path = os.path.join(workdir, "rootfs.tar")
         write_image_tar(tar_path)
-        rc, _out, err = _podman(run, podman, ["import", "--quiet", tar_path, image], gargs)
+        rc, _out, err = podman_call(run, podman, ["import", "--quiet", tar_path, image], gargs)
         if rc != 0:
             failure = "podman import failed (rc=%d): %s" % (rc, err.strip()[:300])
         else:
-            rc, _out, err = _podman(run, podman, ["create", "--name", container, "--uidmap", uidmap,
+            rc, _out, err = podman_call(run, podman, ["create", "--name", container, "--uidmap", uidmap,
                                                   "--gidmap", gidmap, image, "/canary/none"], gargs)
             if rc != 0:
                 failure = "podman create with --uidmap %s --gidmap %s failed (rc=%d): %s" % (
                     uidmap, gidmap, rc, err.strip()[:300])
             else:
                 after_create = mapped_copies(settings)
-    except _Interrupted as exc:
+    except Interrupted as exc:
         failure = "interrupted by %s" % exc
     finally:
         # Remove whatever may exist, whichever step failed; a failed create can leave a copy
         # behind, which goes with the image. A second signal must not cut the cleanup short.
-        for sig in _SIGNALS:
+        for sig in INTERRUPT_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        rc, _out, err = _podman(run, podman, ["rm", "--force", "--ignore", container], gargs)
+        rc, _out, err = podman_call(run, podman, ["rm", "--force", "--ignore", container], gargs)
         if rc != 0:
             cleanup_errors.append("podman rm %s: %s" % (container, err.strip()[:200]))
-        rc, _out, err = _podman(run, podman, ["image", "exists", image], gargs)
+        rc, _out, err = podman_call(run, podman, ["image", "exists", image], gargs)
         if rc == 0:
-            rc, _out, err = _podman(run, podman, ["rmi", "--force", image], gargs)
+            rc, _out, err = podman_call(run, podman, ["rmi", "--force", image], gargs)
             if rc != 0:
                 cleanup_errors.append("podman rmi %s: %s" % (image, err.strip()[:200]))
         shutil.rmtree(workdir, ignore_errors=True)

@@ -19,6 +19,8 @@ import re
 import shlex
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
+
 DISABLE_VAR = "_CONTAINERS_OVERLAY_DISABLE_IDMAP"
 # containers/storage compares the value with "yes" exactly.
 DISABLE_VALUE = "yes"
@@ -54,14 +56,10 @@ def is_chrooted(proc: str = "/proc") -> bool:
     except OSError:
         pass
     try:
-        with open(os.path.join(proc, "self/mountinfo")) as handle:
-            for line in handle:
-                fields = line.split()
-                if len(fields) > 4 and fields[4] == "/":
-                    return False
-        return True  # no mount at our "/": we sit below a mount point, i.e. chrooted
-    except (OSError, IOError):
+        points = mount_points(os.path.join(proc, "self/mountinfo"))
+    except (OSError, UnicodeError):
         return False
+    return "/" not in points  # no mount at our "/": we sit below a mount point, i.e. chrooted
 
 
 _ENV_LINE = re.compile(r"^\s*Environment\s*=\s*(.*)$")

@@ -46,6 +46,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
 from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import read_probe_cache
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import read_marker
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import filesystem_type
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import mapped_copies
 from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import HostFacts, evaluate, probe_conclusive
@@ -111,26 +112,6 @@ def _storage(run: Runner, params: SupportParams, warnings: List[str]) -> Storage
         warnings.append("podman info failed, storage settings read from storage.conf instead: %s"
                         % settings.podman_error)
     return settings
-
-
-def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
-    """Type of the filesystem holding path: the longest mount point in mountinfo that contains it."""
-    real = os.path.realpath(path)
-    best, best_type = "", None  # type: Tuple[str, Optional[str]]
-    try:
-        with open(mountinfo) as handle:
-            for line in handle:
-                left, _sep, right = line.partition(" - ")
-                fields = left.split()
-                if len(fields) < 5 or not right:
-                    continue
-                point = fields[4].replace("\\040", " ")
-                inside = real == point or real.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, best_type = point, right.split()[0]
-    except (OSError, IOError):
-        return None
-    return best_type
 
 
 def _proof_case(params: SupportParams, verdict: Any, disable: Dict[str, Any]) -> Optional[str]:

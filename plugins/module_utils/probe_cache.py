@@ -29,7 +29,7 @@ import errno
 import os
 import re
 import stat
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 # Features whose negative answer makes c/storage copy image layers for ID-mapped containers.
 SHARING_FEATURES = ("overlay", "idmapped-lower-dir")
@@ -38,7 +38,21 @@ _TEXT_LIMIT = 4096
 
 
 class ProbeCacheError(RuntimeError):
-    """A marker could not be read or removed (the message names the file and what was done)."""
+    """A marker could not be read or removed (the message names the file and what was done;
+    ``removed`` and ``absent`` list the markers handled before it)."""
+
+    def __init__(self, message: str, removed: Optional[List[str]] = None, absent: Optional[List[str]] = None) -> None:
+        super().__init__(message)
+        self.removed = list(removed or [])
+        self.absent = list(absent or [])
+
+
+def argument_spec() -> Dict[str, Any]:
+    """The probe_cache module's argument spec, defined once."""
+    return dict(
+        runroot=dict(type="path", required=True),
+        clear=dict(type="list", elements="str", required=True, choices=list(SHARING_FEATURES)),
+    )
 
 
 def cache_dir(runroot: str, driver: str = "overlay") -> str:
@@ -134,3 +148,25 @@ def clear_negative_marker(runroot: str, feature: str, check_mode: bool = False,
                 return {"path": path, "existed": False, "removed": False, "text": text}
             raise ProbeCacheError("cannot remove %s: %s (nothing was changed)" % (path, exc))
     return {"path": path, "existed": True, "removed": True, "text": text}
+
+
+def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """The probe_cache module: clear each negative marker of ``params["clear"]``; the result
+    has ``changed``, ``removed``, ``absent`` and ``diff``. ProbeCacheError (with what was
+    removed before it) on failure."""
+    removed, absent, before = [], [], []  # type: List[str], List[str], List[str]
+    try:
+        for feature in params["clear"]:
+            result = clear_negative_marker(params["runroot"], feature, check_mode=check_mode)
+            if result["removed"]:
+                removed.append(result["path"])
+                before.append("%s%s\n" % (result["path"], (": " + result["text"]) if result["text"] else ""))
+            else:
+                absent.append(result["path"])
+    except ProbeCacheError as exc:
+        done = "check mode, nothing was changed" if check_mode else (
+            "removed before that: %s" % (", ".join(removed) or "nothing"))
+        raise ProbeCacheError("%s (%s)" % (exc, done), removed=[] if check_mode else removed, absent=absent)
+    diff = {"before_header": "cached probe answers", "after_header": "cached probe answers",
+            "before": "".join(before), "after": ""}
+    return dict(changed=bool(removed), removed=removed, absent=absent, diff=diff)

@@ -276,7 +276,7 @@ def judge(ids: Dict[str, int], uid_ext: Sequence[Extent], gid_ext: Sequence[Exte
 
 
 def _run(run: canary.Runner, podman: str, args: List[str]) -> Tuple[int, str, str]:
-    return canary._podman(run, podman, args, [])  # pylint: disable=protected-access
+    return canary.podman_call(run, podman, args, [])
 
 
 def _inspect(run: canary.Runner, podman: str, kind: List[str], name: str) -> Optional[str]:
@@ -312,7 +312,7 @@ def run_proof(run: canary.Runner, uidmap: str, gidmap: str, podman: str = "podma
     outside = {}  # type: Dict[str, Any]
     failure = None  # type: Optional[str]
     cleanup_errors = []  # type: List[str]
-    previous = {sig: signal.signal(sig, canary._interrupt) for sig in canary._SIGNALS}  # pylint: disable=protected-access
+    previous = {sig: signal.signal(sig, canary.raise_interrupted) for sig in canary.INTERRUPT_SIGNALS}
     try:
         tar_path = os.path.join(workdir, "rootfs.tar")
         try:
@@ -345,10 +345,10 @@ def run_proof(run: canary.Runner, uidmap: str, gidmap: str, podman: str = "podma
                 argv = ["run", "--name", second_name] + common + [committed, "/bin/sh", "-c", _second_script()]
                 rc, out, err = _run(run, podman, argv)
                 second = {"rc": rc, "parsed": parse_output(out), "error": err.strip()[-400:]}
-    except canary._Interrupted as exc:  # pylint: disable=protected-access
+    except canary.Interrupted as exc:
         failure = "interrupted by %s" % exc
     finally:
-        for sig in canary._SIGNALS:  # pylint: disable=protected-access
+        for sig in canary.INTERRUPT_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         for name in (second_name, first_name):
             rc, _out, err = _run(run, podman, ["rm", "--force", "--ignore", name])

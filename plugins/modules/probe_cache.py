@@ -71,36 +71,19 @@ absent:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import (
-    SHARING_FEATURES,
     ProbeCacheError,
-    clear_negative_marker,
+    argument_spec,
+    run,
 )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            runroot=dict(type="path", required=True),
-            clear=dict(type="list", elements="str", required=True, choices=list(SHARING_FEATURES)),
-        ),
-        supports_check_mode=True,
-    )
-    removed, absent, before = [], [], []
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     try:
-        for feature in module.params["clear"]:
-            result = clear_negative_marker(module.params["runroot"], feature, check_mode=module.check_mode)
-            if result["removed"]:
-                removed.append(result["path"])
-                before.append("%s%s\n" % (result["path"], (": " + result["text"]) if result["text"] else ""))
-            else:
-                absent.append(result["path"])
+        result = run(module.params, module.check_mode)
     except ProbeCacheError as exc:
-        done = "check mode, nothing was changed" if module.check_mode else (
-            "removed before that: %s" % (", ".join(removed) or "nothing"))
-        module.fail_json(msg="%s (%s)" % (exc, done), removed=[] if module.check_mode else removed, absent=absent)
-    diff = {"before_header": "cached probe answers", "after_header": "cached probe answers",
-            "before": "".join(before), "after": ""}
-    module.exit_json(changed=bool(removed), removed=removed, absent=absent, diff=diff)
+        module.fail_json(msg=str(exc), removed=exc.removed, absent=exc.absent)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 
 Every c/storage writer (pkg/lockfile Touch/RecordWrite, 1.24 to 1.62) writes a new 64-byte
 token at offset 0 of the lock file it holds before releasing it, so that other processes know
-to reload. Reading those 64 bytes (``pread``, no lock taken) tells us within one poll that a
-container, layer, image or mount changed. A torn read only costs a spurious pass.
+to reload. Reading it (store/locks.py ``read_last_write_token``, no lock taken) tells us within
+one poll that a container, layer, image or mount changed. A torn read only costs a spurious pass.
 
 The files are opened once and kept open. This matters: POSIX record locks belong to the
 process, and closing *any* fd of a file drops every lock the process holds on it, so an fd
@@ -21,7 +21,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-TOKEN_SIZE = 64
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import read_last_write_token
 
 
 class LockTokenWatcher:
@@ -61,7 +61,7 @@ class LockTokenWatcher:
         if fd is None:
             return None
         try:
-            return os.pread(fd, TOKEN_SIZE, 0)
+            return read_last_write_token(fd)
         except OSError:
             return None
 

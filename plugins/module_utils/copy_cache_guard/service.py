@@ -41,6 +41,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis 
     MappedCopy, copy_usage, select_prunable,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import watched_lock_paths
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import normal_priority
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import Plan
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
@@ -87,8 +88,7 @@ class CopyCacheGuard:
         self.stopping = False  # set by SIGTERM/SIGINT in watch()
 
     def lock_paths(self) -> List[str]:
-        layout = self.store.layout
-        return [layout.layers_lock, layout.images_lock, layout.containers_lock, layout.mountpoints_lock]
+        return watched_lock_paths(self.store.layout)
 
     def budget(self, inodes_total: int) -> reclaim_policy.CacheBudget:
         return reclaim_policy.cache_budget(inodes_total, self.settings.budget_percent,

@@ -37,6 +37,10 @@ class StorageConfConflict(Exception):
     """The file changed on the host after the controller read it."""
 
 
+class StorageConfMisuse(Exception):
+    """The module was called without its action plugin (no edit to apply)."""
+
+
 def user_argument_spec() -> Dict[str, Any]:
     """The options a task gives; the action plugin validates them with this same spec."""
     return dict(
@@ -101,7 +105,7 @@ def apply(module: Any) -> Dict[str, Any]:
     path = p["path"]
     edit = p["_edit"]
     if not edit or edit.get("content") is None:
-        module.fail_json(msg="storage_conf runs through its action plugin; call it as idmapguard.storage.storage_conf")
+        raise StorageConfMisuse("storage_conf runs through its action plugin; call it as idmapguard.storage.storage_conf")
     content = edit["content"].encode("utf-8")
     store_before = edit.get("store_before") or {}
     store_after = edit.get("store_after") or {}
@@ -186,7 +190,7 @@ def run_module(module: Any) -> None:
         module.fail_json(msg=str(exc), refused=True, changed=False)
     except StorageConfInvalid as exc:
         module.fail_json(msg="Podman rejects the edited file, nothing changed: %s" % exc, changed=False)
-    except StorageConfConflict as exc:
+    except (StorageConfConflict, StorageConfMisuse) as exc:
         module.fail_json(msg=str(exc), changed=False)
     except OSError as exc:
         module.fail_json(msg="cannot write %s: %s" % (module.params["path"], exc), changed=False)

@@ -5,8 +5,8 @@
 
 Deleting staged data needs no lock of the store, but it loads the filesystem's journal; a
 ``podman create`` that is writing (and fsyncing) the store's JSON meanwhile waits for that
-journal. So the deletion looks, every few hundred entries, whether any process holds (or
-waits for) one of the store's lock files, with fcntl F_GETLK, which takes no lock itself, and
+journal. So the deletion looks, every few hundred entries, whether any process holds one of the
+store's lock files (locks.held_by_another_process: F_GETLK, which takes no lock itself), and
 pauses until Podman is done: at most ``MAX_PAUSE`` per look, and never more in all than the
 time the work itself has taken plus ``PAUSE_CREDIT`` (a Podman that holds a lock nearly all
 the time, as 4.3 does while it chowns a copy per create, still leaves a long deletion half of
@@ -18,14 +18,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import fcntl
 import os
 import struct
 import time
 from typing import List
 
-# struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
-_FLOCK = "hhqqi4x"
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import held_by_another_process
+
 MAX_PAUSE = 2.0
 PAUSE_CREDIT = 1.0
 _POLL = 0.005
@@ -46,14 +45,12 @@ class PodmanActivity:
         self._started = time.monotonic()
 
     def busy(self) -> bool:
-        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
         for fd in self._fds:
             try:
-                answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+                if held_by_another_process(fd):
+                    return True
             except (OSError, struct.error):
                 continue
-            if struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK:
-                return True
         return False
 
     def pause(self) -> None:

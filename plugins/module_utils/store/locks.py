@@ -12,7 +12,13 @@
 * A writer records a new 64-byte "last write" token at offset 0 (lockfile.RecordWrite:
   8 bytes time, 8 bytes counter, 4 bytes pid, 44 random bytes), so other processes reload.
 * Writers take layers -> images -> containers (store.go writeToAllStores); the mountpoints
-  lock is taken inside the layers lock (layers.go Save/load).
+  lock is taken inside the layers lock (layers.go Save/load). :func:`store_lock_paths` is that
+  order, listed here only.
+* Whether another process holds a lock is asked with F_GETLK, which takes none
+  (:func:`held_by_another_process`); whether a store changed, by reading the 64-byte token
+  without a lock (:func:`read_last_write_token`; a torn read costs one spurious look).
+
+This file is the lock protocol: every other file asks it for paths, order, tokens and holders.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,9 +33,38 @@ import time
 from typing import List, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 
 TOKEN_SIZE = 64
 _counter = itertools.count(1)
+# struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
+_FLOCK = "hhqqi4x"
+
+
+def store_lock_paths(layout: StoreLayout) -> List[str]:
+    """The store's lock files in the order c/storage's writers take them (store.go
+    writeToAllStores): layers, images, containers. Each sits where the layout puts it (the
+    containers' in the runroot with a transient store, the images' in a split image store)."""
+    return [layout.layers_lock, layout.images_lock, layout.containers_lock]
+
+
+def watched_lock_paths(layout: StoreLayout) -> List[str]:
+    """Every lock file whose last-write token moves when the store changes: the store's, and
+    the mountpoints lock (a mount or an unmount of a layer)."""
+    return store_lock_paths(layout) + [layout.mountpoints_lock]
+
+
+def read_last_write_token(fd: int) -> bytes:
+    """The last writer's token at offset 0, read without a lock."""
+    return os.pread(fd, TOKEN_SIZE, 0)
+
+
+def held_by_another_process(fd: int) -> bool:
+    """Whether another process holds (or is granted) a lock on the file of ``fd``: F_GETLK,
+    which takes no lock itself (a lock of our own process is never reported)."""
+    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
 
 
 def new_last_write_token() -> bytes:

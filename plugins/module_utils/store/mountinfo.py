@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Mount points under the store, and the mount a directory fd lives on.
+"""The mount table (the one /proc/self/mountinfo parser), mount points under the store, the
+filesystem a path is on, and the mount a directory fd lives on.
 
 Why not ``st_dev``: a bind mount from the same filesystem has the same device number as the
 directory it covers, so a walk comparing ``st_dev`` deletes straight through it. The kernel's
@@ -17,7 +18,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import ctypes
 import os
 import re
-from typing import Iterable, List, Optional
+from typing import Iterable, List, NamedTuple, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import LIBC as _LIBC
 
@@ -34,15 +35,48 @@ def _unescape(field: str) -> str:
     return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mount_points(mountinfo: str = MOUNTINFO) -> List[str]:
-    """Every mount point of this mount namespace (field 5 of mountinfo), in order."""
-    points = []
+class Mount(NamedTuple):
+    """One line of mountinfo: the mount point (field 5, unescaped) and the filesystem type
+    (the first field after the " - " separator)."""
+
+    point: str
+    fs_type: Optional[str]
+
+
+def mounts(mountinfo: str = MOUNTINFO) -> List[Mount]:
+    """Every mount of this mount namespace, in mountinfo's order (OSError when it cannot be read)."""
+    found = []
     with open(mountinfo, "r", encoding="utf-8", errors="surrogateescape") as handle:
         for line in handle:
-            fields = line.split(" ")
-            if len(fields) > 5:
-                points.append(os.path.normpath(_unescape(fields[4])))
-    return points
+            # Fields never hold a space (the kernel escapes it), so " - " is only the separator.
+            left, _sep, right = line.rstrip("\n").partition(" - ")
+            fields = left.split(" ")
+            if len(fields) < 5:
+                continue
+            fs_type = right.split(" ")[0] if right else None
+            found.append(Mount(os.path.normpath(_unescape(fields[4])), fs_type or None))
+    return found
+
+
+def mount_points(mountinfo: str = MOUNTINFO) -> List[str]:
+    """Every mount point of this mount namespace (field 5 of mountinfo), in order."""
+    return [mount.point for mount in mounts(mountinfo)]
+
+
+def filesystem_type(path: str, mountinfo: str = MOUNTINFO) -> Optional[str]:
+    """The type of the filesystem holding ``path``: that of the last-mounted, longest mount point
+    containing it; None when mountinfo cannot be read."""
+    real = os.path.realpath(path)
+    best, best_type = "", None  # type: tuple[str, Optional[str]]
+    try:
+        table = mounts(mountinfo)
+    except (OSError, UnicodeError):
+        return None
+    for mount in table:
+        inside = real == mount.point or real.startswith(mount.point.rstrip("/") + "/")
+        if inside and len(mount.point) >= len(best):
+            best, best_type = mount.point, mount.fs_type
+    return best_type
 
 
 def mounts_at_or_under(points: Iterable[str], path: str) -> List[str]:

@@ -48,6 +48,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.activity 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import DeleteError, MountedError, StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import fsync_dir
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import store_lock_paths
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_id
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import idle_priority
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import (
@@ -335,10 +336,6 @@ class StagingRun:
             self.fd = None
 
 
-def _store_locks(layout: StoreLayout) -> List[str]:
-    return [layout.layers_lock, layout.images_lock, layout.containers_lock]
-
-
 def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: Hook,
                     activity: Optional[PodmanActivity] = None) -> None:
     for entry in sorted(os.listdir(fd)):
@@ -406,7 +403,7 @@ def _delete_run(layout: StoreLayout, name: str, fd: int, stale: bool, measure: b
                 hook: Hook = None, catch_up: bool = False) -> "Deletion":
     done = Deletion(run=os.path.join(staging_root(layout), name), stale=stale)
     started = time.monotonic()
-    activity = PodmanActivity(_store_locks(layout)) if not catch_up else None
+    activity = PodmanActivity(store_lock_paths(layout)) if not catch_up else None
     try:
         with (idle_priority() if not catch_up else contextlib.nullcontext(False)) as is_idle:
             done.idle_io = is_idle
@@ -608,7 +605,7 @@ def finish_stale_runs(layout: StoreLayout, measure: bool = True, hook: Hook = No
     with _RootLock(layout, create=True) as _root_fd:
         for run in _orphan_driver_runs(layout, tried):
             deletion = Deletion(run=os.path.join(driver_staging_root(layout), DRIVER_RUN_PREFIX + run), stale=True)
-            activity = PodmanActivity(_store_locks(layout))
+            activity = PodmanActivity(store_lock_paths(layout))
             try:
                 with idle_priority() as is_idle:
                     deletion.idle_io = is_idle

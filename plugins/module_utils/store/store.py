@@ -22,7 +22,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.consisten
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import StoreLocation
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, StoreLocks
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.locks import LockFile, StoreLocks, store_lock_paths
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import flags_changed
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import run_in_background
@@ -61,8 +61,7 @@ class Store:
 
     # --- locking ---------------------------------------------------------------------------
     def _lock_paths(self) -> List[str]:
-        layout = self.layout
-        return [layout.layers_lock, layout.images_lock, layout.containers_lock]
+        return store_lock_paths(self.layout)
 
     def _load_with_mounts(self) -> StoreState:
         mounts = LockFile(self.layout.mountpoints_lock)
