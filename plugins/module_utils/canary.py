@@ -185,7 +185,7 @@ def run_canary(run: Runner, settings: StorageSettings, uidmap: str, gidmap: str,
             failure = "podman import failed (rc=%d): %s" % (rc, err.strip()[:300])
         else:
             rc, _out, err = podman_call(run, podman, ["create", "--name", container, "--uidmap", uidmap,
-                                                  "--gidmap", gidmap, image, "/canary/none"], gargs)
+                                                      "--gidmap", gidmap, image, "/canary/none"], gargs)
             if rc != 0:
                 failure = "podman create with --uidmap %s --gidmap %s failed (rc=%d): %s" % (
                     uidmap, gidmap, rc, err.strip()[:300])
