@@ -53,7 +53,15 @@ def run_module(inventory_path: str, host, args: str = "", check: bool = False) -
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith(host.name + " | "))
-    return json.loads(line.split(" => ", 1)[1])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith(host.name + " | "))
+    result = json.loads(line.split(" => ", 1)[1])
+    assert not result.get("failed"), proc.stdout[-3000:] + proc.stderr[-3000:]
+    # The callback prints the module's warnings apart ("[WARNING]: ...", maybe wrapped), not in
+    # the result: put them back, one per marker, whitespace made single.
+    printed = (proc.stderr + "\n" + proc.stdout).split("[WARNING]:")[1:]
+    result.setdefault("warnings", [" ".join(text.split()) for text in printed])
+    return result
 
 
 def store_state(host) -> Tuple[Set[str], Dict[str, Any], int]:
