@@ -75,13 +75,14 @@ def podman_view(host) -> Dict[str, Any]:
 
 
 def ansible_module(inventory_path: str, host, module: str, args: str = "") -> Dict[str, Any]:
-    """One module run through ansible-core alone (its one-line output: ``host | STATUS => {json}``)."""
+    """One module run through ansible-core alone (the default callback: ``host | STATUS => {json}``)."""
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False")
-    argv = ["ansible", "-i", inventory_path, host.name, "-o", "-m", module] + (["-a", args] if args else [])
+    argv = ["ansible", "-i", inventory_path, host.name, "-m", module] + (["-a", args] if args else [])
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith(host.name + " | "))
-    return json.loads(line.split(" => ", 1)[1])
+    start = proc.stdout.index(" => ", proc.stdout.index(host.name + " | ")) + 4
+    result = json.JSONDecoder().raw_decode(proc.stdout[start:])[0]
+    return result
 
 
 @pytest.mark.parametrize("suite,extra_conf,podman_does,verdict", CASES, ids=["trixie", "sid", "sid-fuse"])

@@ -88,14 +88,15 @@ def ansible_playbook(inv, playbook):
 
 
 def ansible_module(inv, host, module, args):
-    """One module run through ansible-core alone (its one-line output: ``host | STATUS => {json}``)."""
+    """One module run through ansible-core alone (the default callback: ``host | STATUS => {json}``)."""
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "-i", inv, host.name, "-o", "-m", module,
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "-i", inv, host.name, "-m", module,
             "-a", json.dumps(args)]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith(host.name + " | "))
-    return json.loads(line.split(" => ", 1)[1])
+    start = proc.stdout.index(" => ", proc.stdout.index(host.name + " | ")) + 4
+    result = json.JSONDecoder().raw_decode(proc.stdout[start:])[0]
+    return result
 
 
 def mapped_layers(host, image_root):

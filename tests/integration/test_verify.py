@@ -43,23 +43,21 @@ def prepare(host) -> None:
 
 
 def run_module(inventory_path: str, host, args: str = "", check: bool = False) -> Dict[str, Any]:
-    """idmap_support through ansible-core alone (its one-line output: ``host | STATUS => {json}``)."""
+    """idmap_support through ansible-core alone (the default callback: ``host | STATUS => {json}``)."""
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False")
-    argv = ["ansible", "-i", inventory_path, host.name, "-o", "-m", "idmapguard.storage.idmap_support"]
+    argv = ["ansible", "-i", inventory_path, host.name, "-m", "idmapguard.storage.idmap_support"]
     if args:
         argv += ["-a", args]
     if check:
         argv.append("--check")
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith(host.name + " | "))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith(host.name + " | "))
-    result = json.loads(line.split(" => ", 1)[1])
+    start = proc.stdout.index(" => ", proc.stdout.index(host.name + " | ")) + 4
+    result = json.JSONDecoder().raw_decode(proc.stdout[start:])[0]
     assert not result.get("failed"), proc.stdout[-3000:] + proc.stderr[-3000:]
-    # The callback prints the module's warnings apart ("[WARNING]: ...", maybe wrapped), not in
-    # the result: put them back, one per marker, whitespace made single.
-    printed = (proc.stderr + "\n" + proc.stdout).split("[WARNING]:")[1:]
+    # The callback prints the module's warnings apart ("[WARNING]: ...", maybe wrapped) on
+    # stderr, not in the result: put them back, one per marker, whitespace made single.
+    printed = proc.stderr.split("[WARNING]:")[1:]
     result.setdefault("warnings", [" ".join(text.split()) for text in printed])
     return result
 
