@@ -86,6 +86,8 @@ def _podman_view(host):
     """What `podman images` says (rc and output), compared before and after our run."""
     proc = host.podman("images", "-a", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}")
     stderr = re.sub(r'time="[^"]*" ', "", proc.stderr.strip())  # the same warnings, other times
+    # Podman 3.0 names whichever image it meets first (random order): the error, not the id
+    stderr = re.sub(r"\b[0-9a-f]{64}\b", "<id>", stderr)
     return proc.returncode, sorted(proc.stdout.split("\n")), stderr[-400:]
 
 
