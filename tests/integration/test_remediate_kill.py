@@ -69,8 +69,11 @@ def _quick_agree(host, before, tag, used_map, system_check=True):
         host.podman("rm", "probe", check=True)
 
 
-def _kill_in(host, rng, kind: str):
-    """Run the guard and kill -9 it in a step of ``kind``; returns the last step it printed."""
+def _kill_in(host, rng, kind: str, copies: int):
+    """Run the guard and kill -9 it in a step of ``kind``; returns the last step it printed.
+
+    For the repeated kinds the occurrence is picked among those the prune will have: ``stage``
+    comes once per planned copy (``copies``), ``delete`` at least four times per copy."""
     proc, pid = _start_guard(host, STEP_SLEEP)
     seen = []
     target = None
@@ -84,7 +87,8 @@ def _kill_in(host, rng, kind: str):
                 seen.append(step)
                 if step.split(":")[0] == kind:
                     if target is None:
-                        target = rng.randint(0, 2)  # which occurrence of a repeated kind
+                        # which occurrence of a repeated kind (one that comes up)
+                        target = rng.randint(0, min(2, copies - 1))
                     if target == 0 or kind not in ("stage", "delete"):
                         # inside that step's pause: every step before it is done, it is not
                         time.sleep(rng.uniform(0.0, STEP_SLEEP * 0.4))  # + the time kill takes
@@ -124,7 +128,7 @@ def test_kill9_in_every_step(lab_host):
         count = rng.randint(2, 3)
         _make_garbage(host, tag, 1000 + trial * 10, count)
         before = rs.podman_state(host)
-        last, rc = _kill_in(host, rng, kind)
+        last, rc = _kill_in(host, rng, kind, count)
         landed[last.split(":")[0]] += 1
         print("trial %d %s: aimed at %s, last step %s, rc %s" % (trial, suite, kind, last, rc))
         _quick_agree(host, before, tag, rs.noncontig_map(1000 + trial * 10))
