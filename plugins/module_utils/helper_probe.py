@@ -12,12 +12,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import hashlib
 import os
 import stat
 from typing import Any, Dict
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, run_json
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import sha256_file
 
 
 # Where roles/helper installs it (idmapguard_helper_dest).
@@ -57,14 +57,6 @@ def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str
         if not isinstance(check, dict) or "ok" not in check:
             raise ProbeError("%s printed no '%s' check" % (" ".join(argv), name))
     return data
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def helper_identity(run: Runner, helper: str) -> Dict[str, Any]:

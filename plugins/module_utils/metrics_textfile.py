@@ -25,8 +25,9 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import math
 import os
 import re
-import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import replace_file
 
 # Where node_exporter's textfile collector reads, as the distributions package it:
 # Debian/Ubuntu prometheus-node-exporter (its default --collector.textfile.directory), and the
@@ -152,22 +153,12 @@ def write_textfile(directory: str, name: str, text: str, check_mode: bool = Fals
         return True, old
     try:
         os.makedirs(directory, 0o755, exist_ok=True)
-        # not *.prom while being written: node_exporter skips it until the rename
-        fd, tmp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise MetricsError("cannot write in %s: %s" % (directory, exc))
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
+        # the temp file is .NAME.prom.*.tmp, not *.prom: node_exporter skips it until the rename
+        replace_file(path, text.encode("utf-8"), 0o644)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise MetricsError("cannot write %s: %s" % (path, exc))
     return True, old
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import sha256_file
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import sha256_file
 
 # Sources, in the order they win: an operator binary for every host, a binary per architecture,
 # the prebuilt binary of the execution environment, then a build (controller or host).

@@ -12,21 +12,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import hashlib
 import json
 import zipimport
 from typing import Any, Dict, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import sha256_file
+
 # Written into the archive by the builder (plugins/plugin_utils/guard_artifact.py, MANIFEST).
 MANIFEST = "idmapguard-artifact.json"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def running_artifact(loader: Any = None) -> Optional[Dict[str, Any]]:
@@ -42,7 +35,7 @@ def running_artifact(loader: Any = None) -> Optional[Dict[str, Any]]:
     except (OSError, ValueError):
         version = None
     try:
-        sha256 = _sha256(path)
+        sha256 = sha256_file(path)
     except OSError as exc:
         return {"path": path, "sha256": None, "version": version, "error": str(exc)}
     return {"path": path, "sha256": sha256, "version": version}

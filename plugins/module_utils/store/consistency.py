@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError, TamperedStoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.jsonfile import read_json_list
 
 CONSISTENT = "consistent"
 INCONSISTENT = "inconsistent"
@@ -153,21 +154,12 @@ def gate_findings(layer_files: List[LayerFile], images: Optional[List[Dict[str, 
 
 
 def read_images_for_gate(path: str) -> Optional[List[Dict[str, Any]]]:
-    """images.json as a list (None if absent or unparsable: StoreState.load names that)."""
+    """images.json as a list ([] if absent; None if it is not a JSON list of objects:
+    StoreState.load names that)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StoreError("cannot read %s: %s" % (path, exc))
-    if not data.strip():
-        return []
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        return read_json_list(path) or []
+    except TamperedStoreError:
         return None
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else None
 
 
 def check_store(layout: StoreLayout, additional: Iterable[str], load: Callable[[], Any]) -> Tuple[Any, List[str]]:

@@ -17,6 +17,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import replace_file
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError, TamperedStoreError
 
 
@@ -53,21 +54,8 @@ def write_json_list(path: str, records: List[Dict[str, Any]], mode: int = 0o600)
     tmp = os.path.join(directory, ".%s.idmapguard-tmp" % os.path.basename(path))
     data = json.dumps(records, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        replace_file(path, data, mode, tmp=tmp)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise StoreError("cannot write %s: %s" % (path, exc))
     fsync_dir(directory)
 
