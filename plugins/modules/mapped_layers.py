@@ -35,7 +35,7 @@ description:
     consistency gate (every layer file parses as c/storage writes it, every image's top layer and
     mapped layer and every layer's parent exist); a store that fails is refused with the first
     inconsistency named and nothing changed (O(state=report) marks it C(inconsistent)).
-  - A copy whose data cannot be moved whole is put back whole and reported in RV(skipped); a failure
+  - A copy whose data cannot be moved whole is put back whole and reported in RV(not_removed); a failure
     part-way names every change made before it.
   - At 0 free inodes it first frees an inode inside a copy it is about to remove, then proceeds;
     the store location then comes from storage.conf, because Podman itself fails.
@@ -252,7 +252,7 @@ removed:
   returned: state=pruned
   type: list
   elements: dict
-skipped:
+not_removed:
   description:
     - Planned copies left alone, with C(reason) (V(in use), V(mounted), V(gone), V(cannot stage),
       V(undeletable)) and C(why).
@@ -262,6 +262,8 @@ skipped:
       staging step. Its C(why) names the entry and the flag, as C(undeletable) then the path then
       C(immutable) or C(append-only), separated by colons.
       Such a copy is left whole (records, mapped-layers entry, data); the rest of the run goes on.
+    - Formerly C(skipped), a key Ansible reserves for a skipped task (a non-empty
+      list made the task count as skipped).
   returned: state=pruned
   type: list
   elements: dict

@@ -124,13 +124,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write("idmapguard-prune: %s\n" % exc)
         return 2
     _emit({"changed": result["changed"], "removed": len(result.get("removed", [])),
-           "skipped": len(result.get("skipped", [])), "inodes_freed": result.get("inodes_freed", 0),
+           "skipped": len(result.get("not_removed", [])), "inodes_freed": result.get("inodes_freed", 0),
            "bytes_freed": result.get("bytes_freed", 0), "inode_use_before": round(use, 1),
            "check": args.check, "removed_layers": [c["layer_id"] for c in result.get("removed", [])],
            "freed_first": result.get("freed_first", []),
            # why each copy was left alone (e.g. "undeletable: <path>: immutable"), what was
            # changed, and staged data that could not be deleted (and its retries)
-           "skipped_copies": result.get("skipped", []), "changes": result.get("changes", []),
+           "skipped_copies": result.get("not_removed", []), "changes": result.get("changes", []),
            "stranded": result.get("stranded", []), "stranded_retried": result.get("stranded_retried", [])})
     return 0
 

@@ -207,7 +207,7 @@ class CopyCacheGuard:
                 cached_inodes -= copy.inodes
                 free += copy.inodes
                 evicted.append(event)
-            for item in result.skipped:
+            for item in result.not_removed:
                 # A copy a container took since we looked (or that is gone) is judged again at
                 # the next read; only one that cannot go (mounted, cannot be staged) is set
                 # aside across passes, so it does not block the other evictions.
@@ -219,7 +219,7 @@ class CopyCacheGuard:
                 emit(self.log, skip)
                 skipped.append(skip)
             # neither a removed nor a skipped copy is chosen again in this pass
-            done = {c.layer_id for c in result.removed} | {item["layer_id"] for item in result.skipped}
+            done = {c.layer_id for c in result.removed} | {item["layer_id"] for item in result.not_removed}
             entries = [e for e in entries if e.layer_id not in done]
         fs_after = fs_usage(self.store.layout.graphroot)
         still, why = reclaim_policy.must_catch_up(cached_inodes, fs_after["inodes_free"], budget)

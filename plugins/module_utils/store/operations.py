@@ -84,7 +84,7 @@ def prune(store: Store, min_age: float, images: Optional[Sequence[str]], keep: S
     if check_mode:
         staging = store.stale_staging()
         result.update(changed=bool(plan.copies or staging), removed=[c.as_dict() for c in plan.copies],
-                      skipped=list(plan.undeletable), inodes_freed=plan.inodes, bytes_freed=plan.bytes,
+                      not_removed=list(plan.undeletable), inodes_freed=plan.inodes, bytes_freed=plan.bytes,
                       staging=staging, stranded=store.stranded(), filesystem=fs_usage(graphroot))
         return result
     outcome = store.prune(plan, min_age, hook, finish_staged=False)
@@ -96,6 +96,6 @@ def prune(store: Store, min_age: float, images: Optional[Sequence[str]], keep: S
         outcome.staging_left[:0] = finished.staging_left
     result.update(outcome.as_dict())
     result["changed"] = outcome.changed
-    result["diff"]["after"] = {"mapped_copies": sorted(c["layer_id"] for c in outcome.skipped)}
+    result["diff"]["after"] = {"mapped_copies": sorted(c["layer_id"] for c in outcome.not_removed)}
     result["filesystem"] = outcome.fs_after
     return result

@@ -90,7 +90,9 @@ class Plan:
 @dataclass
 class Result:
     removed: List[MappedCopy] = field(default_factory=list)
-    skipped: List[Dict[str, Any]] = field(default_factory=list)
+    # Planned copies left alone, with reason and why. Not "skipped": Ansible reads a result's
+    # "skipped" key as the task's own skipped flag (a non-empty list makes `is skipped` true).
+    not_removed: List[Dict[str, Any]] = field(default_factory=list)
     inodes_freed: int = 0
     bytes_freed: int = 0
     freed_first: List[str] = field(default_factory=list)
@@ -112,7 +114,7 @@ class Result:
         return bool(self.removed or self.changes)
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"removed": [copy.as_dict() for copy in self.removed], "skipped": self.skipped,
+        return {"removed": [copy.as_dict() for copy in self.removed], "not_removed": self.not_removed,
                 "inodes_freed": self.inodes_freed, "bytes_freed": self.bytes_freed,
                 "freed_first": self.freed_first, "fs_before": self.fs_before, "fs_after": self.fs_after,
                 "changes": self.changes, "staging_left": self.staging_left, "recovered": self.recovered,

@@ -217,7 +217,7 @@ class Store:
         result = Result(fs_before=fs_usage(self.layout.graphroot))
         run = StagingRun(self.layout)
         self._preflight(plan)
-        result.skipped.extend(plan.undeletable)
+        result.not_removed.extend(plan.undeletable)
         if plan.copies:
             check_writable(self.layout)
             missing = [p for p in self._lock_paths() if not os.path.exists(p)]
@@ -287,12 +287,12 @@ class Store:
                 for planned in plan.copies:
                     fresh = current.get(planned.layer_id)
                     if fresh is None:
-                        result.skipped.append({"layer_id": planned.layer_id, "why": ["gone since planning"],
-                                               "reason": "gone"})
+                        result.not_removed.append({"layer_id": planned.layer_id, "why": ["gone since planning"],
+                                                   "reason": "gone"})
                     elif fresh.in_use:
                         mounted = any(why.startswith("mounted") for why in fresh.why)
-                        result.skipped.append({"layer_id": planned.layer_id, "why": fresh.why,
-                                               "reason": "mounted" if mounted else "in use"})
+                        result.not_removed.append({"layer_id": planned.layer_id, "why": fresh.why,
+                                                   "reason": "mounted" if mounted else "in use"})
                     else:
                         # Sizes were measured for the plan; an unused copy does not change.
                         fresh.inodes, fresh.bytes, fresh.measured = planned.inodes, planned.bytes, planned.measured
@@ -300,13 +300,13 @@ class Store:
                         changed = flags_changed(self.layout, fresh.layer_id, fresh.link, planned.flags_seen) \
                             if planned.record else None
                         if changed:
-                            result.skipped.append({"layer_id": planned.layer_id, "reason": "undeletable",
-                                                   "why": ["undeletable: %s" % changed]})
+                            result.not_removed.append({"layer_id": planned.layer_id, "reason": "undeletable",
+                                                       "why": ["undeletable: %s" % changed]})
                             continue
                         todo.append(fresh)
                 freed_first, staged, put_back = execute(self.layout, locks, state, todo, run, step, result.changes)
                 result.freed_first = freed_first
                 result.removed = staged
-                result.skipped.extend(put_back)
+                result.not_removed.extend(put_back)
             finally:
                 result.lock_seconds = time.monotonic() - started

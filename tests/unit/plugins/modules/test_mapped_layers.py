@@ -8,7 +8,9 @@ import os
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
+from ansible.plugins.test.core import skipped as ansible_is_skipped
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import staging as staging_mod
 from ansible_collections.idmapguard.storage.plugins.modules import mapped_layers
 
 _FAKE = os.path.join(os.path.dirname(__file__), "..", "module_utils", "store", "fake_store.py")
@@ -158,3 +160,27 @@ def test_location_and_single_paths_are_exclusive(run_module, store):
     out = run_module({"location": {"graphroot": built.graphroot, "runroot": built.runroot},
                       "graphroot": built.graphroot})
     assert out.failed and "not both" in out.result["msg"]
+
+
+def test_copies_left_alone_are_not_removed_and_the_task_is_not_skipped(run_module, store, monkeypatch):
+    """A copy the prune puts back (it cannot be staged) is returned as ``not_removed``. Under the
+    old key ``skipped`` Ansible took the list for the task's own skipped flag: ``is skipped`` was
+    true and the remediate role recorded that no prune ran."""
+    built, _ids = store
+    real_stage = staging_mod.StagingRun.stage
+    victims = []
+
+    def failing_stage(self, parent, name, staged_name, area="graph"):
+        if staged_name.endswith(".tar-split.gz") and not victims:
+            victims.append(staged_name[:-len(".tar-split.gz")])
+        if victims and staged_name == victims[0] + ".tar-split.gz":
+            raise OSError(28, "No space left on device")
+        return real_stage(self, parent, name, staged_name, area)
+
+    monkeypatch.setattr(staging_mod.StagingRun, "stage", failing_stage)
+    out = run_module(_args(built, state="pruned"))
+    assert not out.failed, out.result
+    assert [(c["layer_id"], c["reason"]) for c in out.result["not_removed"]] == [(victims[0], "cannot stage")]
+    assert len(out.result["removed"]) == 2 and out.result["changed"] is True
+    assert "skipped" not in out.result
+    assert ansible_is_skipped(dict(out.result)) is False

@@ -274,8 +274,8 @@ def test_a_copy_taken_since_the_read_is_not_set_aside(tmp_path):
         calls.append(plan.copies[0].layer_id)
         if len(calls) == 1:
             result = real_prune(type(plan)([], min_age=plan.min_age), *args, **kw)
-            result.skipped.append({"layer_id": plan.copies[0].layer_id, "why": ["used by container c1"],
-                                   "reason": "in use"})
+            result.not_removed.append({"layer_id": plan.copies[0].layer_id, "why": ["used by container c1"],
+                                       "reason": "in use"})
             return result
         return real_prune(plan, *args, **kw)
 

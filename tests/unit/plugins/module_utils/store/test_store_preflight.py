@@ -84,7 +84,7 @@ def test_undeletable_copy_is_skipped_whole_and_the_rest_goes_on(fake_store, chat
     layers_before = open(fake_store.path("overlay-layers", "layers.json"), "rb").read()
     victim_files = sorted(os.walk(fake_store.path("overlay", victim)))
     result = store.prune(plan, 60)
-    assert [s["reason"] for s in result.skipped] == ["undeletable"]
+    assert [s["reason"] for s in result.not_removed] == ["undeletable"]
     assert other in [c.layer_id for c in result.removed]
     assert victim not in [c.layer_id for c in result.removed]
     assert sorted(os.walk(fake_store.path("overlay", victim))) == victim_files
@@ -95,7 +95,7 @@ def test_undeletable_copy_is_skipped_whole_and_the_rest_goes_on(fake_store, chat
     # The cause removed, the next run removes it, with no staging left.
     chattr(target, flag, on=False)
     again = store.prune(store.prune_plan(60), 60)
-    assert [c.layer_id for c in again.removed] == [victim] and again.skipped == []
+    assert [c.layer_id for c in again.removed] == [victim] and again.not_removed == []
     assert not os.path.exists(fake_store.path("overlay", victim)) and _staging_left(fake_store) == []
 
 
@@ -108,7 +108,7 @@ def test_flags_set_between_the_walk_and_the_staging_hold_the_copy_back(fake_stor
     diff = fake_store.path("overlay", victim, "diff")
     chattr(diff, FS_IMMUTABLE_FL)
     result = store.prune(plan, 60)
-    held = [s for s in result.skipped if s["layer_id"] == victim]
+    held = [s for s in result.not_removed if s["layer_id"] == victim]
     assert held and held[0]["reason"] == "undeletable"
     assert "flags changed since the pre-flight walk (none -> immutable)" in held[0]["why"][0]
     assert os.path.isdir(diff) and victim in {r["id"] for r in fake_store.read("overlay-layers/layers.json")}

@@ -61,7 +61,7 @@ def test_a_copy_with_a_mount_point_in_its_paths_is_skipped_as_mounted(fake_store
     assert any(w.startswith("mounted: %s" % deep) for w in report[victim.layer_id].why)
     # Mounted after planning: the re-check under the locks skips it whole.
     result = store.prune(plan, 60)
-    skipped = {s["layer_id"]: s for s in result.skipped}
+    skipped = {s["layer_id"]: s for s in result.not_removed}
     assert skipped[victim.layer_id]["reason"] == "mounted"
     assert os.path.isdir(deep) and os.listdir(deep)
     assert victim.layer_id in {r["id"] for r in fake_store.read("overlay-layers/layers.json")}
@@ -87,7 +87,7 @@ def test_a_copy_that_cannot_be_staged_is_put_back_whole(fake_store, monkeypatch)
     monkeypatch.setattr(staging_mod.StagingRun, "stage", failing_stage)
     before = fake_store.read("overlay-layers/layers.json")
     result = store.prune(plan, 60)
-    skipped = {s["layer_id"]: s for s in result.skipped}
+    skipped = {s["layer_id"]: s for s in result.not_removed}
     assert skipped[victim.layer_id]["reason"] == "cannot stage"
     assert "No space left" in skipped[victim.layer_id]["why"][0]
     # Whole again: its dir, its link, its record with its old flags, listed in mapped-layers.
@@ -129,7 +129,7 @@ def test_a_driver_home_bind_mounted_mid_prune_changes_no_rename_and_no_put_back(
     try:
         result = store.prune(plan, 60)
         assert mounted
-        skipped = {s["layer_id"]: s for s in result.skipped}
+        skipped = {s["layer_id"]: s for s in result.not_removed}
         assert list(skipped) == [victim.layer_id] and skipped[victim.layer_id]["reason"] == "cannot stage"
         assert not any("cannot put" in why for why in skipped[victim.layer_id]["why"]), skipped
         assert os.path.isdir(fake_store.path("overlay", victim.layer_id, "diff"))
