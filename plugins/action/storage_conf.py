@@ -22,7 +22,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     DEFAULT_GRAPHROOT,
     DEFAULT_RUNROOT,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.write import user_argument_spec
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import user_argument_spec
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.toml_edit import (
     TOMLKIT_IMPORT_ERROR,
     TomlEditError,
@@ -60,7 +60,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        # the module's own spec (module_utils/storage_conf/write.py), minus its internal _edit
+        # the module's own spec (module_utils/storage_conf/__init__.py), minus its internal _edit
         spec = user_argument_spec()
         if TOMLKIT_IMPORT_ERROR is not None:
             raise AnsibleActionFail("storage_conf needs the Python package tomlkit on the controller "

@@ -191,15 +191,23 @@ podman:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.write import (
+from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import (
+    StorageConfError,
     argument_spec,
-    run_module,
+    run,
 )
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module)
+    try:
+        result = run(module.params, module.check_mode, lambda env: module_runner(module, env))
+    except StorageConfError as exc:
+        module.fail_json(msg=exc.message(), changed=False, **exc.fields)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     PodmanError,
     settings_from_podman,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.errors import (
+    StorageConfInvalid,
+    StorageConfRefused,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import (
     count_layers,
     drivers_in_use,
@@ -64,14 +68,6 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.location 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
-
-
-class StorageConfRefused(Exception):
-    """The edit would orphan or break the container store; nothing was changed."""
-
-
-class StorageConfInvalid(Exception):
-    """Podman does not accept the edited file; nothing was changed."""
 
 
 @dataclass

@@ -103,12 +103,12 @@ def test_module_failure_has_no_diff():
 
 
 def test_documentation_and_action_plugin_use_the_one_argument_spec():
-    """The spec lives in module_utils/storage_conf/write.py; DOCUMENTATION must describe exactly
+    """The spec lives in module_utils/storage_conf/__init__.py; DOCUMENTATION must describe exactly
     it (ansible-test validate-modules checks the same), the action plugin validates with it.
     (A controller test: it imports the action plugin, which needs ansible-core.)"""
     import yaml
     from ansible_collections.idmapguard.storage.plugins.action import storage_conf as action
-    from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import write as writer
+    from ansible_collections.idmapguard.storage.plugins.module_utils import storage_conf as writer
     from ansible_collections.idmapguard.storage.plugins.modules import storage_conf as module
     documented = yaml.safe_load(module.DOCUMENTATION)["options"]
     spec = writer.argument_spec()

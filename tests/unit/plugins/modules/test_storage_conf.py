@@ -1,17 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Host side of storage_conf: refusal checks on store trees, and the write path with a fake module."""
+"""Host side of storage_conf: refusal checks on store trees, and the backend's run() with a fake Podman."""
 
 import hashlib
 import json
 import os
-import shutil
 
 import pytest
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.location import StoreLocation
-from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf import write as writer
+from ansible_collections.idmapguard.storage.plugins.module_utils import storage_conf as backend
 from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import (
     StorageConfInvalid,
     StorageConfRefused,
@@ -160,44 +159,25 @@ def test_podman_store_sees_a_split_imagestore_podman_info_does_not_print(tmp_pat
     assert podman_store(lambda argv: (0, json.dumps(info), ""), "podman", None)["imagestore"] == "/img"
 
 
-class Exit(Exception):
-    pass
-
-
-class FakeModule:
-    """What writer.apply uses of AnsibleModule; podman answers from `podman_rc`."""
+class FakeHost:
+    """What run() is given on a host: a runner per environment; podman answers `podman_rc`."""
 
     def __init__(self, params, check_mode=False, podman_rc=0):
-        self.params = dict({k: v.get("default") for k, v in writer.argument_spec().items()}, **params)
+        self.params = dict({k: v.get("default") for k, v in backend.argument_spec().items()}, **params)
         self.check_mode = check_mode
         self.podman_rc = podman_rc
         self.calls = []
-        self.warnings = []
 
-    def fail_json(self, **kw):
-        raise Exit(kw)
+    def runner_for(self, env):
+        def run(argv):
+            self.calls.append((argv, dict(env)))
+            info = {"store": {"graphDriverName": "overlay", "graphRoot": "/var/lib/containers/storage",
+                              "runRoot": "/run/containers/storage", "graphOptions": {}}}
+            return self.podman_rc, json.dumps(info), "boom" if self.podman_rc else ""
+        return run
 
-    def exit_json(self, **kw):
-        raise Exit(kw)
-
-    def get_bin_path(self, name, required=False):
-        return "/usr/bin/" + name
-
-    def run_command(self, argv, environ_update=None, check_rc=False):
-        self.calls.append((argv, dict(environ_update or {})))
-        info = {"store": {"graphDriverName": "overlay", "graphRoot": "/var/lib/containers/storage",
-                          "runRoot": "/run/containers/storage", "graphOptions": {}}}
-        return self.podman_rc, json.dumps(info), "boom" if self.podman_rc else ""
-
-    def backup_local(self, path):
-        shutil.copy2(path, path + ".bak")
-        return path + ".bak"
-
-    def atomic_move(self, src, dest, unsafe_writes=False):
-        os.rename(src, dest)
-
-    def warn(self, msg):
-        self.warnings.append(msg)
+    def run(self):
+        return backend.run(self.params, self.check_mode, self.runner_for, podman="/usr/bin/podman")
 
 
 def params_for(path, old, new, **kw):
@@ -211,12 +191,13 @@ def test_writes_atomically_with_backup_and_keeps_the_mode(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
     os.chmod(path, 0o640)
-    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'))
-    result = writer.apply(module)
+    module = FakeHost(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'))
+    result = module.run()
     assert result["changed"] is True
     assert path.read_text() == '[storage]\ndriver = "overlay"\n'
-    assert result["backup_file"] == str(path) + ".bak"
-    assert (tmp_path / "storage.conf.bak").read_text() == "[storage]\n"
+    assert result["backup_file"].startswith(str(path) + ".") and result["backup_file"].endswith("~")
+    assert open(result["backup_file"]).read() == "[storage]\n"
+    assert os.stat(path).st_mode & 0o777 == 0o640
     assert result["podman"]["driver"] == "overlay"
     # validated first with the candidate and a scratch database, then as Podman reads it
     assert module.calls[0][1]["CONTAINERS_STORAGE_CONF"] != str(path)
@@ -227,8 +208,8 @@ def test_writes_atomically_with_backup_and_keeps_the_mode(tmp_path):
 def test_check_mode_writes_nothing(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
-    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'), check_mode=True)
-    assert writer.apply(module)["changed"] is True
+    module = FakeHost(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'), check_mode=True)
+    assert module.run()["changed"] is True
     assert path.read_text() == "[storage]\n"
     assert module.calls == []
 
@@ -236,9 +217,9 @@ def test_check_mode_writes_nothing(tmp_path):
 def test_rejected_candidate_leaves_the_file_and_no_temp(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
-    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "bad"\n'), podman_rc=125)
+    module = FakeHost(params_for(path, "[storage]\n", '[storage]\ndriver = "bad"\n'), podman_rc=125)
     with pytest.raises(StorageConfInvalid):
-        writer.apply(module)
+        module.run()
     assert path.read_text() == "[storage]\n"
     assert os.listdir(tmp_path) == ["storage.conf"]
 
@@ -246,28 +227,28 @@ def test_rejected_candidate_leaves_the_file_and_no_temp(tmp_path):
 def test_a_file_changed_since_the_controller_read_it_is_not_overwritten(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n# edited meanwhile\n")
-    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'))
-    with pytest.raises(writer.StorageConfConflict):
-        writer.apply(module)
+    module = FakeHost(params_for(path, "[storage]\n", '[storage]\ndriver = "overlay"\n'))
+    with pytest.raises(backend.StorageConfConflict):
+        module.run()
 
 
 def test_identical_content_is_no_change(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
-    module = FakeModule(params_for(path, "[storage]\n", "[storage]\n"))
-    assert writer.apply(module)["changed"] is False
+    module = FakeHost(params_for(path, "[storage]\n", "[storage]\n"))
+    assert module.run()["changed"] is False
     assert module.calls == []
 
 
-def test_refusal_becomes_fail_json_with_refused(tmp_path):
+def test_refusal_is_the_one_error_type_with_refused(tmp_path):
     graphroot = make_store(tmp_path, layers=1)
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
-    module = FakeModule(params_for(path, "[storage]\n", '[storage]\ngraphroot = "/srv"\n',
+    module = FakeHost(params_for(path, "[storage]\n", '[storage]\ngraphroot = "/srv"\n',
                                    store_before={"graphroot": graphroot}, store_after={"graphroot": "/srv"}))
-    with pytest.raises(Exit) as info:
-        writer.run_module(module)
-    assert info.value.args[0]["refused"] is True
+    with pytest.raises(backend.StorageConfError) as info:
+        module.run()
+    assert info.value.fields == {"refused": True}
     assert path.read_text() == "[storage]\n"
 
 
@@ -276,9 +257,9 @@ def test_the_result_says_what_undoes_the_change(tmp_path):
     path.write_text("[storage]\n# site comment\n")
     os.chmod(path, 0o640)
     for check_mode in (True, False):
-        module = FakeModule(params_for(path, "[storage]\n# site comment\n", '[storage]\ndriver = "overlay"\n'),
+        module = FakeHost(params_for(path, "[storage]\n# site comment\n", '[storage]\ndriver = "overlay"\n'),
                             check_mode=check_mode)
-        undo = writer.apply(module)["undo"]
+        undo = module.run()["undo"]
         assert undo == {"path": str(path), "existed": True, "content": "[storage]\n# site comment\n", "mode": "0640",
                         "owner": str(os.getuid()), "group": str(os.getgid())}
     # the undo writes back exactly what was there
@@ -289,8 +270,8 @@ def test_the_result_says_what_undoes_the_change(tmp_path):
 def test_undo_of_a_new_file_is_its_removal(tmp_path):
     path = tmp_path / "storage.conf"
     params = params_for(path, None, '[storage]\ndriver = "overlay"\n', source="/usr/share/containers/storage.conf")
-    result = writer.apply(FakeModule(params))
+    result = FakeHost(params).run()
     assert path.exists()
     assert result["undo"] == {"path": str(path), "existed": False, "content": None, "mode": None, "owner": None,
                               "group": None}
-    assert "undo" not in writer.apply(FakeModule(params_for(path, path.read_text(), path.read_text())))
+    assert "undo" not in FakeHost(params_for(path, path.read_text(), path.read_text())).run()
