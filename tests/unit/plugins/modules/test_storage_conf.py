@@ -245,7 +245,7 @@ def test_refusal_is_the_one_error_type_with_refused(tmp_path):
     path = tmp_path / "storage.conf"
     path.write_text("[storage]\n")
     module = FakeHost(params_for(path, "[storage]\n", '[storage]\ngraphroot = "/srv"\n',
-                                   store_before={"graphroot": graphroot}, store_after={"graphroot": "/srv"}))
+                                 store_before={"graphroot": graphroot}, store_after={"graphroot": "/srv"}))
     with pytest.raises(backend.StorageConfError) as info:
         module.run()
     assert info.value.fields == {"refused": True}
@@ -258,7 +258,7 @@ def test_the_result_says_what_undoes_the_change(tmp_path):
     os.chmod(path, 0o640)
     for check_mode in (True, False):
         module = FakeHost(params_for(path, "[storage]\n# site comment\n", '[storage]\ndriver = "overlay"\n'),
-                            check_mode=check_mode)
+                          check_mode=check_mode)
         undo = module.run()["undo"]
         assert undo == {"path": str(path), "existed": True, "content": "[storage]\n# site comment\n", "mode": "0640",
                         "owner": str(os.getuid()), "group": str(os.getgid())}
