@@ -15,17 +15,20 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import glob
 import os
-import re
-import shlex
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
+from ansible_collections.idmapguard.storage.plugins.module_utils.systemd_units import (
+    UNIT_DIRS,
+    env_file_assignments,
+    quadlet_units,
+    service_environment,
+    unit_sources,
+)
 
 DISABLE_VAR = "_CONTAINERS_OVERLAY_DISABLE_IDMAP"
 # containers/storage compares the value with "yes" exactly.
 DISABLE_VALUE = "yes"
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
-             "/usr/lib/systemd/system", "/lib/systemd/system")
 # Units through which Podman runs as a service; quadlet units are named by their container.
 UNIT_GLOBS = ("podman*.service", "podman*.socket", "*.container")
 ENV_FILES = ("/etc/environment", "/etc/default/podman", "/etc/sysconfig/podman")
@@ -62,20 +65,6 @@ def is_chrooted(proc: str = "/proc") -> bool:
     return "/" not in points  # no mount at our "/": we sit below a mount point, i.e. chrooted
 
 
-_ENV_LINE = re.compile(r"^\s*Environment\s*=\s*(.*)$")
-_ENVFILE_LINE = re.compile(r"^\s*EnvironmentFile\s*=\s*-?(.*)$")
-_UNSETENV_LINE = re.compile(r"^\s*UnsetEnvironment\s*=\s*(.*)$")
-
-
-def _assignments(words: List[str]) -> Dict[str, str]:
-    out = {}  # type: Dict[str, str]
-    for word in words:
-        if "=" in word:
-            key, value = word.split("=", 1)
-            out[key.strip()] = value
-    return out
-
-
 def _read(path: str) -> Optional[str]:
     try:
         with open(path, "r") as handle:
@@ -88,94 +77,34 @@ def _env_file_sets(path: str) -> bool:
     text = _read(path)
     if text is None:
         return False
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("export "):
-            line = line[7:]
-        if not line or line.startswith("#"):
-            continue
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        if _assignments(words).get(DISABLE_VAR) == DISABLE_VALUE:
-            return True
-    return False
+    value = env_file_assignments(text).get(DISABLE_VAR)
+    return value is not None and value[0] == DISABLE_VALUE
 
 
-def _unit_files(root: str) -> Dict[str, List[str]]:
-    """Unit name -> its unit files and drop-ins; "" holds the drop-ins of every service."""
-    units = {}  # type: Dict[str, List[str]]
+def _unit_names(root: str) -> List[str]:
+    """Units through which Podman runs that have a file or a drop-in on the host, in the order of
+    UNIT_DIRS; then the rootful quadlets' services."""
+    names = []  # type: List[str]
     for unit_dir in UNIT_DIRS:
         base = root + unit_dir
-        paths = []  # type: List[str]
         for pattern in UNIT_GLOBS:
-            paths.extend(sorted(glob.glob(os.path.join(base, pattern))))
-            paths.extend(sorted(glob.glob(os.path.join(base, pattern + ".d", "*.conf"))))
-        # drop-ins for every service ("service.d") apply to Podman's units too
-        paths.extend(sorted(glob.glob(os.path.join(base, "service.d", "*.conf"))))
-        for path in paths:
-            parent = os.path.basename(os.path.dirname(path))
-            if parent == "service.d":
-                name = ""
-            elif parent.endswith(".d"):
-                name = parent[:-2]
-            else:
+            for path in sorted(glob.glob(os.path.join(base, pattern))) + sorted(
+                    glob.glob(os.path.join(base, pattern + ".d"))):
                 name = os.path.basename(path)
-            units.setdefault(name, []).append(path)
-    return units
-
-
-def _service_lines(text: str) -> List[str]:
-    """The lines of a unit's [Service] section: only they shape the environment Podman runs with
-    (a quadlet's [Container] Environment= is the container's, not Podman's)."""
-    lines = []  # type: List[str]
-    section = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("[") and stripped.endswith("]"):
-            section = stripped[1:-1]
-        elif section == "Service":
-            lines.append(line)
-    return lines
-
-
-def _unit_effect(root: str, path: str) -> Tuple[List[str], bool]:
-    """(places in this file that set the variable to "yes", whether it unsets the variable)."""
-    text = _read(path)
-    sets = []  # type: List[str]
-    unsets = False
-    if text is None:
-        return sets, unsets
-    for line in _service_lines(text):
-        m = _ENV_LINE.match(line)
-        if m:
-            try:
-                words = shlex.split(m.group(1))
-            except ValueError:
-                words = m.group(1).split()
-            if _assignments(words).get(DISABLE_VAR) == DISABLE_VALUE:
-                sets.append(path[len(root):] if root else path)
-        m = _ENVFILE_LINE.match(line)
-        if m and m.group(1).strip():
-            env_file = m.group(1).strip()
-            if _env_file_sets(root + env_file):
-                sets.append(env_file)
-        m = _UNSETENV_LINE.match(line)
-        if m:
-            # systemd applies UnsetEnvironment= last, after Environment= and EnvironmentFile=:
-            # a bare name removes the variable whatever its value, NAME=VALUE only that value.
-            for word in m.group(1).split():
-                if word in (DISABLE_VAR, DISABLE_VAR + "=" + DISABLE_VALUE):
-                    unsets = True
-    return sets, unsets
+                name = name[:-2] if name.endswith(".d") else name
+                if name not in names:
+                    names.append(name)
+    names.extend(name for name in sorted(quadlet_units(root)) if name not in names)
+    return names
 
 
 def disable_idmap_env(root: str = "", environ: Optional[Mapping[str, str]] = None) -> Dict[str, object]:
     """{"set": bool, "where": [files or "process environment"]} for _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes.
 
-    A unit counts only when its files set the variable and none of them (nor a drop-in for every
-    service) unsets it again with UnsetEnvironment=, which is how the configure role fixes it.
+    A unit counts only when the environment systemd gives its service has the variable: a
+    drop-in (also one for every service) that unsets it with UnsetEnvironment=, which is how the
+    configure role fixes it, or a later Environment= with another value, cancels it. Each unit
+    names the file that decided it (an EnvironmentFile= names the environment file).
     """
     where = []  # type: List[str]
     env = os.environ if environ is None else environ
@@ -184,14 +113,13 @@ def disable_idmap_env(root: str = "", environ: Optional[Mapping[str, str]] = Non
     for path in ENV_FILES:
         if _env_file_sets(root + path):
             where.append(path)
-    units = _unit_files(root)
-    global_effects = [_unit_effect(root, path) for path in units.pop("", [])]
-    for paths in units.values():
-        effects = [_unit_effect(root, path) for path in paths] + global_effects
-        if any(unsets for _sets, unsets in effects):
-            continue
-        for sets, _unsets in effects:
-            where.extend(sets)
+    quadlets = quadlet_units(root)
+    for name in _unit_names(root):
+        # the unit's environment as systemd builds it (systemd_units: unit file, drop-ins, also
+        # those for every service, EnvironmentFile=, UnsetEnvironment= last)
+        found = service_environment(unit_sources(name, root, quadlets), root).get(DISABLE_VAR)
+        if found and found["value"] == DISABLE_VALUE:
+            where.append(found.get("env_file") or found["file"])
     unique = []  # type: List[str]
     for item in where:
         if item not in unique:

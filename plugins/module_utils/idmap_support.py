@@ -42,6 +42,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     setting_origins,
     storage_conf_files,
     storage_settings,
+    unit_storage_conf,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.probe_cache import read_probe_cache
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.census import read_marker
@@ -75,6 +76,9 @@ class SupportParams:
     podman: str = "podman"
     podman_args: List[str] = field(default_factory=list)
     storage_conf: Optional[str] = None
+    # units that start Podman, looked at besides Podman's own units and the quadlets
+    # (podman_host.unit_storage_conf): an operator's unit that runs Podman
+    units: List[str] = field(default_factory=list)
     # "fail": a missing helper fails (the facts need its probe). "report": the facts fall back
     # to release-number rules and `helper.present` says it is missing, for a caller (the
     # rollout) that installs the helper next and then asks again.
@@ -262,6 +266,11 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     disable = host_env.disable_idmap_env()
     max_userns = host_env.max_user_namespaces()
     chrooted = host_env.is_chrooted()
+    # the storage.conf files this module's Podman reads, and those Podman started by each unit reads
+    conf_files = storage_conf_files(version, {"CONTAINERS_STORAGE_CONF": params.storage_conf}
+                                    if params.storage_conf else None,
+                                    set_by={"source": "module option storage_conf"} if params.storage_conf else None)
+    units = unit_storage_conf(version, conf_files, params.units)
 
     canary = None  # type: Optional[Dict[str, Any]]
     changed = False
@@ -297,14 +306,13 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         mount_program_marker=marker,
         mount_program_marker_path=marker_path,
         implicit_mount_program=fuse_in_path,
+        unit_storage_conf=[u for u in units if not u["same_files"]],
     )
     verdict = evaluate(host_facts)
     cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
     proof = _proof(prun, params, _proof_case(params, verdict, disable), verdict.verdict, check_mode, warnings,
                    version)
     changed = changed or bool(proof and proof.get("ran"))
-    conf_files = storage_conf_files(version, {"CONTAINERS_STORAGE_CONF": params.storage_conf}
-                                    if params.storage_conf else None)
     kept = _kept_because(params, disable, proof)
     if kept:
         verdict = evaluate(dataclasses.replace(host_facts, disable_idmap_kept=kept))
@@ -346,6 +354,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
             "storage_conf_files": conf_files,
             "reads_dropins": reads_dropins(version),
             "setting_files": setting_origins(conf_files),
+            # per unit that starts Podman: the files that Podman reads and where they differ
+            "unit_storage_conf": units,
             "supports_shifting": settings.supports_shifting,
             "graph_status": dict(settings.graph_status),
             "probe_cache": cache,

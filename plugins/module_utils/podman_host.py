@@ -35,6 +35,11 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.mini_toml impor
     get_path,
     loads,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.systemd_units import (
+    quadlet_units,
+    service_environment,
+    unit_sources,
+)
 
 
 # containers/storage looks for its configuration in this order (rootful).
@@ -317,15 +322,24 @@ DROPIN_DIRS = (
 # Measured on the lab: Podman 5.8.6 and 6.1.1 read the drop-ins, 5.4.2 and 4.3.1 do not
 # (5.5 to 5.7 are not in the lab: taken as reading them, so a drop-in there is not overlooked).
 FIRST_DROPIN_PODMAN = (5, 5)
-# Keys whose file and line the facts report: (table path, key) per setting we read or change.
+# Keys whose file, line and value the facts report, per setting we read or change: (table path,
+# key) candidates, the first one a file sets counts for that file (c/storage: the per-driver
+# table wins over the older driver-less [storage.options] spelling).
 SETTING_KEYS = {
-    "driver": (("storage",), "driver"),
-    "graphroot": (("storage",), "graphroot"),
-    "runroot": (("storage",), "runroot"),
-    "imagestore": (("storage",), "imagestore"),
-    "transient_store": (("storage",), "transient_store"),
-    "mount_program": (("storage", "options", "overlay"), "mount_program"),
+    "driver": ((("storage",), "driver"),),
+    "graphroot": ((("storage",), "graphroot"),),
+    "runroot": ((("storage",), "runroot"),),
+    "imagestore": ((("storage",), "imagestore"),),
+    "transient_store": ((("storage",), "transient_store"),),
+    "mount_program": ((("storage", "options", "overlay"), "mount_program"), (("storage", "options"), "mount_program")),
 }
+# Units through which Podman itself runs as a service (podman's own units, Debian and upstream);
+# quadlet units and the operator's (module option `units`) are looked at too.
+PODMAN_UNITS = ("podman.service", "podman-restart.service", "podman-auto-update.service",
+                "podman-clean-transient.service", "podman-kube@.service")
+STORAGE_CONF_VAR = "CONTAINERS_STORAGE_CONF"
+# Settings that decide whether Podman started with a file copies layers (verdict rule unit_storage_conf).
+COPYING_SETTINGS = ("driver", "mount_program")
 
 
 def _version_tuple(text: Optional[str]) -> Optional[tuple]:
@@ -340,15 +354,17 @@ def reads_dropins(podman_version: Optional[str]) -> Optional[bool]:
 
 
 def storage_conf_files(podman_version: Optional[str], environ: Optional[Dict[str, str]] = None,
-                       root: str = "") -> List[Dict[str, str]]:
+                       root: str = "", set_by: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """The storage.conf files rootful Podman reads, in order (a later one overrides an earlier one):
     [{path, kind}] with kind `env` (CONTAINERS_STORAGE_CONF: then that file alone, measured on 5.8.6
-    and 6.1.1), `main` (/etc, else /usr/share) or `drop-in`. ROOT prefixes every path (tests)."""
+    and 6.1.1; `set_by` says who set the variable: SET_BY, default the process environment), `main`
+    (/etc, else /usr/share) or `drop-in`. ROOT prefixes every path (tests)."""
     env = os.environ if environ is None else environ
-    named = env.get("CONTAINERS_STORAGE_CONF")
+    named = env.get(STORAGE_CONF_VAR)
     if named:
-        return [{"path": named, "kind": "env"}] if os.path.isfile(root + named) else []
-    files = []  # type: List[Dict[str, str]]
+        entry = {"path": named, "kind": "env", "set_by": dict(set_by or {"source": "process environment"})}
+        return [entry] if os.path.isfile(root + named) else []
+    files = []  # type: List[Dict[str, Any]]
     for main in (DEFAULT_STORAGE_CONF, VENDOR_STORAGE_CONF):
         if os.path.isfile(root + main):
             files.append({"path": main, "kind": "main"})
@@ -384,17 +400,88 @@ def _key_lines(text: str) -> Dict[tuple, int]:
     return found
 
 
-def setting_origins(files: List[Dict[str, str]], root: str = "") -> Dict[str, Dict[str, Any]]:
-    """For each setting of SETTING_KEYS: the last file that sets it, with kind and line
-    ({file: None} when no file does: containers/storage's default)."""
-    origins = {key: {"file": None, "kind": "default", "line": None} for key in SETTING_KEYS}  # type: Dict[str, Dict[str, Any]]
+def _toml_value(text: str, table: tuple, name: str) -> Any:
+    try:
+        section = get_path(loads(text), table, {})
+    except TomlError:
+        return None
+    return section.get(name) if isinstance(section, dict) else None
+
+
+def setting_origins(files: List[Dict[str, Any]], root: str = "") -> Dict[str, Dict[str, Any]]:
+    """For each setting of SETTING_KEYS: the last file that sets it, with kind, line and value
+    ({file: None, value: None} when no file does: containers/storage's default); for a file named
+    by CONTAINERS_STORAGE_CONF also `set_by` (the process environment, or the unit and its line)."""
+    origins = {key: {"file": None, "kind": "default", "line": None, "value": None}
+               for key in SETTING_KEYS}  # type: Dict[str, Dict[str, Any]]
     for entry in files:
         try:
             with open(root + entry["path"], "r") as handle:
-                lines = _key_lines(handle.read())
+                text = handle.read()
         except (OSError, IOError, UnicodeDecodeError):
             continue
-        for key, (table, name) in SETTING_KEYS.items():
-            if (table, name) in lines:
-                origins[key] = {"file": entry["path"], "kind": entry["kind"], "line": lines[(table, name)]}
+        lines = _key_lines(text)
+        for key, candidates in SETTING_KEYS.items():
+            for table, name in candidates:
+                if (table, name) in lines:
+                    origin = {"file": entry["path"], "kind": entry["kind"], "line": lines[(table, name)],
+                              "value": _toml_value(text, table, name)}
+                    if entry.get("set_by"):
+                        origin["set_by"] = dict(entry["set_by"])
+                    origins[key] = origin
+                    break
     return origins
+
+
+def _copying_settings(origins: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """The settings that make Podman copy layers, as these files set them ({} when none does)."""
+    found = {}  # type: Dict[str, Any]
+    driver = origins["driver"]["value"]
+    if driver and driver != "overlay":
+        found["driver"] = driver
+    if origins["mount_program"]["value"]:
+        found["mount_program"] = origins["mount_program"]["value"]
+    return found
+
+
+def unit_storage_conf(podman_version: Optional[str], shell_files: List[Dict[str, Any]], units: List[str] = (),
+                      root: str = "") -> List[Dict[str, Any]]:
+    """Per unit through which Podman runs (PODMAN_UNITS, the quadlets, then UNITS; those with files
+    only): the storage.conf files Podman started by it reads, and how they differ from SHELL_FILES
+    (what Podman run from this process reads).
+
+    [{unit, sources: [unit file, drop-ins], storage_conf: null | {path, file, line, via[, env_file,
+    env_file_line]} (its CONTAINERS_STORAGE_CONF and the line that sets it), storage_conf_files,
+    setting_files, same_files: bool, differs: [settings whose value differs], copying: {driver?,
+    mount_program?}}]"""
+    quadlets = quadlet_units(root)
+    names = []  # type: List[str]
+    for name in list(PODMAN_UNITS) + sorted(quadlets) + list(units):
+        if name not in names:
+            names.append(name)
+    shell_origins = setting_origins(shell_files, root)
+    found = []  # type: List[Dict[str, Any]]
+    for name in names:
+        sources = unit_sources(name, root, quadlets)
+        if not sources:
+            continue
+        named = service_environment(sources, root).get(STORAGE_CONF_VAR)
+        set_by = None  # type: Optional[Dict[str, Any]]
+        if named:
+            set_by = dict(named, source="unit", unit=name)
+            path = set_by.pop("value")
+            set_by["path"] = path
+        files = storage_conf_files(podman_version, {STORAGE_CONF_VAR: set_by["path"]} if set_by else {}, root,
+                                   set_by=set_by)
+        origins = setting_origins(files, root)
+        found.append({
+            "unit": name,
+            "sources": sources,
+            "storage_conf": set_by,
+            "storage_conf_files": files,
+            "setting_files": origins,
+            "same_files": [f["path"] for f in files] == [f["path"] for f in shell_files],
+            "differs": [key for key in SETTING_KEYS if origins[key]["value"] != shell_origins[key]["value"]],
+            "copying": _copying_settings(origins),
+        })
+    return found

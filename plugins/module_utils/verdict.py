@@ -58,6 +58,9 @@ REASON_VERDICT = {
     "probe_cache_unproven": "fixable_by_config",
     "mount_program": "fixable_by_config",
     "mount_program_marker": "fixable_by_config",
+    # a unit (podman.service, a quadlet, the operator's) starts Podman with another storage.conf,
+    # through CONTAINERS_STORAGE_CONF, whose settings copy: the canary's Podman does not show it
+    "unit_storage_conf": "fixable_by_config",
     "disable_idmap_env": "fixable_by_config",
     # set on purpose (declared by the operator, or a proof check fails without it): configure keeps it
     "disable_idmap_deliberate": "fixable_by_config",
@@ -146,6 +149,10 @@ class HostFacts:
     mount_program_marker: Optional[str] = None
     mount_program_marker_path: Optional[str] = None
     implicit_mount_program: Optional[str] = None
+    # units that start Podman with storage.conf files other than this process's Podman reads
+    # (podman_host.unit_storage_conf, entries whose same_files is false): {unit, storage_conf:
+    # null | {path, file, line, via, ...}, copying: {driver?, mount_program?}, setting_files}
+    unit_storage_conf: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -287,6 +294,7 @@ def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
                     "mount_program is configured (podman info shows no option for it, only Native Overlay Diff: "
                     "false), and copies layers for every non-contiguous map"
                     % (facts.mount_program_marker_path or "overlay/.has-mount-program", facts.implicit_mount_program)))
+    _units(facts, out)
     if facts.disable_idmap_env:
         where = ", ".join(facts.disable_idmap_where) or "the environment"
         if facts.disable_idmap_kept:
@@ -303,6 +311,31 @@ def _config(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
     if facts.chrooted:
         out.append(("chrooted", "Podman runs under a plain chroot, where no user namespace can be created%s; "
                     "run it in a mount namespace with pivot_root (a container) or on the host" % shifting))
+
+
+def _place(origin: Dict[str, Any]) -> str:
+    return "%s line %s" % (origin.get("file"), origin.get("line"))
+
+
+def _units(facts: HostFacts, out: List[Tuple[str, str]]) -> None:
+    """A unit whose Podman reads other storage.conf files, which set a mount program or another
+    driver: Podman started by that unit copies, whatever this process's Podman (and canary) does."""
+    for unit in facts.unit_storage_conf:
+        copying = unit.get("copying") or {}
+        if not copying:
+            continue
+        conf = unit.get("storage_conf") or None
+        files = unit.get("setting_files") or {}
+        how = "without CONTAINERS_STORAGE_CONF"
+        if conf:
+            how = "with CONTAINERS_STORAGE_CONF=%s (%s %s%s)" % (
+                conf["path"], conf.get("via", "Environment"), _place(conf),
+                " from %s line %s" % (conf["env_file"], conf.get("env_file_line")) if conf.get("env_file") else "")
+        what = ", ".join("%s %s (%s)" % (key, copying[key], _place(files.get(key) or {})) for key in sorted(copying))
+        out.append(("unit_storage_conf", "%s starts Podman %s, so that Podman reads other storage.conf files than "
+                    "the one judged here, and they set %s: Podman started by %s copies layers for every "
+                    "non-contiguous map; remove it there (or drop the variable from the unit)"
+                    % (unit.get("unit"), how, what, unit.get("unit"))))
 
 
 def _cache_file(facts: HostFacts, feature: str) -> str:

@@ -152,6 +152,17 @@ options:
       - storage.conf to read when Podman fails. By default the one containers/storage reads
         (E(CONTAINERS_STORAGE_CONF), C(/etc/containers/storage.conf), C(/usr/share/containers/storage.conf)).
     type: path
+  units:
+    description:
+      - systemd units that start Podman, looked at besides Podman's own units (C(podman.service),
+        C(podman-restart.service), C(podman-auto-update.service), C(podman-clean-transient.service),
+        C(podman-kube@.service)) and the rootful quadlets (C(/etc/containers/systemd) and the like).
+      - Each unit's files are read, not asked of systemd (unit file and drop-ins in systemd's order); where
+        C(Environment=) or C(EnvironmentFile=) in C([Service]) sets E(CONTAINERS_STORAGE_CONF), Podman started by the
+        unit reads that file alone. See RV(podman.unit_storage_conf) and the reason C(unit_storage_conf).
+    type: list
+    elements: str
+    default: []
 seealso:
   - name: containers/storage PR 2346 (idmapped mounts for any map)
     description: The upstream change released in containers/storage 1.59 and Podman 5.6.
@@ -215,7 +226,7 @@ reason_codes:
       C(kernel_no_overlay_idmap), C(fs_no_idmap), C(podman_missing), C(podman_too_old), C(canary_copied),
       C(podman_no_shifting), C(driver_vfs), C(driver_not_overlay), C(mount_program), C(disable_idmap_env),
       C(disable_idmap_deliberate),
-      C(no_userns), C(chrooted), C(probe_cache_stale), C(probe_cache_unproven), C(mount_program_marker),
+      C(no_userns), C(chrooted), C(probe_cache_stale), C(probe_cache_unproven), C(mount_program_marker), C(unit_storage_conf),
       C(additional_image_store).
   returned: always
   type: list
@@ -374,7 +385,8 @@ podman:
     storage_conf_files:
       description:
         - Every storage.conf file this Podman reads, in order (a later file overrides an earlier one), each with
-          C(path) and C(kind) - C(env) (C(CONTAINERS_STORAGE_CONF) of the module's process, then read alone),
+          C(path) and C(kind) - C(env) (C(CONTAINERS_STORAGE_CONF) of the module's process, then read alone;
+          C(set_by) says who set it, C(process environment) or C(module option storage_conf)),
           C(main) (C(/etc/containers/storage.conf), else C(/usr/share/containers/storage.conf)) or C(drop-in)
           (C(storage.conf.d/) and C(storage.rootful.conf.d/) under C(/usr/share/containers) and C(/etc/containers),
           sorted by file name; Podman 5.5 and later).
@@ -388,11 +400,28 @@ podman:
     setting_files:
       description:
         - For C(driver), C(graphroot), C(runroot), C(imagestore), C(transient_store) and C(mount_program), the last
-          file of RV(podman.storage_conf_files) that sets it, with C(file), C(kind) and C(line) (C(file) null and
-          C(kind) C(default) when none does).
+          file of RV(podman.storage_conf_files) that sets it, with C(file), C(kind), C(line) and C(value) (C(file) null
+          and C(kind) C(default) when none does), and C(set_by) for a file named by E(CONTAINERS_STORAGE_CONF).
       returned: always
       type: dict
-      sample: {mount_program: {file: /etc/containers/storage.conf.d/50-fuse.conf, kind: drop-in, line: 2}}
+      sample: {mount_program: {file: /etc/containers/storage.conf.d/50-fuse.conf, kind: drop-in, line: 2,
+               value: /usr/bin/fuse-overlayfs}}
+    unit_storage_conf:
+      description:
+        - Per systemd unit that starts Podman and has files on the host (Podman's own units, the quadlets, O(units)) -
+          C(unit), C(sources) (unit file, or quadlet file, then drop-ins, in the order systemd applies them),
+          C(storage_conf) (null, or the unit's E(CONTAINERS_STORAGE_CONF) - C(path), and the C(file), C(line) and
+          C(via) (C(Environment) or C(EnvironmentFile), then C(env_file) and C(env_file_line)) that set it),
+          C(storage_conf_files) and C(setting_files) (as the keys above, for Podman started by that unit),
+          C(same_files) (it reads the same files as the module's Podman), C(differs) (settings whose value differs
+          from the module's) and C(copying) (the C(driver) other than overlay or C(mount_program) those files set).
+      returned: always
+      type: list
+      elements: dict
+      sample: [{unit: podman.service, same_files: false, differs: [mount_program],
+                copying: {mount_program: /usr/bin/fuse-overlayfs},
+                storage_conf: {path: /srv/podman/storage.conf, file: /etc/systemd/system/podman.service.d/10-conf.conf,
+                               line: 2, via: Environment, source: unit, unit: podman.service}}]
     supports_shifting:
       description: Podman's own C(Supports shifting) from podman info, or null when it does not print it.
       returned: always
@@ -730,6 +759,7 @@ def main():
             podman=dict(type="str", default="podman"),
             podman_args=dict(type="list", elements="str", default=[]),
             storage_conf=dict(type="path"),
+            units=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )

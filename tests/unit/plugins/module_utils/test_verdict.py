@@ -42,6 +42,20 @@ def host(**overrides):
     return HostFacts(**values)
 
 
+FUSE = "/usr/bin/fuse-overlayfs"
+UNIT_FUSE = {"unit": "podman.service", "copying": {"mount_program": FUSE},
+             "storage_conf": {"path": "/srv/unit.conf", "file": "/etc/systemd/system/podman.service.d/10-conf.conf",
+                              "line": 2, "via": "Environment"},
+             "setting_files": {"mount_program": {"file": "/srv/unit.conf", "line": 5}}}
+UNIT_VFS_FROM_ENV_FILE = {"unit": "web.service", "copying": {"driver": "vfs"},
+                          "storage_conf": {"path": "/srv/web.conf", "file": "/etc/containers/systemd/web.container",
+                                           "line": 4, "via": "EnvironmentFile", "env_file": "/etc/default/web",
+                                           "env_file_line": 1},
+                          "setting_files": {"driver": {"file": "/srv/web.conf", "line": 2}}}
+# a unit whose Podman reads other files, which set nothing that copies (say, another graphroot)
+UNIT_OTHER_STORE = {"unit": "podman-restart.service", "copying": {}, "storage_conf": {"path": "/srv/x.conf"},
+                    "setting_files": {}}
+
 CASES = [
     # id, overrides of GOOD, verdict, reason codes (exactly, in order)
     ("all-good-5.8", {}, "shares", []),
@@ -58,6 +72,14 @@ CASES = [
     ("canary-shared-overrides-version", {"podman_version": "5.4.2", "canary_new_mapped_layers": 0}, "shares", []),
     # a Podman that shares is never told to upgrade: a copy no rule explains is said to be unexplained
     ("canary-copied-unexplained", {"canary_new_mapped_layers": 1}, "copies_unexplained", ["canary_copied"]),
+    # units whose CONTAINERS_STORAGE_CONF names another storage.conf: the canary's Podman shares, the unit's does not
+    ("unit-conf-mount-program-canary-shared", {"canary_new_mapped_layers": 0, "unit_storage_conf": [UNIT_FUSE]},
+     "fixable_by_config", ["unit_storage_conf"]),
+    ("unit-conf-vfs-and-fuse", {"unit_storage_conf": [UNIT_FUSE, UNIT_VFS_FROM_ENV_FILE]},
+     "fixable_by_config", ["unit_storage_conf", "unit_storage_conf"]),
+    ("unit-conf-other-store-only", {"unit_storage_conf": [UNIT_OTHER_STORE]}, "shares", []),
+    ("unit-conf-and-old-podman", {"podman_version": "5.4.2", "unit_storage_conf": [UNIT_FUSE]},
+     "needs_podman_upgrade", ["podman_too_old", "unit_storage_conf"]),
     ("podman-says-no-shifting-unexplained", {"supports_shifting": False}, "copies_unexplained",
      ["podman_no_shifting"]),
     ("podman-says-no-shifting-canary-shared", {"supports_shifting": False, "canary_new_mapped_layers": 0},
@@ -294,3 +316,12 @@ def test_deliberate_disable_says_why():
     assert r.reason_codes == ["disable_idmap_deliberate"]
     assert "on purpose (proof check commit fails without it (#1126))" in r.reasons[0]
     assert "configure keeps it" in r.reasons[0] and "remove it" not in r.reasons[0]
+
+
+def test_unit_reason_names_the_unit_the_environment_line_and_the_setting():
+    text = evaluate(host(unit_storage_conf=[UNIT_FUSE, UNIT_VFS_FROM_ENV_FILE])).reasons
+    assert "podman.service" in text[0] and "CONTAINERS_STORAGE_CONF=/srv/unit.conf" in text[0]
+    assert "/etc/systemd/system/podman.service.d/10-conf.conf line 2" in text[0]
+    assert "mount_program %s (/srv/unit.conf line 5)" % FUSE in text[0]
+    assert "EnvironmentFile /etc/containers/systemd/web.container line 4 from /etc/default/web line 1" in text[1]
+    assert "driver vfs (/srv/web.conf line 2)" in text[1]
