@@ -121,8 +121,6 @@ def test_unit_sources_and_environment(tmp_path, files, unit, sources, expected):
     assert service_environment(sources, str(tmp_path)).get(ENV) == expected
 
 
-
-
 def test_quadlet_service_names(tmp_path):
     for name in ("web.container", "db.pod", "data.volume", "app.kube", "README.md"):
         put(tmp_path, "/etc/containers/systemd/" + name, "[Service]\n")
