@@ -5,6 +5,7 @@ VERIFY_PYTEST := python -m pytest -q -p no:cacheprovider -rs
 .PHONY: test-verify
 test-verify: deps
 	$(MAKE) -C native
-	cd $(CURDIR) && $(VERIFY_PYTEST) tests/integration/test_verify.py tests/integration/test_verify_role.py
+	cd $(CURDIR) && $(VERIFY_PYTEST) tests/integration/test_verify.py tests/integration/test_verify_role.py \
+	  tests/integration/test_effective_conf.py
 
 TEST_TARGETS += test-verify

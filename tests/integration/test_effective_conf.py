@@ -134,7 +134,7 @@ def test_unit_environment_names_another_storage_conf(host):
     unit_store = host.podman_store({"CONTAINERS_STORAGE_CONF": "/etc/containers/unit-storage.conf"})
     assert unit_store["graphRoot"] == unit["setting_files"]["graphroot"]["value"] == "/var/lib/containers/g-unit"
     assert mount_program(unit_store) == unit["setting_files"]["mount_program"]["value"] == FUSE
-    assert unit["setting_files"]["mount_program"]["line"] == 6
+    assert unit["setting_files"]["mount_program"]["line"] == 7
     # the module's own Podman (no such variable) reads the default store, natively
     shell_store = host.podman_store()
     assert shell_store["graphRoot"] == facts["graphroot"]["path"] != unit_store["graphRoot"]
