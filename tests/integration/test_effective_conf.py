@@ -14,7 +14,6 @@ One host per suite, reused by every case (module scope).
 """
 import json
 import os
-import subprocess
 import tempfile
 from typing import Any, Dict
 
