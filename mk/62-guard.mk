@@ -2,7 +2,7 @@
 # Integration tests drive real Podman on lab hosts (bookworm 4.3, trixie 5.4, sid 5.8 + fuse-overlayfs).
 GUARD_PYTEST := cd $(CURDIR) && python -m pytest -q -p no:cacheprovider -rA
 
-.PHONY: test-guard test-guard-systemd bench-guard-soak
+.PHONY: test-guard test-guard-systemd test-rollout-systemd bench-guard-soak
 
 # What `make test` runs (~4 min warm): the watch-mode guard evicting as hard as it can against
 # create/rm/run loops on every lab Podman, and the LRU budget / keep_maps on a real store.
@@ -26,3 +26,11 @@ test-guard-systemd: deps
 	$(GUARD_PYTEST) tests/integration/test_guard_systemd.py
 
 TEST_TARGETS += test-guard-systemd
+
+# Protection by default on a host whose PID 1 is systemd: the rollout with no variables enables
+# and starts the guard on bookworm (4.3, copies), its report shows the running pid, a second run
+# leaves it alone (same MainPID); sid (5.8, shares) gets none.
+test-rollout-systemd: deps
+	$(GUARD_PYTEST) -s tests/integration/test_rollout_systemd.py
+
+TEST_TARGETS += test-rollout-systemd

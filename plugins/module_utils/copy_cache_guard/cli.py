@@ -5,7 +5,8 @@
 
     idmapguard-guard [--config FILE] watch [--seconds N]   the service (systemd, or by hand)
     idmapguard-guard [--config FILE] once                  one pass, then exit (cron)
-    idmapguard-guard [--config FILE] status                the state the service last wrote
+    idmapguard-guard [--config FILE] status [--wait S]     the state the service last wrote (--wait:
+                                                           up to S seconds for the running guard's)
 
 Every parameter comes from the JSON file (default /etc/idmapguard/guard.json) that the
 ``remediate`` role writes; see settings.py and docs/guard.md.
@@ -20,7 +21,9 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import read_status
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import (
+    read_status, wait_for_running,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.manual_prune import run_command
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard, emit
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
@@ -42,7 +45,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     watch = sub.add_parser("watch", help="run as a service: watch the store, evict as needed")
     watch.add_argument("--seconds", type=float, help="stop after this many seconds (tests, benchmarks)")
     sub.add_parser("once", help="one pass, then exit")
-    sub.add_parser("status", help="print the state the guard last wrote")
+    status = sub.add_parser("status", help="print the state the guard last wrote")
+    # the remediate role after it (re)started the service: the state of the process that runs now
+    status.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait up to SECONDS for a state written by the running guard (then running: true)")
     return parser.parse_args(list(argv))
 
 
@@ -51,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         settings = load_settings(args.config)
         if args.command == "status":
-            status = read_status(settings.state_file)
+            status = wait_for_running(settings.state_file, args.wait) if args.wait > 0 else read_status(settings.state_file)
             shown = status if status is not None else {"state_file": settings.state_file, "error": "no guard state yet"}
             sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + "\n")
             return 0 if status is not None and "error" not in status else 1

@@ -172,3 +172,42 @@ def read_status(path: str, now: Optional[float] = None, stale_after: float = 300
     status["state_file"] = path
     status["stale"] = not isinstance(updated, (int, float)) or now - updated > stale_after
     return status
+
+
+def process_start(pid: int, proc: str = "/proc") -> Optional[float]:
+    """When process PID started (Unix time), or None when there is no such process."""
+    try:
+        with open("%s/%d/stat" % (proc, pid)) as handle:
+            # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("%s/stat" % proc) as handle:
+            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + int(fields[19]) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def written_by_running_guard(status: Optional[Dict[str, Any]], started: Optional[float]) -> bool:
+    """The state was written by the guard process that runs now: its ``pid`` is alive (STARTED,
+    from :func:`process_start`) and it wrote after it started. A state left by the process a
+    restart replaced names a dead pid (or was written before the new one started)."""
+    if not status or status.get("error") or started is None:
+        return False
+    updated = status.get("updated")
+    # btime and the start tick are whole seconds and clock ticks: one second of slack
+    return isinstance(updated, (int, float)) and updated >= started - 1.0
+
+
+def wait_for_running(path: str, timeout: float, clock=time.monotonic, sleep=time.sleep,
+                     started=process_start) -> Optional[Dict[str, Any]]:
+    """:func:`read_status` once the running guard wrote it (its first pass after a start),
+    or as it is after TIMEOUT seconds; ``running`` says which."""
+    deadline = clock() + timeout
+    while True:
+        status = read_status(path)
+        pid = status.get("pid") if status else None
+        if isinstance(pid, int) and written_by_running_guard(status, started(pid)):
+            return dict(status, running=True)  # type: ignore[arg-type]
+        if clock() >= deadline:
+            return dict(status, running=False) if status is not None else None
+        sleep(0.5)

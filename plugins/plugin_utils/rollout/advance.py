@@ -159,6 +159,9 @@ def remediate(state: State, result: Mapping[str, Any]) -> None:
     entry = state.plan.get("remediate") or {}
     if entry.get("guard"):
         state.guard = {"installed": True, "enabled": state.options.guard_enable, "reason": entry.get("guard_reason")}
+        # the state the started guard wrote (the role waits for its first pass): pid, budget, last pass
+        if isinstance(done.get("guard_state"), Mapping):
+            state.guard["state"] = dict(done["guard_state"])
     removed = _int(done.get("copies_removed"))
     if removed > 0:
         verb = _would(state, "would remove", "removed")

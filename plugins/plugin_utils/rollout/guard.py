@@ -95,6 +95,12 @@ def record(state: State) -> Dict[str, Any]:
         status, why = "stopped", "stopped and disabled by this rollout: Podman shares layers and the store holds no copies"
     elif did.get("installed") and did.get("enabled"):
         status, why = "started", "installed, enabled and started by this rollout"
+        started = did.get("state")
+        if isinstance(started, Mapping) and started.get("running") and not started.get("error"):
+            fact = started  # the started process's own state, not the one verify read before
+        else:
+            why += "; no state from the started guard yet (its first pass had not ended)"
+            fact = None
     elif did.get("installed"):
         status, why = "installed", "installed by this rollout but not enabled (idmapguard_remediate_guard_enable is false)"
     elif fact and fact.get("error"):

@@ -268,6 +268,25 @@ def test_guard_record(name, before, options, check_mode, status, protected, why)
         assert guard["state"]["pid"] == 42
 
 
+@pytest.mark.parametrize("guard_state,pid,words", [
+    # the role waited for the started guard's first pass: its own pid, budget, last pass
+    (dict(GUARD_RUNNING, pid=77, running=True), 77, "installed, enabled and started by this rollout"),
+    # its first pass had not ended within the wait: no numbers, and the report says why
+    (dict(GUARD_RUNNING, running=False), None, "no state from the started guard yet"),
+    (None, None, "no state from the started guard yet"),
+])
+def test_a_started_guard_is_reported_with_its_own_state(guard_state, pid, words):
+    # an older guard's state in the facts before (stale) is never shown as the started one's
+    before = facts("needs_podman_upgrade", guard=dict(GUARD_RUNNING, stale=True))
+    remediate = {"remediate": {"copies_removed": 0}}
+    if guard_state is not None:
+        remediate["remediate"]["guard_state"] = guard_state
+    _ran, _calls, state = drive(before, {}, {"remediate": remediate})
+    guard = record(state)["guard"]
+    assert guard["status"] == "started" and guard["protected"] is True and words in guard["why"]
+    assert (guard["state"] or {}).get("pid") == pid
+
+
 @pytest.mark.parametrize("guard_running,words", [
     (True, "no Podman >= 5.6 in this host's repositories: the guard keeps the store bounded"),
     (False, "no Podman >= 5.6 in this host's repositories; not guarded: no systemd"),
