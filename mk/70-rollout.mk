@@ -3,7 +3,7 @@ MOLECULE_DIR := $(CURDIR)/extensions/molecule
 
 .PHONY: test-rollout test-molecule test-molecule-systemd bench-rollout report-screenshot
 
-# The rollout on lab hosts (bookworm, trixie, sid, sid with fuse-overlayfs) over SSH.
+# The rollout on lab hosts (bookworm, trixie, sid, sid and podman6 with fuse-overlayfs) over SSH.
 test-rollout: deps
 	python -m pytest -q -p no:cacheprovider -s tests/integration/test_rollout.py
 
