@@ -27,6 +27,7 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.toml_edit impor
     TOMLKIT_IMPORT_ERROR,
     TomlEditError,
     apply_edits,
+    dropin_store_settings,
     store_view,
 )
 
@@ -38,6 +39,11 @@ BUILTIN_DEFAULTS = """\
 runroot = "%s"
 graphroot = "%s"
 """ % (DEFAULT_RUNROOT, DEFAULT_GRAPHROOT)
+DROPIN_HEADER = """\
+# containers/storage drop-in written by idmapguard.storage.storage_conf (the configure role).
+# Podman reads it after the main storage.conf; a key set here wins over the main file and over
+# the drop-ins whose names sort before this one. Removing this file undoes the change.
+"""
 
 
 class ActionModule(ActionBase):
@@ -67,11 +73,19 @@ class ActionModule(ActionBase):
                                     "(pip install tomlkit): %s" % TOMLKIT_IMPORT_ERROR)
         dummy, args = self.validate_argument_spec(argument_spec=spec)
         path = args["path"]
+        settings, absent = args["settings"], args["absent"]
 
-        # /etc replaces the vendor file entirely: start from the vendor file so no default is lost.
         source = path
         text, sha1 = self._slurp(path, task_vars)
-        if text is None:
+        if args["dropin"]:
+            # A drop-in starts from itself, or empty; a key cannot be removed from the files read
+            # before it, only set again: an absent key is written as "" (c/storage: not set).
+            if text is None:
+                text, sha1 = DROPIN_HEADER, ""  # "": the module checks the file is still absent
+            settings = dict({key: "" for key in absent}, **settings)
+            absent = []
+        elif text is None:
+            # /etc replaces the vendor file entirely: start from the vendor file so no default is lost.
             source = args["vendor_path"]
             text, sha1 = self._slurp(source, task_vars)
             if text is None:
@@ -79,10 +93,17 @@ class ActionModule(ActionBase):
                 # without runroot/graphroot is refused by Podman at the default path, so spell
                 # those defaults out.
                 source, text, sha1 = "(built-in defaults)", BUILTIN_DEFAULTS, None
+        existed = not (args["dropin"] and sha1 == "")
         try:
-            edit = apply_edits(text, args["settings"], args["absent"], name=source)
-            store_before = store_view(text, source)
-            store_after = store_view(edit.text, path)
+            edit = apply_edits(text, settings, absent, name=source)
+            if args["dropin"]:
+                # what Podman uses before is asked on the host; the drop-in overrides these
+                store_before, store_after = {}, {}
+                dropin_sets = dropin_store_settings(edit.text, path)
+            else:
+                store_before = store_view(text, source)
+                store_after = store_view(edit.text, path)
+                dropin_sets = None
         except TomlEditError as exc:
             result.update(failed=True, changed=False, msg=str(exc), path=path,
                           line=exc.line, column=exc.column)
@@ -101,14 +122,17 @@ class ActionModule(ActionBase):
             "changed_keys": edit.changed_keys,
             "store_before": store_before,
             "store_after": store_after,
+            "dropin_sets": dropin_sets,
         }
         module_result = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         result.update(module_result)
         if not module_result.get("failed") and module_result.get("changed"):
-            result["diff"] = {
-                "before": text,
-                "after": edit.text,
-                "before_header": path if source == path else "%s (absent; vendor file %s applies)" % (path, source),
-                "after_header": path,
-            }
+            if not existed:
+                before, before_header = "", "/dev/null (%s is new)" % path
+            elif source == path:
+                before, before_header = text, path
+            else:
+                before, before_header = text, "%s (absent; vendor file %s applies)" % (path, source)
+            result["diff"] = {"before": before, "after": edit.text, "before_header": before_header,
+                              "after_header": path}
         return result

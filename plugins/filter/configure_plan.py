@@ -14,7 +14,8 @@ description:
   - Computes, from the verify facts (C(ansible_facts.idmapguard)) and the role's variables, whether
     the host is configured, skipped or undecided, and for each step of the role whether it runs and why.
   - The result has C(action), C(reason), C(verdict), and one entry per step, each with C(run) and
-    C(reason) - C(storage_conf) (C(settings), C(absent)), C(disable_idmap_env) (C(units), C(not_fixed)) and
+    C(reason) - C(storage_conf) (C(settings), C(absent), C(placement) - C(dropin), C(main) or C(env) -, C(path), C(dropin),
+    C(refused) when a drop-in Podman reads later would override the change), C(disable_idmap_env) (C(units), C(not_fixed)) and
     C(probe_cache) (C(runroot), C(features), C(files), the stale cached probe answers of containers/storage).
   - The same plugin file provides C(configure_outcome), which turns the plan and the registered
     results of the role's tasks into the C(idmapguard_configure) fact.
@@ -40,6 +41,10 @@ options:
     description: Whether units that set C(_CONTAINERS_OVERLAY_DISABLE_IDMAP) get a drop-in that unsets it.
     type: bool
     default: true
+  path:
+    description: The main storage.conf, edited in place where Podman reads no drop-ins.
+    type: str
+    default: /etc/containers/storage.conf
 """
 
 EXAMPLES = r"""
@@ -64,7 +69,8 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.configure_plan 
 )
 
 
-def configure_plan_filter(facts, verdict="", settings=None, absent=None, unset_disable_idmap_env=True):
+def configure_plan_filter(facts, verdict="", settings=None, absent=None, unset_disable_idmap_env=True,
+                          path="/etc/containers/storage.conf"):
     """Filter entry point: check the input types, the decision lives in plugin_utils."""
     facts = facts or {}
     settings = settings or {}
@@ -77,7 +83,8 @@ def configure_plan_filter(facts, verdict="", settings=None, absent=None, unset_d
         raise AnsibleFilterError("configure_plan: absent must be a list of dotted keys")
     return configure_plan(ConfigureInputs(facts=facts, verdict=str(verdict or ""), settings=settings,
                                           absent=list(absent),
-                                          unset_disable_idmap_env=boolean(unset_disable_idmap_env)))
+                                          unset_disable_idmap_env=boolean(unset_disable_idmap_env),
+                                          path=str(path or "/etc/containers/storage.conf")))
 
 
 def configure_outcome_filter(plan, storage_conf=None, dropins=None, restart_units=None, probe_cache=None):

@@ -11,7 +11,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 DOCUMENTATION = r"""
 ---
 module: storage_conf
-short_description: Edit containers-storage.conf in place, keeping every other byte
+short_description: Edit containers-storage.conf in place, keeping every other byte, or write a drop-in
 version_added: 0.1.0
 description:
   - Sets and removes keys of the containers/storage configuration file (C(storage.conf))
@@ -87,10 +87,26 @@ options:
         The marker is cleared only when a scan finds no AUFS-style whiteout or fuse-overlayfs xattr.
     type: bool
     default: false
+  dropin:
+    description:
+      - O(path) is a drop-in (for example C(/etc/containers/storage.rootful.conf.d/zz-idmapguard.conf)) that a
+        Podman reading drop-ins (5.5 and later; measured on 5.8.6 and 6.1.1) reads after the main file.
+      - The edit starts from the drop-in itself, or from an empty file with a header comment. O(vendor_path) is not used.
+      - A drop-in cannot remove a key that a file read before it sets, so each O(absent) key is written as an empty
+        string, which containers/storage takes as not set for its string options (C(mount_program), C(mountopt), ...).
+      - The refusal checks compare the settings Podman uses now (C(podman info)) with those settings overridden by
+        the drop-in. Podman judges the candidate with all its files, the candidate read last
+        (C(CONTAINERS_STORAGE_CONF_OVERRIDE)).
+      - After the write, if Podman still uses another C(mount_program) than the drop-in sets (a file read later sets
+        it), the drop-in is put back as it was and the module fails with C(refused).
+      - The idmapguard.storage.configure role sets this where the verify facts say Podman reads drop-ins.
+    type: bool
+    default: false
   _edit:
     description:
       - Internal. The action plugin of this module fills it with the edited text and what it was made
-        from (C(content), C(source), C(source_sha1), C(changed_keys), C(store_before), C(store_after)).
+        from (C(content), C(source), C(source_sha1), C(changed_keys), C(store_before), C(store_after),
+        C(dropin_sets)).
         Never set it yourself.
     type: dict
 attributes:
@@ -122,6 +138,16 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: On Podman 5.8 or 6, override a mount program set in the main file with our own drop-in
+  idmapguard.storage.storage_conf:
+    path: /etc/containers/storage.rootful.conf.d/zz-idmapguard.conf
+    dropin: true
+    settings:
+      storage.driver: overlay
+    absent:
+      - storage.options.overlay.mount_program
+    allow_store_change: true
+
 - name: Let Podman >= 5.6 share layers through idmapped mounts (no fuse-overlayfs)
   idmapguard.storage.storage_conf:
     settings:
@@ -170,7 +196,7 @@ undo:
     - What puts O(path) back as it was before this change - C(path), C(existed), C(content) (null when the
       file did not exist), C(mode), C(owner) and C(group) (numeric ids, as strings).
     - A caller that must undo the change (the rollout after a failed proof) writes C(content) back with that
-      mode and owner, or removes O(path) when C(existed) is false. A cleared mount-program marker
+      mode and owner, or removes O(path) when C(existed) is false (a new drop-in is removed). A cleared mount-program marker
       (RV(mount_program_marker)) is not part of it.
   returned: changed
   type: dict

@@ -19,17 +19,31 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.host_env import UNIT_DIRS
+from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
+    DEFAULT_STORAGE_CONF,
+    DROPIN_DIRS,
+)
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import SETTING_DOTTED
 
 # Verdicts no storage.conf edit can change (copies_unexplained: no known cause, so nothing to change).
 UNFIXABLE = ("needs_podman_upgrade", "unsupported_kernel", "unsupported_filesystem", "copies_unexplained")
 # What a fixable_by_config host needs: native overlay, no mount program (both spellings).
 FIX_SETTINGS = {"storage.driver": "overlay"}
 FIX_ABSENT = ["storage.options.overlay.mount_program", "storage.options.mount_program"]
+# Our own storage.conf drop-in, on a Podman that reads drop-ins (containers-config(5), measured on 5.8.6
+# and 6.1.1): Podman reads the main file, then every `*.conf` of the drop-in directories sorted by
+# file name across the directories (a later directory's file replaces one of the same name), and a
+# key set in a later file wins. `zz-` sorts after the usual `NN-name.conf`; the rootful directory
+# is the last one read, and it keeps the change away from rootless Podman (which we never judged).
+STORAGE_DROPIN = DROPIN_DIRS[-1] + "/zz-idmapguard.conf"
+# Dotted keys whose winning file the verify facts report (podman.setting_files), by setting name.
+TRACKED_KEYS = SETTING_DOTTED
 # A unit file or one of its drop-ins, in any directory host_env searches: the unit's name.
 UNIT_PATH = re.compile(r"^(?:%s)/([^/]+?)(?:\.d/[^/]+)?$" % "|".join(re.escape(d) for d in UNIT_DIRS))
 
@@ -43,6 +57,7 @@ class ConfigureInputs:
     settings: Mapping[str, Any] = field(default_factory=dict)
     absent: List[str] = field(default_factory=list)
     unset_disable_idmap_env: bool = True
+    path: str = DEFAULT_STORAGE_CONF
 
 
 @dataclass
@@ -72,13 +87,93 @@ def decide(inputs: ConfigureInputs) -> HostDecision:
     return HostDecision("undecided", "no facts", verdict)
 
 
+def storage_conf_placement(facts: Mapping[str, Any], main_path: str) -> Dict[str, Any]:
+    """Which file the edit goes to, from what the facts say this host's Podman reads:
+
+    - `env`: CONTAINERS_STORAGE_CONF names a file; Podman reads that file alone (no main file, no
+      drop-in), so that file is edited in place;
+    - `dropin`: Podman reads drop-ins; our own drop-in (STORAGE_DROPIN) is read after the main file
+      (`/etc`, or `/usr/share` when /etc has none: either stays as it is) and wins over it;
+    - `main`: Podman reads the main file only (before 5.5), or the facts do not say: the main file
+      is edited in place (starting from the vendor file when /etc has none), as always.
+    """
+    podman = facts.get("podman") or {}
+    files = [f for f in podman.get("storage_conf_files") or [] if isinstance(f, Mapping)]
+    named = [f for f in files if f.get("kind") == "env"]
+    version = podman.get("version") or "unknown"
+    if named:
+        path = str(named[-1].get("path"))
+        return {"placement": "env", "path": path, "dropin": False,
+                "why": "CONTAINERS_STORAGE_CONF names %s, which Podman reads alone" % path}
+    if podman.get("reads_dropins"):
+        return {"placement": "dropin", "path": STORAGE_DROPIN, "dropin": True,
+                "why": "Podman %s reads storage.conf drop-ins: %s is read after the main file" % (version, STORAGE_DROPIN)}
+    why = "Podman %s reads no storage.conf drop-ins" % version if podman.get("reads_dropins") is False \
+        else "no facts say whether Podman reads drop-ins"
+    return {"placement": "main", "path": main_path, "dropin": False, "why": why + ": %s is edited in place" % main_path}
+
+
+def sorts_after(path: str, ours: str = STORAGE_DROPIN) -> bool:
+    """Whether Podman reads the drop-in PATH after OURS (by file name across the directories; of two
+    files with the same name only the one in the later directory is read)."""
+    name, our_name = os.path.basename(path), os.path.basename(ours)
+    if name != our_name:
+        return name > our_name
+    rank = {d: i for i, d in enumerate(DROPIN_DIRS)}
+    return path != ours and rank.get(os.path.dirname(path), -1) > rank.get(os.path.dirname(ours), -1)
+
+
+def later_dropin_refusal(facts: Mapping[str, Any], keys: List[str], ours: str = STORAGE_DROPIN) -> str:
+    """Why our drop-in would not win (a drop-in read after it sets a key we change), or ""."""
+    origins = (facts.get("podman") or {}).get("setting_files") or {}
+    found = []  # type: List[str]
+    for key in keys:
+        origin = origins.get(TRACKED_KEYS.get(key, "")) or {}
+        where = origin.get("file")
+        if origin.get("kind") == "drop-in" and where and sorts_after(str(where), ours):
+            line = " line %s" % origin["line"] if origin.get("line") else ""
+            entry = "%s%s sets %s" % (where, line, TRACKED_KEYS[key])
+            if entry not in found:
+                found.append(entry)
+    if not found:
+        return ""
+    return ("refusing to write %s: %s, and Podman reads it after %s, so it would override this change; "
+            "nothing was changed. Remove the setting there (or rename that file to sort before %s)."
+            % (ours, "; ".join(found), os.path.basename(ours), os.path.basename(ours)))
+
+
+def _effective_unchanged(facts: Mapping[str, Any], key: str, value: Any) -> bool:
+    """Whether the facts say Podman already uses VALUE for KEY (None: unset), for a tracked key."""
+    name = TRACKED_KEYS.get(key)
+    podman = facts.get("podman") or {}
+    if name is None or name not in podman:
+        return False
+    current = podman.get(name)
+    return (current in (None, "") and value in (None, "")) or current == value
+
+
 def storage_conf_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[str, Any]:
-    """The storage.conf edit: the fix for the verdict, then the operator's own edits."""
+    """The storage.conf edit: the fix for the verdict, then the operator's own edits, in the file
+    `storage_conf_placement` picks.
+
+    In a drop-in a key cannot be removed, only set again: an `absent` key is written as an empty
+    string (containers/storage's "not set" for its string options), and only where the facts say
+    Podman uses a value for it now; a setting Podman already uses is left out. So a drop-in is
+    written only when it changes what Podman uses."""
     settings = dict(FIX_SETTINGS) if host.verdict == "fixable_by_config" else {}
     absent = list(FIX_ABSENT) if host.verdict == "fixable_by_config" else []
     settings.update(inputs.settings)
     absent.extend(inputs.absent)
-    return {"run": host.action == "configure", "reason": host.reason, "settings": settings, "absent": absent}
+    place = storage_conf_placement(inputs.facts, inputs.path)
+    refused = ""
+    if place["dropin"]:
+        settings = {k: v for k, v in settings.items() if not _effective_unchanged(inputs.facts, k, v)}
+        absent = [k for k in absent if k not in settings and not _effective_unchanged(inputs.facts, k, None)]
+        refused = later_dropin_refusal(inputs.facts, list(settings) + absent) if host.action == "configure" else ""
+    run = host.action == "configure" and not refused
+    return {"run": run, "reason": refused or host.reason, "refused": refused, "settings": settings,
+            "absent": absent, "placement": place["placement"], "path": place["path"], "dropin": place["dropin"],
+            "placement_reason": place["why"]}
 
 
 def split_disable_idmap_places(where: List[str]) -> Tuple[List[str], List[str]]:
@@ -178,7 +273,9 @@ def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[st
         "action": action,
         "reason": plan["reason"],
         "verdict": plan["verdict"],
-        "path": conf.get("path"),
+        "path": conf.get("path") or plan["storage_conf"].get("path"),
+        # where the edit went: `dropin` (our own drop-in), `main` (in place) or `env` (CONTAINERS_STORAGE_CONF's file)
+        "placement": plan["storage_conf"].get("placement"),
         "conf_changed": _changed(conf),
         # what puts storage.conf back (the storage_conf module's `undo`), for the rollout's rollback
         "undo": conf.get("undo") if _changed(conf) else None,

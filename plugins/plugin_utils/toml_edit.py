@@ -23,6 +23,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     StorageConfError,
     settings_from_conf_text,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import SETTING_DOTTED
 
 try:
     import tomlkit
@@ -33,6 +34,9 @@ except ImportError as exc:  # reported by the action plugin, which cannot work w
     TOMLKIT_IMPORT_ERROR = exc
 else:
     TOMLKIT_IMPORT_ERROR = None
+
+
+_MISSING = object()
 
 
 class TomlEditError(ValueError):
@@ -258,3 +262,15 @@ def store_view(text: str, name: str = "document") -> Dict[str, Any]:
         return settings_from_conf_text(text, name).store_view()
     except StorageConfError as exc:
         raise TomlEditError("%s: the host's storage.conf reader cannot read this: %s" % (name, exc))
+
+
+def dropin_store_settings(text: str, name: str = "document") -> Dict[str, Any]:
+    """The store settings a drop-in sets, by name (SETTING_DOTTED), with None for an empty string:
+    what it changes in the settings Podman reads before it (a key it does not set stays as it was)."""
+    doc = parse(text, name)
+    found = {}  # type: Dict[str, Any]
+    for dotted, setting in SETTING_DOTTED.items():
+        value = get_value(doc, dotted, _MISSING)
+        if value is not _MISSING:
+            found[setting] = None if value == "" else value
+    return found

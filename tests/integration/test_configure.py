@@ -1,9 +1,13 @@
 """The storage_conf module and the configure role on lab hosts, judged by what Podman reports.
 
-- sid (Podman 5.8) with a fuse-overlayfs store: the verify facts (helper role + idmap_support)
-  say fixable_by_config; the role refuses while the store's marker or a container made through
-  fuse-overlayfs would break, then turns the store into native overlay, after which a new
-  non-contiguous map adds no mapped copy; a second run changes nothing.
+- sid (Podman 5.8) and podman6 (6.1) with a fuse-overlayfs store: the verify facts (helper role +
+  idmap_support) say fixable_by_config; the role refuses while the store's marker or a container
+  made through fuse-overlayfs would break, then turns the store into native overlay with a drop-in
+  of its own (these Podman versions read drop-ins; the main file stays as it was), after which a
+  new non-contiguous map adds no mapped copy; a second run changes nothing. The mount program is
+  set in /etc's main file and an earlier drop-in (sid), or in a main file in /usr/share only
+  (podman6). Removing the drop-in (the rollback's `undo`) gives Podman its old setting back; a
+  drop-in read after ours that sets mount_program makes the role refuse, naming it.
 - bookworm (Podman 4.3): the verdict is needs_podman_upgrade; the role touches nothing.
 - trixie: the module on the vendor file (no /etc file), Podman's view of an edit, a file Podman
   rejects and a malformed file (both leave the file as it was).
@@ -19,6 +23,11 @@ import pytest
 
 STORE = "/var/lib/containers/storage"
 CONF = "/etc/containers/storage.conf"
+VENDOR = "/usr/share/containers/storage.conf"
+OUR_DROPIN = "/etc/containers/storage.rootful.conf.d/zz-idmapguard.conf"
+EARLY_DROPIN = "/etc/containers/storage.conf.d/50-fuse.conf"
+LATE_DROPIN = "/etc/containers/storage.conf.d/zzz-site.conf"
+FUSE_DROPIN = '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
 MARKER = STORE + "/overlay/.has-mount-program"
 FILES = 300
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,6 +62,11 @@ def read(host, inside: str) -> Optional[str]:
 def podman_store(host) -> Dict[str, object]:
     """The `store` part of `podman info --format json` (graphDriverName, graphOptions, runRoot...)."""
     return json.loads(host.podman("info", "--format", "json", check=True).stdout)["store"]
+
+
+def podman_mount_program(host) -> Optional[str]:
+    option = (podman_store(host).get("graphOptions") or {}).get("overlay.mount_program")
+    return option.get("Executable") if option else None
 
 
 def playbook(tmp_path, inventory: str, tasks: str, *args: str) -> Tuple[int, str, Dict[str, object]]:
@@ -109,11 +123,28 @@ VERIFY_AND_CONFIGURE = """\
 """
 
 
+ROLLBACK = """\
+- name: Put storage.conf back as the configure role's undo says (what steps/rollback.yml does)
+  ansible.builtin.file:
+    path: "{undo[path]}"
+    state: absent
+  when: not {undo[existed]}
+"""
+
+
 @pytest.mark.parametrize("suite", ["sid", "podman6"])
 def test_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inventory, tmp_path, suite):
     host = lab_host(suite, inodes=4096 + 4 * FILES, mount_program="/usr/bin/fuse-overlayfs")
+    if suite == "sid":
+        # the mount program in the main file and again in an earlier drop-in: ours overrides both
+        host.write_file(EARLY_DROPIN, FUSE_DROPIN)
+    else:
+        # a main file in /usr/share only: Podman reads it; it stays, and our drop-in comes after it
+        host.write_file(VENDOR, read(host, CONF))
+        os.unlink(host.path(CONF))
     inv = inventory(host)
     image = host.image(files=FILES)
+    assert podman_mount_program(host) == "/usr/bin/fuse-overlayfs"
 
     # Baseline in this run: through fuse-overlayfs a non-contiguous map costs a full copy.
     before = host.inodes_used()
@@ -122,41 +153,51 @@ def test_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inventory
     assert mapped_layers(host) == 1
     assert copy_cost >= FILES * 0.9, copy_cost
     assert read(host, MARKER) == "true"
-    conf_sha = file_sha(host, CONF)
+    confs = {path: file_sha(host, path) for path in (CONF, VENDOR, EARLY_DROPIN)}
+
+    def untouched() -> bool:
+        return {path: file_sha(host, path) for path in confs} == confs
 
     # Default: refused, because the marker keeps fuse-overlayfs in use and guards the store.
     rc, out, dummy = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
     assert rc != 0
     assert "refusing to remove mount_program" in out and ".has-mount-program" in out
-    assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
+    assert untouched() and read(host, MARKER) == "true" and read(host, OUR_DROPIN) is None
 
     # Allowed, but c1 was created through fuse-overlayfs with a non-contiguous map: refused.
     rc, out, dummy = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
     assert rc != 0
     assert "container(s) c1" in out
-    assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
+    assert untouched() and read(host, MARKER) == "true" and read(host, OUR_DROPIN) is None
 
     host.podman("rm", "c1", check=True)
 
-    # Check mode: the diff, and nothing written.
+    # Check mode: the diff of a new file, and nothing written.
     rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"), "--check", "--diff")
     assert rc == 0, out
-    assert '-mount_program = "/usr/bin/fuse-overlayfs"' in out
+    assert f"--- before: /dev/null ({OUR_DROPIN} is new)" in out and '+mount_program = ""' in out
     assert result["verdict_facts"] == "fixable_by_config"
-    assert file_sha(host, CONF) == conf_sha and read(host, MARKER) == "true"
+    assert result["placement"] == "dropin" and result["path"] == OUR_DROPIN
+    assert untouched() and read(host, MARKER) == "true" and read(host, OUR_DROPIN) is None
 
     rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"), "--diff")
     assert rc == 0, out
     assert result["action"] == "configured"
     assert result["mount_program_marker"]["cleared"] is True
-    assert result["changed_keys"] == ["storage.options.overlay.mount_program"]
+    assert result["changed_keys"] == ["storage.options.overlay.mount_program", "storage.options.mount_program"]
+    assert result["undo"] == {"path": OUR_DROPIN, "existed": False, "content": None, "mode": None,
+                              "owner": None, "group": None}
+    # the main file (and the earlier drop-in) as they were; ours sorts last
+    assert untouched()
+    assert 'mount_program = ""' in read(host, OUR_DROPIN)
+    st = os.stat(host.path(OUR_DROPIN))
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o644, 0, 0)
 
     # Podman itself: native overlay, no mount program; c/storage re-derived its marker.
     store = podman_store(host)
     assert store["graphDriverName"] == "overlay"
-    assert "overlay.mount_program" not in (store.get("graphOptions") or {}), store.get("graphOptions")
+    assert podman_mount_program(host) is None, store.get("graphOptions")
     assert read(host, MARKER) == "false"
-    assert "mount_program =" not in read(host, CONF)
 
     # A new non-contiguous map now adds no mapped copy, and the container runs.
     before = host.inodes_used()
@@ -169,11 +210,27 @@ def test_fuse_overlayfs_store_becomes_one_that_shares_layers(lab_host, inventory
           f"{new_map_cost} after configure")
 
     # Second run: the verify facts now say shares, and nothing changes.
-    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
+    rc, out, second = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
     assert rc == 0, out
-    assert result["verdict_facts"] == "shares"
-    assert result["action"] == "unchanged"
+    assert second["verdict_facts"] == "shares"
+    assert second["action"] == "unchanged"
     assert recap_changed(out) == 0
+
+    # The rollback removes our drop-in: Podman reads the old setting again.
+    host.podman("rm", "c2", check=True)
+    rc, out, dummy = playbook(tmp_path, inv, ROLLBACK.format(undo=result["undo"]))
+    assert rc == 0, out
+    assert read(host, OUR_DROPIN) is None and untouched()
+    assert podman_mount_program(host) == "/usr/bin/fuse-overlayfs"
+
+    # A drop-in Podman reads after ours sets mount_program: refused, naming it; nothing written.
+    host.write_file(LATE_DROPIN, FUSE_DROPIN)
+    rc, out, dummy = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
+    assert rc != 0
+    assert f"refusing to write {OUR_DROPIN}: {LATE_DROPIN} line 2 sets mount_program" in out, out
+    assert read(host, OUR_DROPIN) is None and untouched()
+    assert read(host, LATE_DROPIN) == FUSE_DROPIN
+    assert podman_mount_program(host) == "/usr/bin/fuse-overlayfs"
 
 
 def test_bookworm_needs_an_upgrade_and_is_left_untouched(lab_host, inventory, tmp_path):
@@ -186,7 +243,9 @@ def test_bookworm_needs_an_upgrade_and_is_left_untouched(lab_host, inventory, tm
     assert "needs_podman_upgrade" in result["reason"]
     assert result["changed_keys"] == []
     assert file_sha(host, CONF) == conf_sha
-    edit_task = out.split("configure : Edit storage.conf in place]")[1].strip().split("\n")[1]
+    # Podman 4.3 reads no drop-ins: an edit here would go into the main file, in place
+    assert result["placement"] == "main" and result["path"] == CONF
+    edit_task = out.split("configure : Edit storage.conf]")[1].strip().split("\n")[1]
     assert edit_task.startswith("skipping:"), edit_task
 
 
@@ -266,8 +325,10 @@ def test_sid_disable_idmap_env_in_a_unit_gets_a_dropin(lab_host, inventory, tmp_
     assert "UnsetEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP\n" in read(host, dropin)
     assert result["not_fixed"] == ["/etc/environment"]
     assert read(host, "/etc/environment") == "_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n"
-    # The sid vendor file leaves the driver to detection; the role writes it down.
-    assert 'driver = "overlay"' in read(host, CONF)
+    # Podman 5.8 reads drop-ins and already uses native overlay: no storage.conf file is written
+    # (the driver it detects is the one the fix wants, and there is no mount program to override).
+    assert result["placement"] == "dropin" and result["conf_changed"] is False
+    assert read(host, OUR_DROPIN) is None
     assert podman_store(host)["graphDriverName"] == "overlay"
 
     rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))

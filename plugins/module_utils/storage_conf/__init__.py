@@ -66,6 +66,7 @@ def user_argument_spec() -> Dict[str, Any]:
         backup=dict(type="bool", default=False),
         validate=dict(type="bool", default=True),
         allow_store_change=dict(type="bool", default=False),
+        dropin=dict(type="bool", default=False),
     )
 
 
@@ -73,7 +74,7 @@ def argument_spec() -> Dict[str, Any]:
     """The module's spec: the user options plus what the action plugin sends."""
     spec = user_argument_spec()
     # Sent by the action plugin only: content, source, source_sha1, changed_keys,
-    # store_before, store_after (see plugins/action/storage_conf.py).
+    # store_before, store_after, dropin_sets (see plugins/action/storage_conf.py).
     spec["_edit"] = dict(type="dict")
     return spec
 
@@ -81,6 +82,38 @@ def argument_spec() -> Dict[str, Any]:
 def find_podman() -> Optional[str]:
     path = os.pathsep.join([os.environ.get("PATH", "")] + list(EXTRA_BIN_DIRS))
     return shutil.which("podman", path=path)
+
+
+def _require_podman(what: str) -> str:
+    podman = find_podman()
+    if not podman:
+        raise StorageConfError("podman is not installed (or not in PATH), so it cannot %s; nothing changed" % what)
+    return podman
+
+
+def _store_in_use(runner_for: RunnerFor, podman: str) -> Dict[str, Any]:
+    """The store settings Podman uses now, from every file it reads: what a drop-in changes."""
+    try:
+        return podman_store(runner_for({}), podman, None)
+    except StorageConfInvalid as exc:
+        raise StorageConfError("cannot ask Podman which store settings it uses now, so the drop-in cannot be "
+                               "judged; nothing changed: %s" % exc)
+
+
+def _check_dropin_wins(path: str, previous: Optional[bytes], dropin_sets: Dict[str, Any],
+                       podman: Dict[str, Any]) -> None:
+    """After the write: Podman must use the mount program our drop-in sets. A file read after it
+    that sets mount_program (a later drop-in; the driver-less spelling is not in the facts) would
+    override it: put the drop-in back as it was and refuse."""
+    if "mount_program" not in dropin_sets:
+        return
+    wanted, used = dropin_sets["mount_program"] or None, podman.get("mount_program") or None
+    if wanted != used:
+        restore(path, previous)
+        raise StorageConfRefused(
+            "refusing %s: it sets mount_program = %r but Podman still uses %r, so a storage.conf file it reads "
+            "later sets it (drop-ins are read sorted by file name across the drop-in directories). %s was put "
+            "back as it was; nothing changed." % (path, wanted or "", used or "", path))
 
 
 def run(params: Dict[str, Any], check_mode: bool, runner_for: RunnerFor,
@@ -119,6 +152,11 @@ def _apply(params: Dict[str, Any], check_mode: bool, runner_for: RunnerFor,
     if existing == content:
         return result
 
+    dropin_sets = edit.get("dropin_sets") or {}
+    if params["dropin"]:
+        podman = podman or _require_podman("judge what a drop-in changes")
+        store_before = _store_in_use(runner_for, podman)
+        store_after = dict(store_before, **dropin_sets)
     safety = check_safety(store_before, store_after, params["allow_store_change"])
     result["store_changes"] = safety.store_changes
     if safety.marker is not None:
@@ -130,10 +168,7 @@ def _apply(params: Dict[str, Any], check_mode: bool, runner_for: RunnerFor,
         return result
 
     if params["validate"]:
-        podman = podman or find_podman()
-        if not podman:
-            raise StorageConfError("podman is not installed (or not in PATH), so it cannot judge the edited "
-                                   "file; nothing changed (validate: false skips the check)")
+        podman = podman or _require_podman("judge the edited file")
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
@@ -142,7 +177,11 @@ def _apply(params: Dict[str, Any], check_mode: bool, runner_for: RunnerFor,
         if params["validate"]:
             scratch = tempfile.mkdtemp(prefix="idmapguard-storage-conf.")
             try:
-                podman_store(runner_for(validation_env(tmp, scratch)), podman, tmp)
+                if params["dropin"]:
+                    # with every file Podman reads, the candidate last
+                    podman_store(runner_for(validation_env(None, scratch, dropin=tmp)), podman, None)
+                else:
+                    podman_store(runner_for(validation_env(tmp, scratch)), podman, tmp)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         if params["backup"] and existing is not None:
@@ -155,11 +194,12 @@ def _apply(params: Dict[str, Any], check_mode: bool, runner_for: RunnerFor,
         # Read the file where it now is, the way every later Podman command reads it: Podman
         # fills defaults differently for CONTAINERS_STORAGE_CONF than for its default path.
         try:
-            conf = None if path == DEFAULT_STORAGE_CONF else path
+            conf = None if path == DEFAULT_STORAGE_CONF or params["dropin"] else path
             result["podman"] = podman_store(runner_for(validation_env(conf)), podman, conf)
         except StorageConfInvalid as exc:
             restore(path, existing)
             raise StorageConfInvalid("%s (at %s; the previous file was put back)" % (exc, path))
+        _check_dropin_wins(path, existing, dropin_sets, result["podman"])
         for key, wanted in sorted(store_after.items()):
             reported = result["podman"].get(key)
             if key in ("driver", "graphroot", "runroot") and wanted and reported and reported != wanted:

@@ -49,6 +49,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
     DEFAULT_GRAPHROOT,
     DEFAULT_RUNROOT,
+    SETTING_KEYS,
     PodmanError,
     settings_from_podman,
 )
@@ -68,6 +69,10 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.location 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
+# Dotted keys of the store settings (podman_host.SETTING_KEYS, whose file the facts report) by
+# setting name, with the older driver-less spelling of mount_program.
+SETTING_DOTTED = dict({".".join(table + (key,)): name for name, (table, key) in SETTING_KEYS.items()},
+                      **{"storage.options.mount_program": "mount_program"})
 
 
 @dataclass
@@ -212,10 +217,17 @@ def scratch_engine_conf(scratch: str) -> str:
     return path
 
 
-def validation_env(conf_path: Optional[str], scratch: Optional[str] = None) -> Dict[str, str]:
+def validation_env(conf_path: Optional[str], scratch: Optional[str] = None,
+                   dropin: Optional[str] = None) -> Dict[str, str]:
     """The environment under which Podman reads `conf_path` (None: its own default); with
-    `scratch` (an empty directory) with a throw-away libpod database, so the file alone is judged."""
+    `scratch` (an empty directory) with a throw-away libpod database, so the file alone is judged.
+
+    With `dropin`, Podman reads its own files and then that candidate drop-in, last
+    (CONTAINERS_STORAGE_CONF_OVERRIDE: read by the Podman versions that read drop-ins, 5.8.6 and
+    6.1.1 on the lab): the candidate is judged with the files it goes with."""
     env = {"CONTAINERS_STORAGE_CONF": conf_path} if conf_path else {}
+    if dropin:
+        env["CONTAINERS_STORAGE_CONF_OVERRIDE"] = dropin
     if scratch:
         env["CONTAINERS_CONF_OVERRIDE"] = scratch_engine_conf(scratch)
     return env

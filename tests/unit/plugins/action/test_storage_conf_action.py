@@ -117,3 +117,36 @@ def test_documentation_and_action_plugin_use_the_one_argument_spec():
         for key in ("type", "default", "elements"):
             assert documented[name].get(key) == option.get(key), (name, key)
     assert action.user_argument_spec is writer.user_argument_spec
+
+
+DROPIN = "/etc/containers/storage.rootful.conf.d/zz-idmapguard.conf"
+FIX = {"path": DROPIN, "dropin": True, "settings": {"storage.driver": "overlay"},
+       "absent": ["storage.options.overlay.mount_program", "storage.options.mount_program"]}
+
+
+def test_a_new_dropin_sets_absent_keys_to_empty_and_diffs_from_dev_null():
+    main = '[storage]\ndriver = "overlay"\n[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
+    action, calls = make_action(FIX, {"/etc/containers/storage.conf": main})
+    result = action.run(task_vars={})
+    [(dummy, args)] = calls
+    content = args["_edit"]["content"]
+    assert content.startswith("# containers/storage drop-in written by idmapguard.storage.storage_conf")
+    assert 'driver = "overlay"' in content and 'mount_program = ""' in content
+    assert "fuse-overlayfs" not in content  # never a copy of the main file
+    assert args["_edit"]["source"] == DROPIN and args["_edit"]["source_sha1"] == ""
+    assert args["_edit"]["dropin_sets"] == {"driver": "overlay", "mount_program": None}
+    assert result["diff"]["before"] == "" and result["diff"]["before_header"].startswith("/dev/null")
+    assert result["diff"]["after"] == content
+
+
+def test_an_existing_dropin_is_edited_and_the_same_content_is_no_change():
+    action, calls = make_action(FIX, {})
+    action.run(task_vars={})
+    written = calls[0][1]["_edit"]["content"]
+    action, calls = make_action(FIX, {DROPIN: written})
+    result = action.run(task_vars={})
+    assert result["changed"] is False and calls == []
+    action, calls = make_action(dict(FIX, settings={"storage.driver": "vfs"}), {DROPIN: written})
+    result = action.run(task_vars={})
+    assert calls[0][1]["_edit"]["source_sha1"] not in ("", None)
+    assert result["diff"]["before"] == written and result["diff"]["before_header"] == DROPIN

@@ -275,3 +275,84 @@ def test_undo_of_a_new_file_is_its_removal(tmp_path):
     assert result["undo"] == {"path": str(path), "existed": False, "content": None, "mode": None, "owner": None,
                               "group": None}
     assert "undo" not in FakeHost(params_for(path, path.read_text(), path.read_text())).run()
+
+
+class DropinHost(FakeHost):
+    """Podman uses mount_program FUSE until `dropin` exists and (unless `later` overrides it) says
+    otherwise; its answers follow the files, as the real one's do."""
+
+    def __init__(self, params, dropin, later=False, **kw):
+        super().__init__(params, **kw)
+        self.dropin, self.later = dropin, later
+
+    def runner_for(self, env):
+        def run(argv):
+            self.calls.append((argv, dict(env)))
+            candidate = env.get("CONTAINERS_STORAGE_CONF_OVERRIDE")
+            overridden = (candidate or os.path.exists(self.dropin)) and not self.later
+            options = {} if overridden else {"overlay.mount_program": {"Executable": FUSE}}
+            info = {"store": {"graphDriverName": "overlay", "graphRoot": self.graphroot,
+                              "runRoot": "/run/containers/storage", "graphOptions": options}}
+            return 0, json.dumps(info), ""
+        return run
+
+
+def dropin_params(path, old, new, **kw):
+    params = params_for(path, old, new, dropin_sets={"driver": "overlay", "mount_program": None}, **kw)
+    params["_edit"]["source_sha1"] = "" if old is None else params["_edit"]["source_sha1"]
+    return dict(params, dropin=True, allow_store_change=True)
+
+
+NEW_DROPIN = '[storage]\ndriver = "overlay"\n[storage.options.overlay]\nmount_program = ""\n'
+
+
+def test_a_dropin_is_judged_against_what_podman_uses_and_its_undo_removes_it(tmp_path):
+    graphroot = make_store(tmp_path, marker="true")
+    path = tmp_path / "storage.rootful.conf.d" / "zz-idmapguard.conf"
+    host = DropinHost(dropin_params(path, None, NEW_DROPIN), str(path))
+    host.graphroot = graphroot
+    result = host.run()
+    assert path.read_text() == NEW_DROPIN
+    assert result["undo"] == {"path": str(path), "existed": False, "content": None, "mode": None, "owner": None,
+                              "group": None}
+    # the store settings before came from Podman (fuse-overlayfs), so the marker was judged and cleared
+    assert result["mount_program_marker"]["cleared"] is True
+    # the candidate was judged with Podman's own files, read last; then Podman was asked as always
+    assert host.calls[1][1]["CONTAINERS_STORAGE_CONF_OVERRIDE"].endswith(".tmp")
+    assert "CONTAINERS_STORAGE_CONF" not in host.calls[1][1] and host.calls[-1][1] == {}
+    assert result["podman"]["mount_program"] is None
+
+
+def test_a_dropin_in_check_mode_writes_nothing_and_still_refuses(tmp_path):
+    graphroot = make_store(tmp_path, marker="true")
+    path = tmp_path / "zz-idmapguard.conf"
+    host = DropinHost(dict(dropin_params(path, None, NEW_DROPIN), allow_store_change=False), str(path),
+                      check_mode=True)
+    host.graphroot = graphroot
+    with pytest.raises(StorageConfRefused, match="has-mount-program"):
+        host.run()
+    host = DropinHost(dropin_params(path, None, NEW_DROPIN), str(path), check_mode=True)
+    host.graphroot = graphroot
+    assert host.run()["changed"] is True
+    assert not path.exists() and os.path.exists(os.path.join(graphroot, "overlay", ".has-mount-program"))
+
+
+def test_a_dropin_podman_does_not_follow_is_removed_again_and_refused(tmp_path):
+    graphroot = make_store(tmp_path)
+    path = tmp_path / "zz-idmapguard.conf"
+    host = DropinHost(dropin_params(path, None, NEW_DROPIN), str(path), later=True)
+    host.graphroot = graphroot
+    with pytest.raises(StorageConfRefused, match="a storage.conf file it reads later sets it") as info:
+        host.run()
+    assert info.value.fields == {"refused": True}
+    assert not path.exists()
+
+
+def test_a_dropin_that_appeared_meanwhile_is_not_overwritten(tmp_path):
+    path = tmp_path / "zz-idmapguard.conf"
+    path.write_text("# someone else's\n")
+    host = DropinHost(dropin_params(path, None, NEW_DROPIN), str(path))
+    host.graphroot = make_store(tmp_path)
+    with pytest.raises(backend.StorageConfConflict):
+        host.run()
+    assert path.read_text() == "# someone else's\n"

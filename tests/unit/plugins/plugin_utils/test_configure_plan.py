@@ -14,9 +14,11 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.host_env import
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.configure_plan import (
     FIX_ABSENT,
     STEPS,
+    STORAGE_DROPIN,
     ConfigureInputs,
     configure_outcome,
     configure_plan,
+    sorts_after,
     split_disable_idmap_places,
 )
 
@@ -63,8 +65,9 @@ HOST_CASES = [
 def test_host_decision_and_storage_conf_edit(inputs, action, reason, settings, absent):
     plan = configure_plan(inputs)
     assert (plan["action"], plan["reason"]) == (action, reason)
-    assert plan["storage_conf"] == {"run": action == "configure", "reason": reason,
-                                    "settings": settings, "absent": absent}
+    entry = {k: plan["storage_conf"][k] for k in ("run", "reason", "settings", "absent", "placement", "path")}
+    assert entry == {"run": action == "configure", "reason": reason, "settings": settings, "absent": absent,
+                     "placement": "main", "path": "/etc/containers/storage.conf"}
 
 
 # (places that set _CONTAINERS_OVERLAY_DISABLE_IDMAP, units a drop-in fixes, places reported)
@@ -227,3 +230,114 @@ def test_outcome_of_a_cleared_cache():
     assert out["restarted"] == ["podman.socket"]  # a Podman service keeps the old answer in memory
     out = configure_outcome(plan, {"changed": False}, None, [], {"changed": False, "removed": [], "absent": [MARKER]})
     assert out["action"] == "unchanged" and out["probe_cache_cleared"] == []
+
+
+# --- where the storage.conf edit goes (issue 20): our drop-in, the main file, or CONTAINERS_STORAGE_CONF's file
+MAIN = {"path": "/etc/containers/storage.conf", "kind": "main"}
+VENDOR = {"path": "/usr/share/containers/storage.conf", "kind": "main"}
+FUSE = "/usr/bin/fuse-overlayfs"
+
+
+def conf_facts(version, reads, files, origins=None, mount_program=FUSE, driver="overlay", verdict="fixable_by_config"):
+    base = {key: {"file": None, "kind": "default", "line": None}
+            for key in ("driver", "graphroot", "runroot", "imagestore", "transient_store", "mount_program")}
+    base.update(origins or {})
+    return {"verdict": verdict, "reasons": ["uses fuse-overlayfs"],
+            "podman": {"version": version, "reads_dropins": reads, "storage_conf_files": files,
+                       "setting_files": base, "mount_program": mount_program, "driver": driver}}
+
+
+def origin(path, line=2, kind="drop-in"):
+    return {"file": path, "kind": kind, "line": line}
+
+
+# (facts, placement, path, settings, absent, refused: a piece of the message or "")
+PLACEMENT_CASES = [
+    # 4.3.1 / 5.4.2 read no drop-ins: today's in-place edit of the main file
+    (conf_facts("4.3.1", False, [MAIN], {"mount_program": origin(MAIN["path"], 9, "main")}),
+     "main", "/etc/containers/storage.conf", {"storage.driver": "overlay"}, FIX_ABSENT, ""),
+    (conf_facts("5.4.2", False, [VENDOR]), "main", "/etc/containers/storage.conf",
+     {"storage.driver": "overlay"}, FIX_ABSENT, ""),
+    # no facts about the files: in place, as always
+    (conf_facts(None, None, []), "main", "/etc/containers/storage.conf", {"storage.driver": "overlay"}, FIX_ABSENT, ""),
+    # 5.8.6 / 6.1.1 with the mount program in the main file: our drop-in overrides it; the driver
+    # Podman already uses is left out, the mount program is set to "" (both spellings)
+    (conf_facts("5.8.6", True, [MAIN], {"mount_program": origin(MAIN["path"], 9, "main")}),
+     "dropin", STORAGE_DROPIN, {}, FIX_ABSENT, ""),
+    # ... in an earlier drop-in: overridden too
+    (conf_facts("6.1.1", True, [MAIN, {"path": "/etc/containers/storage.conf.d/50-fuse.conf", "kind": "drop-in"}],
+                {"mount_program": origin("/etc/containers/storage.conf.d/50-fuse.conf")}),
+     "dropin", STORAGE_DROPIN, {}, FIX_ABSENT, ""),
+    # only /usr/share has a main file: it stays, Podman reads our drop-in after it
+    (conf_facts("6.1.1", True, [VENDOR], {"mount_program": origin(VENDOR["path"], 12, "main")}),
+     "dropin", STORAGE_DROPIN, {}, FIX_ABSENT, ""),
+    # a drop-in read after ours sets mount_program: refused, naming the file, line and key
+    (conf_facts("6.1.1", True, [MAIN, {"path": "/etc/containers/storage.conf.d/zzz-site.conf", "kind": "drop-in"}],
+                {"mount_program": origin("/etc/containers/storage.conf.d/zzz-site.conf", 3)}),
+     "dropin", STORAGE_DROPIN, {}, FIX_ABSENT,
+     "/etc/containers/storage.conf.d/zzz-site.conf line 3 sets mount_program"),
+    # ... in /usr/share, whose drop-ins sort with the others by name
+    (conf_facts("5.8.6", True, [MAIN], {"mount_program": origin("/usr/share/containers/storage.conf.d/zzzz.conf")}),
+     "dropin", STORAGE_DROPIN, {}, FIX_ABSENT, "/usr/share/containers/storage.conf.d/zzzz.conf line 2"),
+    # a later drop-in that sets a key we do not change is no reason to refuse
+    (conf_facts("6.1.1", True, [MAIN], {"graphroot": origin("/etc/containers/storage.conf.d/zzz.conf")}),
+     "dropin", STORAGE_DROPIN, {}, FIX_ABSENT, ""),
+    # nothing to override: the drop-in would change nothing Podman uses, so nothing is written
+    (conf_facts("6.1.1", True, [MAIN], mount_program=None), "dropin", STORAGE_DROPIN, {}, [], ""),
+    # Podman uses another driver: the drop-in sets it
+    (conf_facts("6.1.1", True, [MAIN], driver="vfs", mount_program=None), "dropin", STORAGE_DROPIN,
+     {"storage.driver": "overlay"}, [], ""),
+    # CONTAINERS_STORAGE_CONF: that file alone is read, drop-ins are not: edited in place
+    (conf_facts("6.1.1", True, [{"path": "/srv/podman/storage.conf", "kind": "env"}]),
+     "env", "/srv/podman/storage.conf", {"storage.driver": "overlay"}, FIX_ABSENT, ""),
+]
+
+
+@pytest.mark.parametrize("facts_,placement,path,settings,absent,refused", PLACEMENT_CASES)
+def test_storage_conf_placement_and_refusal(facts_, placement, path, settings, absent, refused):
+    step = configure_plan(ConfigureInputs(facts=facts_))["storage_conf"]
+    assert (step["placement"], step["path"], step["dropin"]) == (placement, path, placement == "dropin")
+    assert (step["settings"], step["absent"]) == (settings, absent)
+    if refused:
+        assert refused in step["refused"] and "nothing was changed" in step["refused"]
+        assert step["run"] is False and step["reason"] == step["refused"]
+    else:
+        assert step["refused"] == "" and step["run"] is True
+
+
+def test_the_main_path_is_the_role_variable_where_podman_reads_no_dropins():
+    step = configure_plan(ConfigureInputs(facts=conf_facts("4.3.1", False, [MAIN]), path="/srv/s.conf"))["storage_conf"]
+    assert (step["placement"], step["path"]) == ("main", "/srv/s.conf")
+
+
+def test_a_skipped_host_is_not_refused():
+    facts_ = conf_facts("6.1.1", True, [MAIN], {"mount_program": origin("/etc/containers/storage.conf.d/zzz.conf")},
+                        verdict="needs_podman_upgrade")
+    step = configure_plan(ConfigureInputs(facts=facts_))["storage_conf"]
+    assert step["refused"] == "" and step["run"] is False
+
+
+# (drop-in path, read after ours?)
+ORDER_CASES = [
+    ("/etc/containers/storage.conf.d/50-a.conf", False),
+    ("/etc/containers/storage.rootful.conf.d/99-last.conf", False),
+    ("/usr/share/containers/storage.conf.d/zzz.conf", True),
+    ("/etc/containers/storage.conf.d/zz-idmapguard2.conf", True),
+    # the same name in an earlier directory is replaced by ours (ours is in the last directory)
+    ("/etc/containers/storage.conf.d/zz-idmapguard.conf", False),
+    (STORAGE_DROPIN, False),
+    # upper case sorts before lower case, as Go's sort of the names
+    ("/etc/containers/storage.conf.d/ZZZ.conf", False),
+]
+
+
+@pytest.mark.parametrize("path,later", ORDER_CASES)
+def test_which_dropins_podman_reads_after_ours(path, later):
+    assert sorts_after(path) is later
+
+
+def test_outcome_says_where_the_edit_went():
+    plan = configure_plan(ConfigureInputs(facts=conf_facts("6.1.1", True, [MAIN])))
+    undo = {"path": STORAGE_DROPIN, "existed": False, "content": None, "mode": None, "owner": None, "group": None}
+    out = configure_outcome(plan, {"changed": True, "path": STORAGE_DROPIN, "undo": undo}, None, [])
+    assert (out["placement"], out["path"], out["undo"]) == ("dropin", STORAGE_DROPIN, undo)
