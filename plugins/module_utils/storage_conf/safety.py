@@ -69,10 +69,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.location 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.store import Store
 
 STORE_KEYS = ("driver", "graphroot", "runroot", "imagestore")
-# Dotted keys of the store settings (podman_host.SETTING_KEYS, whose file the facts report) by
-# setting name, with the older driver-less spelling of mount_program.
-SETTING_DOTTED = dict({".".join(table + (key,)): name for name, (table, key) in SETTING_KEYS.items()},
-                      **{"storage.options.mount_program": "mount_program"})
+# Dotted keys of the store settings (podman_host.SETTING_KEYS, whose file the facts report, each
+# spelling: mount_program also in the older driver-less [storage.options]) by setting name.
+SETTING_DOTTED = {".".join(table + (key,)): name for name, places in SETTING_KEYS.items() for table, key in places}
 
 
 @dataclass
