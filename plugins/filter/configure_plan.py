@@ -15,7 +15,8 @@ description:
     the host is configured, skipped or undecided, and for each step of the role whether it runs and why.
   - The result has C(action), C(reason), C(verdict), and one entry per step, each with C(run) and
     C(reason) - C(storage_conf) (C(settings), C(absent), C(placement) - C(dropin), C(main) or C(env) -, C(path), C(dropin),
-    C(refused) when a drop-in Podman reads later would override the change), C(disable_idmap_env) (C(units), C(not_fixed)) and
+    C(refused) when a drop-in Podman reads later would override the change), C(unit_storage_conf) (C(targets),
+    the files units name in C(CONTAINERS_STORAGE_CONF) that make their Podman copy, edited in place), C(disable_idmap_env) (C(units), C(not_fixed)) and
     C(probe_cache) (C(runroot), C(features), C(files), the stale cached probe answers of containers/storage).
   - The same plugin file provides C(configure_outcome), which turns the plan and the registered
     results of the role's tasks into the C(idmapguard_configure) fact.
@@ -87,11 +88,12 @@ def configure_plan_filter(facts, verdict="", settings=None, absent=None, unset_d
                                           path=str(path or "/etc/containers/storage.conf")))
 
 
-def configure_outcome_filter(plan, storage_conf=None, dropins=None, restart_units=None, probe_cache=None):
-    """``plan | configure_outcome(conf_result, dropins_result, restart_units, probe_cache_result)``."""
+def configure_outcome_filter(plan, storage_conf=None, dropins=None, restart_units=None, probe_cache=None,
+                             unit_conf=None):
+    """``plan | configure_outcome(conf_result, dropins_result, restart_units, probe_cache_result, unit_conf_result)``."""
     if not isinstance(plan, dict) or "action" not in plan:
         raise AnsibleFilterError("configure_outcome expects a plan made by configure_plan")
-    return configure_outcome(plan, storage_conf, dropins, list(restart_units or []), probe_cache)
+    return configure_outcome(plan, storage_conf, dropins, list(restart_units or []), probe_cache, unit_conf)
 
 
 class FilterModule:

@@ -176,6 +176,32 @@ def storage_conf_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[str, 
             "placement_reason": place["why"]}
 
 
+def unit_storage_conf_step(inputs: ConfigureInputs, host: HostDecision) -> Dict[str, Any]:
+    """The storage.conf files that units starting Podman name in CONTAINERS_STORAGE_CONF, where the
+    facts (podman.unit_storage_conf) say they make that Podman copy: each is edited in place, since
+    Podman started with the variable reads that file alone (no main file, no drop-in)."""
+    podman = inputs.facts.get("podman") or {}
+    main_path = storage_conf_placement(inputs.facts, inputs.path)["path"]
+    targets = []  # type: List[Dict[str, Any]]
+    for unit in podman.get("unit_storage_conf") or []:
+        named = (unit.get("storage_conf") or {}) if isinstance(unit, Mapping) else {}
+        path, copying = named.get("path"), unit.get("copying") or {}
+        if not path or not copying or unit.get("same_files") or path == main_path \
+                or path in [t["path"] for t in targets]:
+            continue
+        targets.append({"unit": str(unit.get("unit")), "path": str(path),
+                        "settings": dict(FIX_SETTINGS) if "driver" in copying else {},
+                        "absent": list(FIX_ABSENT) if "mount_program" in copying else []})
+    run = host.action == "configure" and host.verdict == "fixable_by_config" and bool(targets)
+    if run:
+        reason = "; ".join("%s names %s in CONTAINERS_STORAGE_CONF" % (t["unit"], t["path"]) for t in targets)
+    elif targets:
+        reason = "host not configured"
+    else:
+        reason = "no unit names a storage.conf that makes Podman copy"
+    return {"run": run, "reason": reason, "targets": targets if run else []}
+
+
 def split_disable_idmap_places(where: List[str]) -> Tuple[List[str], List[str]]:
     """(units a drop-in can fix, other places) among those that set _CONTAINERS_OVERLAY_DISABLE_IDMAP."""
     units = []  # type: List[str]
@@ -239,6 +265,7 @@ Step = Callable[[ConfigureInputs, HostDecision], Dict[str, Any]]
 # Run by the role in this order, each task guarded by `plan.<name>.run`.
 STEPS = (
     ("storage_conf", storage_conf_step),
+    ("unit_storage_conf", unit_storage_conf_step),
     ("disable_idmap_env", disable_idmap_env_step),
     ("probe_cache", probe_cache_step),
 )  # type: Tuple[Tuple[str, Step], ...]
@@ -258,11 +285,14 @@ def _changed(result: Optional[Mapping[str, Any]]) -> bool:
 
 def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[str, Any]],
                       dropins: Optional[Mapping[str, Any]], restart_units: List[str],
-                      probe_cache: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                      probe_cache: Optional[Mapping[str, Any]] = None,
+                      unit_conf: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The `idmapguard_configure` fact from the plan and the registered results of its steps."""
     conf = storage_conf or {}
+    unit_changed = [item for item in (unit_conf or {}).get("results") or []
+                    if isinstance(item, Mapping) and item.get("changed")]
     # a running Podman service keeps the driver's answers in memory: a cleared cache restarts it too
-    changed = _changed(conf) or _changed(dropins) or _changed(probe_cache)
+    changed = _changed(conf) or _changed(dropins) or _changed(probe_cache) or bool(unit_changed)
     if plan["action"] == "skipped":
         action = "skipped"
     else:
@@ -280,6 +310,9 @@ def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[st
         # what puts storage.conf back (the storage_conf module's `undo`), for the rollout's rollback
         "undo": conf.get("undo") if _changed(conf) else None,
         "changed_keys": list(conf.get("changed_keys") or []),
+        # the files units name in CONTAINERS_STORAGE_CONF, edited in place, and what puts each back
+        "unit_files": [item.get("path") for item in unit_changed],
+        "unit_undo": [item.get("undo") for item in unit_changed if item.get("undo")],
         "mount_program_marker": conf.get("mount_program_marker"),
         "podman": conf.get("podman"),
         "dropins": written,

@@ -336,3 +336,31 @@ def test_sid_disable_idmap_env_in_a_unit_gets_a_dropin(lab_host, inventory, tmp_
     assert result["action"] == "unchanged"
     assert result["dropins"] == []
     assert recap_changed(out) == 0
+
+    # podman.service names its own storage.conf in CONTAINERS_STORAGE_CONF, with a mount program:
+    # Podman started by it reads that file alone, so the role edits it in place.
+    unit_conf = "/etc/containers/unit-storage.conf"
+    host.write_file(unit_conf, '[storage]\ndriver = "overlay"\ngraphroot = "/var/lib/containers/g-unit"\n'
+                               'runroot = "/run/containers/g-unit"\n\n[storage.options.overlay]\n'
+                               'mount_program = "/usr/bin/fuse-overlayfs"\n')
+    host.write_file("/etc/systemd/system/podman.service.d/50-storage.conf",
+                    f"[Service]\nEnvironment=CONTAINERS_STORAGE_CONF={unit_conf}\n")
+    unit_info = ["env", f"CONTAINERS_STORAGE_CONF={unit_conf}", "podman", "info", "--format", "json"]
+    options = json.loads(host.exec(unit_info, check=True).stdout)["store"].get("graphOptions") or {}
+    assert "overlay.mount_program" in options
+    # (that podman info wrote the unit store's mount-program marker: the role needs the opt-in)
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="false"))
+    assert rc != 0 and "/var/lib/containers/g-unit/overlay/.has-mount-program" in out
+    assert "fuse-overlayfs" in read(host, unit_conf)
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"), "--diff")
+    assert rc == 0, out
+    assert result["verdict_facts"] == "fixable_by_config"
+    assert result["unit_files"] == [unit_conf] and result["unit_undo"][0]["existed"] is True
+    assert "mount_program" not in read(host, unit_conf) and 'graphroot = "/var/lib/containers/g-unit"' in read(host, unit_conf)
+    assert '-mount_program = "/usr/bin/fuse-overlayfs"' in out
+    options = json.loads(host.exec(unit_info, check=True).stdout)["store"].get("graphOptions") or {}
+    assert "overlay.mount_program" not in options, options
+    assert read(host, OUR_DROPIN) is None  # the module's own Podman needed nothing
+    rc, out, result = playbook(tmp_path, inv, VERIFY_AND_CONFIGURE.format(allow="true"))
+    assert rc == 0, out
+    assert result["unit_files"] == [] and recap_changed(out) == 0

@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import (
     DEFAULT_POLICY,
@@ -105,17 +105,22 @@ def reclaim(state: State) -> Dict[str, Any]:
 
 
 def _rollback_files(state: State) -> Dict[str, Any]:
-    """What puts storage.conf back: the storage_conf module's `undo`, and the drop-ins configure wrote."""
-    undo = state.configure.get("undo") or None
-    write = None  # type: Optional[Dict[str, Any]]
+    """What puts storage.conf back: the storage_conf module's `undo` (and those of the files units
+    name in CONTAINERS_STORAGE_CONF), and the drop-ins configure wrote. `write` is storage.conf's,
+    `writes` every file to write back."""
+    writes = []  # type: List[Dict[str, Any]]
     remove = []  # type: List[str]
-    if isinstance(undo, Mapping):
-        if undo.get("existed"):
-            write = {k: undo.get(k) for k in ("path", "content", "mode", "owner", "group")}
-        else:
-            remove.append(str(undo.get("path")))
+    undos = [state.configure.get("undo") or None] + list(state.configure.get("unit_undo") or [])
+    for undo in undos:
+        if isinstance(undo, Mapping):
+            if undo.get("existed"):
+                writes.append({k: undo.get(k) for k in ("path", "content", "mode", "owner", "group")})
+            else:
+                remove.append(str(undo.get("path")))
+    main = undos[0]
+    write = writes[0] if isinstance(main, Mapping) and main.get("existed") else None
     remove += [str(path) for path in state.configure.get("dropins") or []]
-    return {"write": write, "remove": remove}
+    return {"write": write, "writes": writes, "remove": remove}
 
 
 def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too-many-statements
@@ -188,7 +193,7 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
     proof_failed = isinstance(proof, Mapping) and not proof.get("passed")
     files = _rollback_files(state)
     roll = ((proof_failed or failed) and changed and not state.rolled_back and not state.check_mode
-            and (files["write"] is not None or bool(files["remove"])))
+            and (bool(files["writes"]) or bool(files["remove"])))
     out["rollback"] = _entry(roll, ("the proof failed" if proof_failed else "the rollout failed" if failed
                                     else "nothing to put back"), **files)
 

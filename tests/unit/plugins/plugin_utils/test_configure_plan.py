@@ -341,3 +341,46 @@ def test_outcome_says_where_the_edit_went():
     undo = {"path": STORAGE_DROPIN, "existed": False, "content": None, "mode": None, "owner": None, "group": None}
     out = configure_outcome(plan, {"changed": True, "path": STORAGE_DROPIN, "undo": undo}, None, [])
     assert (out["placement"], out["path"], out["undo"]) == ("dropin", STORAGE_DROPIN, undo)
+
+
+def unit(name, path, copying, same_files=False):
+    return {"unit": name, "storage_conf": {"path": path, "file": "/etc/systemd/system/%s" % name, "line": 3}
+            if path else None, "copying": copying, "same_files": same_files}
+
+
+# (units of the facts, verdict, targets (unit, path, settings, absent))
+UNIT_CASES = [
+    ([unit("podman.service", "/srv/s.conf", {"mount_program": FUSE})], "fixable_by_config",
+     [("podman.service", "/srv/s.conf", {}, FIX_ABSENT)]),
+    ([unit("web.service", "/srv/w.conf", {"driver": "vfs"})], "fixable_by_config",
+     [("web.service", "/srv/w.conf", {"storage.driver": "overlay"}, [])]),
+    # a unit without the variable, one whose files copy nothing, one reading the shell's files: nothing
+    ([unit("a.service", None, {"mount_program": FUSE}), unit("b.service", "/srv/b.conf", {}),
+      unit("c.service", "/srv/c.conf", {"mount_program": FUSE}, same_files=True)], "fixable_by_config", []),
+    # two units naming one file: edited once
+    ([unit("a.service", "/srv/s.conf", {"mount_program": FUSE}),
+      unit("b.service", "/srv/s.conf", {"mount_program": FUSE})],
+     "fixable_by_config", [("a.service", "/srv/s.conf", {}, FIX_ABSENT)]),
+    # a host that is not configured
+    ([unit("podman.service", "/srv/s.conf", {"mount_program": FUSE})], "needs_podman_upgrade", []),
+]
+
+
+@pytest.mark.parametrize("units,verdict,targets", UNIT_CASES)
+def test_files_units_name_in_containers_storage_conf(units, verdict, targets):
+    facts_ = conf_facts("6.1.1", True, [MAIN], mount_program=None, verdict=verdict)
+    facts_["podman"]["unit_storage_conf"] = units
+    step = configure_plan(ConfigureInputs(facts=facts_))["unit_storage_conf"]
+    assert [(t["unit"], t["path"], t["settings"], t["absent"]) for t in step["targets"]] == targets
+    assert step["run"] is bool(targets)
+
+
+def test_outcome_lists_the_unit_files_edited_and_their_undo():
+    facts_ = conf_facts("6.1.1", True, [MAIN], mount_program=None)
+    facts_["podman"]["unit_storage_conf"] = [unit("podman.service", "/srv/s.conf", {"mount_program": FUSE})]
+    plan = configure_plan(ConfigureInputs(facts=facts_))
+    undo = {"path": "/srv/s.conf", "existed": True, "content": "x", "mode": "0644", "owner": "0", "group": "0"}
+    loop = {"changed": True, "results": [{"changed": True, "path": "/srv/s.conf", "undo": undo}]}
+    out = configure_outcome(plan, {"changed": False}, None, ["podman.socket"], None, loop)
+    assert (out["action"], out["unit_files"], out["unit_undo"]) == ("configured", ["/srv/s.conf"], [undo])
+    assert out["restarted"] == ["podman.socket"]

@@ -420,3 +420,15 @@ def test_filters():
         rollout_start({})
     with pytest.raises(AnsibleFilterError, match="no host"):
         rollout_record({"before": {}})
+
+
+def test_rollback_writes_back_the_files_units_name_and_removes_a_new_dropin():
+    unit_file = dict(UNDO, path="/etc/containers/unit-storage.conf")
+    dropin = dict(UNDO, path="/etc/containers/storage.rootful.conf.d/zz-idmapguard.conf", existed=False, content=None)
+    state = advance(start("h", {}, False), "verify", {"facts": facts("fixable_by_config")})
+    state = advance(state, "configure", {"configure": dict(CONFIGURED, undo=dropin, unit_undo=[unit_file])})
+    state = advance(state, "verify_changed", {"facts": facts(canary=CANARY_COPIED, proof=PROOF_OK)})
+    rollback = state.plan["rollback"]
+    assert rollback["run"] and rollback["write"] is None
+    assert rollback["writes"] == [{k: unit_file[k] for k in ("path", "content", "mode", "owner", "group")}]
+    assert rollback["remove"] == [dropin["path"]]
