@@ -20,13 +20,13 @@ import os
 import re
 from typing import Iterable, List, NamedTuple, Optional
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import LIBC as _LIBC
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import (
+    AT_EMPTY_PATH, LIBC as _LIBC, STATX_MNT_ID, statx,
+)
 
 MOUNTINFO = "/proc/self/mountinfo"
 _ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 
-_AT_EMPTY_PATH = 0x1000
-_STATX_MNT_ID = 0x00001000
 _EOVERFLOW = 75
 
 
@@ -86,19 +86,6 @@ def mounts_at_or_under(points: Iterable[str], path: str) -> List[str]:
     return [point for point in points if point == path or point.startswith(prefix)]
 
 
-class _Statx(ctypes.Structure):
-    # struct statx (include/uapi/linux/stat.h); only stx_mask and stx_mnt_id are read.
-    _fields_ = [("stx_mask", ctypes.c_uint32), ("stx_blksize", ctypes.c_uint32),
-                ("stx_attributes", ctypes.c_uint64), ("stx_nlink", ctypes.c_uint32),
-                ("stx_uid", ctypes.c_uint32), ("stx_gid", ctypes.c_uint32), ("stx_mode", ctypes.c_uint16),
-                ("_spare0", ctypes.c_uint16), ("stx_ino", ctypes.c_uint64), ("stx_size", ctypes.c_uint64),
-                ("stx_blocks", ctypes.c_uint64), ("stx_attributes_mask", ctypes.c_uint64),
-                ("stx_times", ctypes.c_uint8 * 64), ("stx_rdev_major", ctypes.c_uint32),
-                ("stx_rdev_minor", ctypes.c_uint32), ("stx_dev_major", ctypes.c_uint32),
-                ("stx_dev_minor", ctypes.c_uint32), ("stx_mnt_id", ctypes.c_uint64),
-                ("_spare", ctypes.c_uint8 * 104)]
-
-
 class _FileHandle(ctypes.Structure):
     _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int)]
 
@@ -111,17 +98,17 @@ def mount_id(fd: int) -> Optional[int]:
     """
     if _LIBC is None:
         return None
-    statx = getattr(_LIBC, "statx", None)
-    if statx is not None:
-        buf = _Statx()
-        if statx(fd, b"", _AT_EMPTY_PATH, _STATX_MNT_ID, ctypes.byref(buf)) == 0 and \
-                buf.stx_mask & _STATX_MNT_ID:
-            return int(buf.stx_mnt_id)
+    try:
+        buf = statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID)
+    except OSError:
+        buf = None
+    if buf is not None and buf.stx_mask & STATX_MNT_ID:
+        return int(buf.stx_mnt_id)
     name_to_handle_at = getattr(_LIBC, "name_to_handle_at", None)
     if name_to_handle_at is not None:
         handle = _FileHandle(0, 0)
         mnt = ctypes.c_int(0)
-        ret = name_to_handle_at(fd, b"", ctypes.byref(handle), ctypes.byref(mnt), _AT_EMPTY_PATH)
+        ret = name_to_handle_at(fd, b"", ctypes.byref(handle), ctypes.byref(mnt), AT_EMPTY_PATH)
         if ret == 0 or ctypes.get_errno() == _EOVERFLOW:
             return int(mnt.value)
     return None

@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import libc, preflight
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import (
-    FS_APPEND_FL, FS_IMMUTABLE_FL, flags_at,
+    FS_APPEND_FL, FS_IMMUTABLE_FL, flags_at, flags_by_statx, flags_of_fd, preflight_copy,
 )
 
 from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import standard
@@ -22,14 +23,11 @@ FS_IOC_SETFLAGS = (1 << 30) | (ctypes.sizeof(ctypes.c_long) << 16) | (ord("f") <
 
 def _set(path, flag, on):
     parent, name = os.path.split(path)
-    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        current = flags_at(fd, name, os.lstat(path).st_mode)
-    finally:
-        os.close(fd)
-    new = (current | flag) if on else (current & ~flag)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        # All the inode's flags (ext4's extents flag too: clearing that one is a migration).
+        current = flags_of_fd(fd)
+        new = (current | flag) if on else (current & ~flag)
         fcntl.ioctl(fd, FS_IOC_SETFLAGS, new.to_bytes(4, sys.byteorder) + b"\0" * 4)
     finally:
         os.close(fd)
@@ -56,6 +54,107 @@ def chattr():
             _set(path, flag, False)
         except OSError:
             pass
+
+
+def _flags(path, reader=flags_at):
+    parent, name = os.path.split(path)
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return reader(fd, name, os.lstat(path).st_mode) if reader is flags_at else reader(fd, name)
+    finally:
+        os.close(fd)
+
+
+def test_statx_struct_is_the_kernels_layout():
+    # include/uapi/linux/stat.h: 0x100 bytes, the offsets its comments give.
+    assert ctypes.sizeof(libc.Statx) == 0x100
+    offsets = {name: getattr(libc.Statx, name).offset for name in (
+        "stx_attributes", "stx_nlink", "stx_mode", "stx_ino", "stx_blocks", "stx_attributes_mask",
+        "stx_rdev_major", "stx_mnt_id")}
+    assert offsets == {"stx_attributes": 0x08, "stx_nlink": 0x10, "stx_mode": 0x1c, "stx_ino": 0x20,
+                       "stx_blocks": 0x30, "stx_attributes_mask": 0x38, "stx_rdev_major": 0x80,
+                       "stx_mnt_id": 0x90}
+
+
+def test_statx_agrees_with_lstat(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"x" * 5000)
+    os.link(str(target), str(tmp_path / "g"))
+    os.symlink("f", str(tmp_path / "s"))
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ("f", "s"):
+            buf = libc.statx(fd, name, libc.AT_SYMLINK_NOFOLLOW, 0x7ff)  # STATX_BASIC_STATS
+            if buf is None:
+                pytest.skip("no statx here")
+            st = os.lstat(str(tmp_path / name))
+            assert (buf.stx_ino, buf.stx_nlink, buf.stx_mode, buf.stx_size, buf.stx_blocks) == (
+                st.st_ino, st.st_nlink, st.st_mode, st.st_size, st.st_blocks)
+        with pytest.raises(FileNotFoundError):
+            libc.statx(fd, "missing", libc.AT_SYMLINK_NOFOLLOW, 0)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind,flag,word", [
+    ("file", FS_IMMUTABLE_FL, "immutable"), ("file", FS_APPEND_FL, "append-only"),
+    ("dir", FS_IMMUTABLE_FL, "immutable"), ("dir", FS_APPEND_FL, "append-only"),
+])
+def test_flags_are_read_by_statx_and_by_the_ioctl_fallback_alike(tmp_path, chattr, monkeypatch, kind, flag, word):
+    target = tmp_path / "t"
+    if kind == "dir":
+        target.mkdir()
+    else:
+        target.write_text("x")
+    assert _flags(str(target)) == 0
+    chattr(str(target), flag)
+    by_statx = _flags(str(target), flags_by_statx)
+    if by_statx is None:
+        pytest.skip("this filesystem does not report immutable/append-only through statx")
+    assert by_statx == flag and _flags(str(target)) == flag
+    assert preflight.flag_words(_flags(str(target))) == word
+    # The fallback: no statx at all, and a filesystem that does not report these attributes.
+    ioctl_calls = []
+    real_ioctl = preflight._flags_by_ioctl
+
+    def counting(*args):
+        ioctl_calls.append(args[1])
+        return real_ioctl(*args)
+
+    monkeypatch.setattr(preflight, "_flags_by_ioctl", counting)
+    monkeypatch.setattr(preflight, "statx", lambda *args: None)
+    assert _flags(str(target)) == flag and ioctl_calls == ["t"]
+    monkeypatch.setattr(preflight, "statx", lambda *args: libc.Statx())  # attributes_mask 0
+    assert _flags(str(target)) == flag and ioctl_calls == ["t", "t"]
+
+
+def test_walk_reads_flags_without_opening_files_where_statx_reports_them(fake_store, chattr, monkeypatch):
+    ids = standard(fake_store)
+    victim = ids["copies"][1]
+    etc = fake_store.path("overlay", victim, "diff", "etc")
+    target = os.path.join(etc, sorted(os.listdir(etc))[0])
+    chattr(target, FS_IMMUTABLE_FL)
+    if _flags(target, flags_by_statx) is None:
+        pytest.skip("this filesystem does not report immutable/append-only through statx")
+    opened = []
+    monkeypatch.setattr(preflight, "_flags_by_ioctl", lambda *args: opened.append(args[1]) or 0)
+    layout = Store(StoreLocation(fake_store.graphroot, fake_store.runroot)).layout
+    with open(fake_store.path("overlay", victim, "link")) as handle:
+        link = handle.read().strip()
+    inodes, _size, reasons, _seen = preflight_copy(layout, victim, link)
+    assert opened == [] and inodes > 3
+    assert reasons == ["%s: immutable" % target]
+
+
+def test_walk_falls_back_to_the_ioctl_without_statx(fake_store, chattr, monkeypatch):
+    ids = standard(fake_store)
+    victim = ids["copies"][1]
+    etc = fake_store.path("overlay", victim, "diff", "etc")
+    chattr(etc, FS_APPEND_FL)
+    monkeypatch.setattr(preflight, "statx", lambda *args: None)
+    layout = Store(StoreLocation(fake_store.graphroot, fake_store.runroot)).layout
+    _inodes, _size, reasons, _seen = preflight_copy(layout, victim, None)
+    assert reasons == ["%s: append-only" % etc]
 
 
 def _staging_left(fake_store):
