@@ -24,6 +24,7 @@ runs every report round with both, on the same copies, in alternating order: bot
 from one run.
 """
 import argparse
+import json
 import os
 import subprocess
 import statistics
@@ -143,6 +144,7 @@ def one_round(host, tag, count, first, what, creates, fresh=True, clean=True):
     # The maxima compare samples of the same size: the idle side gets as many creates as the
     # loaded one (a max of 100 samples beats a max of 20 by chance alone).
     idle_b, err_b = idle_window(host, tag, max(creates, len(loaded) - len(idle_a)))
+    phases = prune_phases(host, seconds) if what == "prune" else ""
     if what == "report" and clean:
         host.exec("/usr/local/sbin/idmapguard-prune --min-age 0 >/dev/null", check=True)  # clean for the next
     idle = idle_a + idle_b
@@ -150,7 +152,22 @@ def one_round(host, tag, count, first, what, creates, fresh=True, clean=True):
     return {"what": what, "copies": count, "seconds": seconds, "idle_n": len(idle), "loaded_n": len(loaded),
             "idle_median": idle_med, "idle_max": idle_max, "loaded_median": load_med, "loaded_max": load_max,
             "ratio_median": load_med / idle_med, "ratio_max": load_max / idle_max,
-            "errors": err_a + err_l + err_b}
+            "errors": err_a + err_l + err_b, "phases": phases}
+
+
+def prune_phases(host, seconds):
+    """Where the prune's time went, from its own output: planning with the pre-flight walk of
+    every planned copy, the write-lock hold, the deletion after release (and how long it paused
+    for Podman); the rest is start-up and the consistency gate."""
+    out = json.loads(host.exec(["cat", "/tmp/bench-out.json"], check=True).stdout).get("seconds") or {}
+    return phases_line(out, seconds)
+
+
+def phases_line(phases, seconds):
+    return "plan + pre-flight walk %.1fs, write locks %.2fs, deletion %.1fs (paused for Podman %.1fs), " \
+        "rest %.1fs" % (phases.get("plan_and_preflight", 0.0), phases.get("locks", 0.0), phases.get("delete", 0.0),
+                        phases.get("delete_paused", 0.0), seconds - phases.get("plan_and_preflight", 0.0)
+                        - phases.get("locks", 0.0) - phases.get("delete", 0.0))
 
 
 BASE_LIB = "/usr/local/lib/idmapguard-base"
@@ -257,6 +274,8 @@ def main():
                           what, count, number, res["seconds"], res["idle_median"], res["idle_max"], res["idle_n"],
                           res["loaded_median"], res["loaded_max"], res["loaded_n"], res["ratio_median"],
                           res["ratio_max"], res["errors"]))
+                if res["phases"]:
+                    print("    prune phases: %s" % res["phases"])
             med = statistics.median(r["ratio_median"] for r in rounds)
             mx = statistics.median(r["ratio_max"] for r in rounds)
             summary.append((what, count, med, mx, sum(r["errors"] for r in rounds)))

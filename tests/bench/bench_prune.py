@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from tests.lab.lab import Lab  # noqa: E402
 import remediate_support as rs  # noqa: E402
 import bench_image  # noqa: E402
+import bench_latency  # noqa: E402
 
 STORE = rs.STORE
 
@@ -90,6 +91,7 @@ def one_round(host, tag, copies, first, ionice):
     rm_clone("plain-b")
     plain = (rm_times["plain-a"] + rm_times["plain-b"]) / 2
     idle = (rm_times["idle-a"] + rm_times["idle-b"]) / 2 if ionice else None
+    print("  prune phases: %s" % bench_latency.phases_line(result.get("seconds") or {}, prune_time))
     print("  rm -rf before/after the prune: %.3fs / %.3fs; ionice -c3 rm -rf: %s; inodes %s" % (
         rm_times["plain-a"], rm_times["plain-b"],
         "%.3fs / %.3fs" % (rm_times["idle-a"], rm_times["idle-b"]) if ionice else "-", rm_freed))

@@ -96,8 +96,10 @@ def _emit(value: Dict[str, Any]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sleep = float(os.environ.get(STEP_SLEEP_ENV) or 0)
+    marks: Dict[str, float] = {}
 
     def hook(step: str) -> None:
+        marks.setdefault(step, time.monotonic())  # where a prune's time goes (make bench-latency)
         if sleep:
             sys.stderr.write("step %s\n" % step)
             sys.stderr.flush()
@@ -131,8 +133,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
            # why each copy was left alone (e.g. "undeletable: <path>: immutable"), what was
            # changed, and staged data that could not be deleted (and its retries)
            "skipped_copies": result.get("not_removed", []), "changes": result.get("changes", []),
-           "stranded": result.get("stranded", []), "stranded_retried": result.get("stranded_retried", [])})
+           "stranded": result.get("stranded", []), "stranded_retried": result.get("stranded_retried", []),
+           "seconds": _seconds(marks, result)})
     return 0
+
+
+def _seconds(marks: Dict[str, float], result: Dict[str, Any]) -> Dict[str, float]:
+    """The phases of the run: planning with the pre-flight walk (from the "plan" step to the
+    write locks), the lock hold, and the deletion after release (and its pauses for Podman)."""
+    seconds = {"locks": result.get("lock_seconds", 0.0), "delete": result.get("delete_seconds", 0.0),
+               "delete_paused": result.get("delete_paused_seconds", 0.0)}
+    if "plan" in marks and "locked" in marks:
+        seconds["plan_and_preflight"] = round(marks["locked"] - marks["plan"], 3)
+    return seconds
 
 
 if __name__ == "__main__":
