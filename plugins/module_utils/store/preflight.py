@@ -88,7 +88,7 @@ def _flags_by_ioctl(dir_fd: int, name: str, mode: int) -> int:
 def flags_by_statx(dir_fd: int, name: str) -> Optional[int]:
     """The immutable/append-only flags of ``name`` from statx's ``stx_attributes`` (one
     syscall, no open): None where statx is missing or the filesystem does not say whether it
-    reports them (``stx_attributes_mask`` lacks a bit; e.g. tmpfs before Linux 6.0), or the
+    reports them (``stx_attributes_mask`` lacks a bit), or the
     entry vanished. The attribute bits have the values of the inode flags (linux/stat.h)."""
     try:
         buf = statx(dir_fd, name, AT_SYMLINK_NOFOLLOW, 0)

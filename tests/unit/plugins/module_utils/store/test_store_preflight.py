@@ -252,3 +252,54 @@ def test_staged_entry_that_cannot_be_deleted_is_stranded_reported_and_retried_on
     done = store.finish_staging()
     assert done.changed and done.stranded == [] and "0 still stranded" in done.retried[0]
     assert _staging_left(fake_store) == [] and not os.path.exists(fake_store.path("idmapguard-staging"))
+
+
+def test_pre_flight_walk_holds_no_store_lock_and_visits_each_entry_once(fake_store, monkeypatch):
+    """The walk's cost grows with the data: it must run with every store lock released, and be
+    the measuring walk itself (one visit per entry, no second pass for the flags)."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import analysis, locks, usage
+
+    ids = standard(fake_store)
+    held = []
+    real_acquire, real_release = locks.LockFile.acquire, locks.LockFile.release
+
+    def acquire(self, exclusive):
+        real_acquire(self, exclusive)
+        held.append(self.path)
+
+    def release(self):
+        if self.path in held:
+            held.remove(self.path)
+        real_release(self)
+
+    monkeypatch.setattr(locks.LockFile, "acquire", acquire)
+    monkeypatch.setattr(locks.LockFile, "release", release)
+    walks = []
+    real_preflight = analysis.preflight_copy
+
+    def watched(layout, layer_id, link):
+        assert held == [], "the pre-flight walk ran under %s" % held
+        visited = []
+        real_visit_tree = usage.tree_usage_at
+
+        def counting_tree(parent_fd, name, visit=None):
+            part = len(walks), name  # overlay/<id> and overlay-layers/<id> share relative paths
+            return real_visit_tree(parent_fd, name, lambda *a: (visited.append((part, a[2])), visit(*a)))
+
+        monkeypatch.setattr(usage, "tree_usage_at", counting_tree)
+        try:
+            found = real_preflight(layout, layer_id, link)
+        finally:
+            monkeypatch.setattr(usage, "tree_usage_at", real_visit_tree)
+        walks.append(layer_id)
+        # Every inode the walk counts was visited once (no hard links in the fake store).
+        assert len(visited) == len(set(visited)) == found[0] > 3
+        return found
+
+    monkeypatch.setattr(analysis, "preflight_copy", watched)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
+    plan = store.prune_plan(60, measure="estimate")
+    result = store.prune(plan, 60)
+    unused = {ids["copies"][1], ids["copies"][2], ids["copy2"]}
+    assert sorted(walks) == sorted(unused)  # each planned copy walked once, plan and prune together
+    assert {c.layer_id for c in result.removed} == unused and held == []
