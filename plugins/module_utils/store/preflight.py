@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout, checked_id
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import (
-    AT_SYMLINK_NOFOLLOW, STATX_ATTR_APPEND, STATX_ATTR_IMMUTABLE, statx,
+    AT_SYMLINK_NOFOLLOW, STATX_ATTR_APPEND, STATX_ATTR_IMMUTABLE, STATX_BASIC_STATS, statx,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import tree_usage
 
@@ -47,6 +47,8 @@ FS_IMMUTABLE_FL = 0x00000010
 FS_APPEND_FL = 0x00000020
 UNDELETABLE_FLAGS = FS_IMMUTABLE_FL | FS_APPEND_FL
 _STATX_UNDELETABLE = STATX_ATTR_IMMUTABLE | STATX_ATTR_APPEND
+# linux/stat.h STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_INO | STATX_BLOCKS: what the walk reads.
+_STATX_WALK_FIELDS = 0x0001 | 0x0002 | 0x0004 | 0x0100 | 0x0400
 # Enough reasons to act on; a copy with thousands of immutable files needs one chattr -R.
 MAX_REASONS = 5
 
@@ -102,6 +104,33 @@ def flags_by_statx(dir_fd: int, name: str) -> Optional[int]:
     if buf.stx_attributes & STATX_ATTR_APPEND:
         flags |= FS_APPEND_FL
     return flags
+
+
+class FlaggedStat:
+    """What the walk needs of an entry (the os.stat_result fields usage.py reads) and its
+    undeletable flags, or None for flags where statx could not tell (read by the ioctl then)."""
+
+    __slots__ = ("st_mode", "st_nlink", "st_dev", "st_ino", "st_blocks", "flags")
+
+    def __init__(self, st_mode: int, st_nlink: int, st_dev: int, st_ino: int, st_blocks: int,
+                 flags: Optional[int]) -> None:
+        self.st_mode, self.st_nlink, self.st_dev, self.st_ino, self.st_blocks = st_mode, st_nlink, st_dev, st_ino, st_blocks
+        self.flags = flags
+
+
+def flagged_lstat(dir_fd: int, name: str) -> FlaggedStat:
+    """One statx per entry for the measuring walk: its lstat fields and its flags together
+    (the walk's lstat and a second call for the flags cost twice the CPU). Falls back to
+    os.stat where statx is missing or leaves a basic field out. Raises what lstat raises."""
+    buf = statx(dir_fd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS)
+    if buf is None or buf.stx_mask & _STATX_WALK_FIELDS != _STATX_WALK_FIELDS:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return FlaggedStat(st.st_mode, st.st_nlink, st.st_dev, st.st_ino, st.st_blocks, None)
+    flags: Optional[int] = None
+    if buf.stx_attributes_mask & _STATX_UNDELETABLE == _STATX_UNDELETABLE:
+        flags = int(buf.stx_attributes & _STATX_UNDELETABLE)  # the same bit values as FS_*_FL
+    return FlaggedStat(buf.stx_mode, buf.stx_nlink, os.makedev(buf.stx_dev_major, buf.stx_dev_minor),
+                       buf.stx_ino, buf.stx_blocks, flags)
 
 
 def flags_at(dir_fd: int, name: str, mode: int) -> int:
@@ -188,18 +217,15 @@ class _Walker:
         else:
             self.more += 1
 
-    def __call__(self, dir_fd: int, name: str, rel: str, st: os.stat_result, own_fd: Optional[int]) -> None:
-        path = os.path.join(self.parent, rel)
-        if own_fd is not None:  # a directory the walk holds open: no second open for the ioctl
-            flags = flags_by_statx(dir_fd, name)
-            if flags is None:
-                flags = flags_of_fd(own_fd) & UNDELETABLE_FLAGS
-        else:
-            flags = flags_at(dir_fd, name, st.st_mode)
-        if flags & UNDELETABLE_FLAGS:
-            self._add("%s: %s" % (path, flag_words(flags)))
+    def __call__(self, dir_fd: int, name: str, rel: str, st: FlaggedStat, own_fd: Optional[int]) -> None:
+        flags = getattr(st, "flags", None)
+        if flags is None:  # statx could not tell: the ioctl (a directory the walk holds open: no second open)
+            flags = flags_of_fd(own_fd) & UNDELETABLE_FLAGS if own_fd is not None else \
+                _flags_by_ioctl(dir_fd, name, st.st_mode) & UNDELETABLE_FLAGS
+        if flags:
+            self._add("%s: %s" % (os.path.join(self.parent, rel), flag_words(flags)))
         elif own_fd is not None and not _can_write_dir(dir_fd, name):
-            self._add("%s: directory not writable (its entries cannot be removed)" % path)
+            self._add("%s: directory not writable (its entries cannot be removed)" % os.path.join(self.parent, rel))
 
 
 def preflight_copy(layout: StoreLayout, layer_id: str, link: Optional[str]) -> Tuple[int, int, List[str], Dict[str, int]]:
@@ -218,7 +244,7 @@ def preflight_copy(layout: StoreLayout, layer_id: str, link: Optional[str]) -> T
     inodes = size = 0
     for parent, name in _top_parts(layout, layer_id, link):
         walker = _Walker(parent)
-        add_inodes, add_bytes = tree_usage(parent, name, walker)
+        add_inodes, add_bytes = tree_usage(parent, name, walker, flagged_lstat)
         inodes += add_inodes
         size += add_bytes
         reasons.extend(walker.reasons)

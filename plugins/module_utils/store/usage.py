@@ -9,7 +9,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import stat
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 
@@ -32,7 +32,7 @@ def fs_usage(path: str) -> Dict[str, int]:
     }
 
 
-def _count(st: os.stat_result, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
+def _count(st: Any, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
     # A hard-linked file holds one inode however many names it has.
     if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
         key = (st.st_dev, st.st_ino)
@@ -45,13 +45,18 @@ def _count(st: os.stat_result, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
 # Called for every entry a walk counts: (fd of its directory, its name, its path relative to
 # the walk's parent, its lstat, and for a directory an fd of it (else None)). preflight.py
 # reads inode flags through it, so the walk that measures a copy is also its pre-flight.
-Visit = Optional[Callable[[int, str, str, os.stat_result, Optional[int]], None]]
+Visit = Optional[Callable[[int, str, str, Any, Optional[int]], None]]
+# The lstat a walk takes of each entry: (dir fd, name) -> an object with st_mode, st_nlink,
+# st_dev, st_ino and st_blocks (os.stat_result by default; preflight.py's also has the flags).
+LstatAt = Optional[Callable[[int, str], Any]]
 
 
-def tree_usage(parent: str, name: str, visit: Visit = None) -> Tuple[int, int]:
+def tree_usage(parent: str, name: str, visit: Visit = None, lstat_at: LstatAt = None) -> Tuple[int, int]:
     """(inodes, bytes) held by ``parent/name`` and everything below it; (0, 0) if absent.
 
     Never follows a symlink and never crosses into another filesystem (a mounted ``merged``).
+    ``lstat_at`` replaces the lstat of each entry (one syscall that also brings what ``visit``
+    needs, instead of a second one per entry).
     """
     try:
         parent_fd = os.open(parent, _DIR_FLAGS)
@@ -60,14 +65,15 @@ def tree_usage(parent: str, name: str, visit: Visit = None) -> Tuple[int, int]:
     except OSError as exc:
         raise StoreError("cannot open %s: %s" % (parent, exc))
     try:
-        return tree_usage_at(parent_fd, name, visit)
+        return tree_usage_at(parent_fd, name, visit, lstat_at)
     finally:
         os.close(parent_fd)
 
 
-def tree_usage_at(parent_fd: int, name: str, visit: Visit = None) -> Tuple[int, int]:
+def tree_usage_at(parent_fd: int, name: str, visit: Visit = None, lstat_at: LstatAt = None) -> Tuple[int, int]:
     try:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        st = lstat_at(parent_fd, name) if lstat_at is not None else os.stat(name, dir_fd=parent_fd,
+                                                                              follow_symlinks=False)
     except FileNotFoundError:
         return 0, 0
     seen: Set[Tuple[int, int]] = set()
@@ -87,7 +93,7 @@ def tree_usage_at(parent_fd: int, name: str, visit: Visit = None) -> Tuple[int, 
             try:
                 with os.scandir(fd) as entries:
                     for entry in entries:
-                        est = entry.stat(follow_symlinks=False)
+                        est = lstat_at(fd, entry.name) if lstat_at is not None else entry.stat(follow_symlinks=False)
                         if est.st_dev != root_dev:
                             continue  # a mount point: not ours to count
                         add_inodes, add_bytes = _count(est, seen)

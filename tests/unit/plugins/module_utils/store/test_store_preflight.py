@@ -96,6 +96,32 @@ def test_statx_agrees_with_lstat(tmp_path):
         os.close(fd)
 
 
+def test_flagged_lstat_measures_like_lstat(tmp_path, monkeypatch):
+    """The pre-flight's one statx per entry counts exactly what the lstat walk counts (hard
+    links once, symlinks, directories), with statx and in its os.stat fallback."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import usage
+
+    root = tmp_path / "tree"
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"y" * 10000)
+    os.link(str(root / "d" / "f"), str(root / "d" / "e" / "hard"))
+    os.symlink("../f", str(root / "d" / "e" / "s"))
+    os.mkfifo(str(root / "fifo"))
+    plain = usage.tree_usage(str(tmp_path), "tree")
+    assert plain[0] == 6  # tree, d, e, f (hard counted once), s, fifo
+    fd = os.open(str(root / "d"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ("f", "e"):
+            got, st = preflight.flagged_lstat(fd, name), os.lstat(str(root / "d" / name))
+            assert (got.st_mode, got.st_nlink, got.st_dev, got.st_ino, got.st_blocks) == (
+                st.st_mode, st.st_nlink, st.st_dev, st.st_ino, st.st_blocks)
+    finally:
+        os.close(fd)
+    assert usage.tree_usage(str(tmp_path), "tree", lstat_at=preflight.flagged_lstat) == plain
+    monkeypatch.setattr(preflight, "statx", lambda *args: None)
+    assert usage.tree_usage(str(tmp_path), "tree", lstat_at=preflight.flagged_lstat) == plain
+
+
 @pytest.mark.parametrize("kind,flag,word", [
     ("file", FS_IMMUTABLE_FL, "immutable"), ("file", FS_APPEND_FL, "append-only"),
     ("dir", FS_IMMUTABLE_FL, "immutable"), ("dir", FS_APPEND_FL, "append-only"),
@@ -282,9 +308,9 @@ def test_pre_flight_walk_holds_no_store_lock_and_visits_each_entry_once(fake_sto
         visited = []
         real_visit_tree = usage.tree_usage_at
 
-        def counting_tree(parent_fd, name, visit=None):
+        def counting_tree(parent_fd, name, visit=None, lstat_at=None):
             part = len(walks), name  # overlay/<id> and overlay-layers/<id> share relative paths
-            return real_visit_tree(parent_fd, name, lambda *a: (visited.append((part, a[2])), visit(*a)))
+            return real_visit_tree(parent_fd, name, lambda *a: (visited.append((part, a[2])), visit(*a)), lstat_at)
 
         monkeypatch.setattr(usage, "tree_usage_at", counting_tree)
         try:
