@@ -72,8 +72,10 @@ def tree_usage(parent: str, name: str, visit: Visit = None, lstat_at: LstatAt = 
 
 def tree_usage_at(parent_fd: int, name: str, visit: Visit = None, lstat_at: LstatAt = None) -> Tuple[int, int]:
     try:
-        st = lstat_at(parent_fd, name) if lstat_at is not None else os.stat(name, dir_fd=parent_fd,
-                                                                              follow_symlinks=False)
+        if lstat_at is not None:
+            st = lstat_at(parent_fd, name)
+        else:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     except FileNotFoundError:
         return 0, 0
     seen: Set[Tuple[int, int]] = set()
