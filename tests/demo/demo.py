@@ -126,7 +126,8 @@ def outcome(row: Dict[str, object]) -> str:
         parts.append(note.split(":", maxsplit=1)[0]
                      + (" (package lists not refreshed)" if "could not be refreshed" in note else ""))
     changes = [str(c) for c in row.get("changes") or []]  # type: ignore[union-attr]
-    parts += [c.split(" (")[0] for c in changes if c.startswith("removed") or "storage.conf" in c]
+    # what configure wrote: storage.conf itself, or the collection's drop-in beside it
+    parts += [c.split(" (")[0] for c in changes if c.startswith(("removed", "edited")) or "storage.conf" in c]
     return ("; ".join(parts) or ("nothing to do" if row.get("verdict") == "shares" else "reported only")) + known
 
 
