@@ -147,3 +147,30 @@ def test_unit_environment_names_another_storage_conf(host):
     # without the drop-in, the same host shares
     host.lab_host.exec(["rm", "-rf", "/etc/systemd/system/podman.service.d"], check=True)
     assert host.facts()["verdict"] == "shares"
+
+
+def test_default_rollout_leaves_a_units_storage_conf_alone(lab_host, inventory, tmp_path):
+    """A sid host whose only obstacle is podman.service's own storage.conf (fuse-overlayfs): the
+    default rollout does not edit the main file for it (that would change nothing the unit's Podman
+    reads, and its proof would fail the host), reports the unit, and the host does not fail."""
+    from tests.integration.test_rollout import recap, run_playbook
+    host = lab_host("sid")
+    host.write_file("/etc/containers/unit-storage.conf",
+                    conf("/var/lib/containers/g-unit", '\n[storage.options.overlay]\nmount_program = "%s"\n' % FUSE))
+    host.write_file("/etc/systemd/system/podman.service.d/50-storage.conf",
+                    "[Service]\nEnvironment=CONTAINERS_STORAGE_CONF=/etc/containers/unit-storage.conf\n")
+    report_dir = str(tmp_path / "report")
+    proc = run_playbook(inventory(host), report_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert recap(proc.stdout)[host.name]["failed"] == 0
+    with open(os.path.join(report_dir, "fleet-report.json")) as handle:
+        row = json.load(handle)["hosts"][0]
+    assert row["verdict"] == "fixable_by_config" and row["reason_codes"] == ["unit_storage_conf"]
+    assert not row["failed"] and not row["rolled_back"]
+    assert not any("storage.conf" in change for change in row["changes"]), row["changes"]
+    assert not os.path.exists(host.path("/etc/containers/storage.conf"))
+    # what Podman reports is as before: the unit's Podman uses fuse-overlayfs, the shell's does not
+    store = json.loads(host.exec(["env", "CONTAINERS_STORAGE_CONF=/etc/containers/unit-storage.conf",
+                                  "podman", "info", "--format", "json"], check=True).stdout)["store"]
+    assert mount_program(store) == FUSE
+    assert mount_program(json.loads(host.podman("info", "--format", "json", check=True).stdout)["store"]) is None
