@@ -44,11 +44,6 @@ FIX_ABSENT = ["storage.options.overlay.mount_program", "storage.options.mount_pr
 STORAGE_DROPIN = DROPIN_DIRS[-1] + "/zz-idmapguard.conf"
 # Dotted keys whose winning file the verify facts report (podman.setting_files), by setting name.
 TRACKED_KEYS = SETTING_DOTTED
-# Reasons this role has no step for: a unit's own storage.conf (verify names the unit, file and
-# line; podman_host.unit_storage_conf). A fixable_by_config host with only these is left alone: an
-# edit of the main file would change nothing Podman started by that unit reads, and its proof
-# would then be judged on a verdict that is still not `shares`. (additional_image_store decides no verdict.)
-NOT_FIXED_HERE = ("unit_storage_conf", "additional_image_store")
 # A unit file or one of its drop-ins, in any directory host_env searches: the unit's name.
 UNIT_PATH = re.compile(r"^(?:%s)/([^/]+?)(?:\.d/[^/]+)?$" % "|".join(re.escape(d) for d in UNIT_DIRS))
 
@@ -80,11 +75,6 @@ def decide(inputs: ConfigureInputs) -> HostDecision:
     if verdict in UNFIXABLE:
         why = reasons or facts.get("remedy") or "no configuration change can make this host share layers"
         return HostDecision("skipped", "verdict %s: %s" % (verdict, why), verdict)
-    codes = list(facts.get("reason_codes") or [])
-    if (verdict == "fixable_by_config" and codes and all(code in NOT_FIXED_HERE for code in codes)
-            and not (inputs.settings or inputs.absent)):
-        return HostDecision("skipped", "verdict fixable_by_config, by files this role does not edit: %s" % reasons,
-                            verdict)
     if verdict == "fixable_by_config":
         return HostDecision("configure", "verdict fixable_by_config: %s" % reasons, verdict)
     if verdict == "shares":
