@@ -166,8 +166,8 @@ def test_default_rollout_fixes_a_units_storage_conf(lab_host, inventory, tmp_pat
     assert recap(proc.stdout)[host.name]["failed"] == 0
     with open(os.path.join(report_dir, "fleet-report.json")) as handle:
         row = json.load(handle)["hosts"][0]
-    print("rollout record: %s" % json.dumps({k: row.get(k) for k in ("verdict", "reason_codes", "changes",
-                                                                          "known_issue", "rolled_back")}))
+    keys = ("verdict", "reason_codes", "changes", "known_issue", "rolled_back")
+    print("rollout record: %s" % json.dumps({k: row.get(k) for k in keys}))
     assert row["verdict"] == "shares" and not row["failed"] and not row["rolled_back"], row
     # (the record's `changes` do not list the unit's file yet: what Podman reports is checked instead)
     # what Podman reports: the unit's Podman now without a mount program, on the unit's store
