@@ -56,27 +56,11 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import PolicyError
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.plain_data import plain
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance, fail
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import plan
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.record import record
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import RolloutError, State, start
-
-
-def _plain(value):
-    """Plain Python data (ansible-core hands filters lazy containers, which cannot be copied)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def _mapping(value, what):
@@ -84,7 +68,7 @@ def _mapping(value, what):
         return {}
     if not isinstance(value, Mapping):
         raise AnsibleFilterError("%s must be a dict, got %s" % (what, type(value).__name__))
-    return _plain(value)
+    return plain(value)
 
 
 def rollout_start(options, host=None, check_mode=False):
@@ -105,7 +89,7 @@ def rollout_advance(state, step, **result):
             new = fail(current, str(result.get("task") or "?"), _mapping(result.get("result"), "result"),
                        _mapping(result.get("storage_conf"), "storage_conf"))
         else:
-            new = advance(current, str(step), _plain(result))
+            new = advance(current, str(step), plain(result))
     except (RolloutError, PolicyError, TypeError) as exc:
         raise AnsibleFilterError("rollout_advance(%s): %s" % (step, exc))
     return new.as_dict()

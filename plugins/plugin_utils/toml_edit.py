@@ -24,6 +24,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host imp
     settings_from_conf_text,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.storage_conf.safety import SETTING_DOTTED
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.plain_data import plain
 
 try:
     import tomlkit
@@ -103,10 +104,11 @@ def get_value(doc: Any, dotted: str, default: Any = None) -> Any:
         if not _is_table(node) or part not in node:
             return default
         node = node[part]
-    return _plain(node)
+    return _unwrapped(node)
 
 
-def _plain(value: Any) -> Any:
+def _unwrapped(value: Any) -> Any:
+    """A tomlkit item as the plain Python value it holds."""
     return value.unwrap() if isinstance(value, Item) or hasattr(value, "unwrap") else value
 
 
@@ -114,23 +116,6 @@ def _is_table(node: Any) -> bool:
     return isinstance(node, (Table, InlineTable, tomlkit.TOMLDocument)) or (
         isinstance(node, dict) and not isinstance(node, AoT)
     )
-
-
-def _native(value: Any) -> Any:
-    """Plain Python types: Ansible hands over str/dict/list subclasses (tagged, unsafe)."""
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _native(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_native(v) for v in value]
-    return value
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -192,7 +177,7 @@ def _walk_to_parent(doc: Any, parts: List[str], create: bool, dotted: str) -> An
         if not _is_table(child):
             raise TomlEditError(
                 "cannot set %s: %s is a %s, not a table"
-                % (dotted, ".".join(parts[:depth + 1]), type(_plain(child)).__name__)
+                % (dotted, ".".join(parts[:depth + 1]), type(_unwrapped(child)).__name__)
             )
         node = child
     return node
@@ -209,7 +194,7 @@ def _set(doc: Any, dotted: str, value: Any, changed: List[str]) -> None:
     parts = split_key(dotted)
     parent = _walk_to_parent(doc, parts, create=True, dotted=dotted)
     leaf = parts[-1]
-    existing = _plain(parent[leaf]) if leaf in parent else _MISSING
+    existing = _unwrapped(parent[leaf]) if leaf in parent else _MISSING
     if isinstance(existing, dict):
         raise TomlEditError("cannot set %s to a value: it is a table in the file" % dotted)
     new = coerce_like(existing, value, dotted)
@@ -243,7 +228,7 @@ def apply_edits(text: str, settings: Optional[Mapping[str, Any]] = None,
     changed: List[str] = []
     for dotted in absent or ():
         _remove(doc, str(dotted), changed)
-    for dotted, value in _native(dict(settings or {})).items():
+    for dotted, value in plain(dict(settings or {})).items():
         _set(doc, dotted, value, changed)
     if not changed:
         return EditResult(text=text)
