@@ -58,6 +58,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import PolicyError
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.plain_data import plain
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance, fail
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.fold import fold
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import plan
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.record import record
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import RolloutError, State, start
@@ -79,6 +80,18 @@ def rollout_start(options, host=None, check_mode=False):
         state.plan = plan(state)
     except (RolloutError, PolicyError, TypeError) as exc:
         raise AnsibleFilterError("rollout_start: %s" % exc)
+    return state.as_dict()
+
+
+def rollout_state(options, host=None, check_mode=False, failure=None, **results):
+    if not host:
+        raise AnsibleFilterError("rollout_state: host is required")
+    try:
+        state = fold(_mapping(options, "rollout_state: the options"), str(host), boolean(check_mode),
+                     {name: plain(value) for name, value in results.items()},
+                     None if failure is None else _mapping(failure, "rollout_state: failure"))
+    except (RolloutError, PolicyError, TypeError) as exc:
+        raise AnsibleFilterError("rollout_state: %s" % exc)
     return state.as_dict()
 
 
@@ -106,4 +119,5 @@ class FilterModule:
     """idmapguard rollout state machine."""
 
     def filters(self):
-        return {"rollout_start": rollout_start, "rollout_advance": rollout_advance, "rollout_record": rollout_record}
+        return {"rollout_start": rollout_start, "rollout_advance": rollout_advance, "rollout_state": rollout_state,
+                "rollout_record": rollout_record}

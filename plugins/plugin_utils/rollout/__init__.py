@@ -11,9 +11,12 @@
 - `proof`: whether the canary and the correctness proof passed (module_utils/proof_verdict.py);
 - `guard`: whether the copy-cache guard runs, is installed, stopped or left out, and why.
 
+- `fold`: the state from what the steps' tasks registered (start, then `advance` per step).
+
 playbooks/tasks/rollout_host.yml runs verify and the helper, then playbooks/tasks/steps/*.yml in
-`plan.STEP_ORDER`, each `when: _igr.plan.<step>.run`, each one module or role call and one
-`set_fact` through the `rollout_advance` filter (plugins/filter/rollout.py).
+`plan.STEP_ORDER`, each `when: _igr.plan.<step>.run`, each one module or role call that only
+registers; `_igr` is a lazily templated variable, the `rollout_state` filter (plugins/filter/rollout.py)
+of the operator's options over those results.
 """
 
 from __future__ import absolute_import, division, print_function

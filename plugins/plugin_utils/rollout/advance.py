@@ -222,6 +222,8 @@ def advance(state: State, step: str, result: Optional[Mapping[str, Any]] = None)
     if step not in STEPS:
         raise RolloutError("unknown rollout step %r (known: %s)" % (step, ", ".join(sorted(STEPS))))
     new = copy.deepcopy(state)
+    if step in state.plan:
+        new.ran[step] = dict(state.plan[step], run=False)
     STEPS[step](new, dict(result or {}))
     new.done.append(step)
     new.plan = plan(new)

@@ -223,5 +223,7 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
                               guard=install, guard_reason=gplan["reason"])
     out["guard_stop"] = _entry(gplan["stop"] and not failed and "guard_stop" not in done, gplan["reason"])
     out["guard"] = gplan
+    # a step that ran keeps the entry it ran with (not run again: each entry's `run` says so too)
+    out.update({step: dict(entry) for step, entry in state.ran.items() if step in STEP_ORDER})
     out["act"] = any(out[step]["run"] for step in STEP_ORDER)
     return out

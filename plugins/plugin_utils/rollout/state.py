@@ -126,6 +126,9 @@ class State:
     changes: List[str] = field(default_factory=list)
     failed: Optional[Dict[str, Any]] = None                    # {task, msg}: the rescue's failure
     plan: Dict[str, Any] = field(default_factory=dict)
+    # the plan entry each step ran with: a role that reads its entry while it runs (the remediate
+    # role's decision and guard) keeps reading the same, though its result already moved the state
+    ran: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def now(self) -> Mapping[str, Any]:
@@ -146,7 +149,7 @@ class State:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["options"] = Options.from_dict(dict(data.get("options") or {}))
-        for key in ("before", "after", "helper", "configure", "upgrade", "remediated", "guard", "plan"):
+        for key in ("before", "after", "helper", "configure", "upgrade", "remediated", "guard", "plan", "ran"):
             values[key] = dict(values.get(key) or {})
         values["done"] = list(values.get("done") or [])
         values["changes"] = [str(c) for c in values.get("changes") or []]

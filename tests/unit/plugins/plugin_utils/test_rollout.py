@@ -5,6 +5,8 @@
 then every step of STEP_ORDER whose plan entry says `run`, feeding each the scripted result of
 its module or role. Each case lists the steps that ran and what the record says."""
 
+import copy
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
@@ -14,9 +16,11 @@ from ansible_collections.idmapguard.storage.plugins.filter.rollout import (
     rollout_advance,
     rollout_record,
     rollout_start,
+    rollout_state,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.proof_verdict import counted_failures, judge
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance, fail
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.fold import fold
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import STEP_ORDER, plan
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.record import record
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import (
@@ -66,6 +70,10 @@ APT_NONE = ("podman:\n  Installed: 4.3.1+ds1-8+b1\n  Candidate: 4.3.1+ds1-8+b1\n
             "        100 /var/lib/dpkg/status\n")
 
 
+# a role always leaves its result fact
+UNSCRIPTED = {"remediate": {"remediate": {"pruned": False}}}
+
+
 def drive(before, options=None, results=None, check_mode=False, helper=None):
     """(steps run, idmap_support calls, final state). RESULTS: step -> result, or a list of
     results for a step that runs more than once (the verify steps take {"facts": ...})."""
@@ -81,13 +89,61 @@ def drive(before, options=None, results=None, check_mode=False, helper=None):
         if not state.plan[step]["run"]:
             continue
         ran.append(step)
-        result = results.get(step, {})
+        result = results.get(step, UNSCRIPTED.get(step, {}))
         if isinstance(result, list):
             result = result.pop(0)
         if step in VERIFY_STEPS and (step != "upgrade_rollback" or state.plan[step]["spec"]):
             calls += 1
         state = advance(state, step, result)
     return ran, calls, state
+
+
+def registered(step, result):
+    """What STEP's tasks leave for the fold (rollout/fold.py RESULT_NAMES), given its scripted result."""
+    if step in ("reverify", "verify_upgraded", "pre_proof", "verify_changed"):
+        return {step: {"changed": False, "ansible_facts": {"idmapguard": result["facts"]}}}
+    if step == "upgrade":
+        return {"pkg_mgr": result.get("package_manager")}
+    if step == "upgrade_list":
+        return {"upgrade_list": {"rc": 0, "stdout": result.get("listing", "")},
+                "upgrade_refresh": result.get("refresh", {"skipped": True})}
+    if step == "upgrade_install":
+        return {"upgrade_install_apt": {"changed": bool(result.get("changed"))}, "upgrade_install_dnf": {"skipped": True}}
+    if step == "configure":
+        return {"configure": result["configure"]}
+    if step == "rollback":
+        return {"rollback": {"changed": False, "msg": "put back"}}
+    if step == "upgrade_rollback":
+        return {"upgrade_rollback_verify": {"ansible_facts": {"idmapguard": result["facts"]}}} if "facts" in result else {}
+    if step == "remediate":
+        return {"remediate": result["remediate"]}
+    assert step == "guard_stop"
+    return {"guard_stop": {"changed": True}}
+
+
+def fold_drive(before, options=None, results=None, check_mode=False, helper=None):
+    """As `drive`, the way playbooks/tasks/rollout_host.yml runs now: the tasks only register, and
+    every read of `_igr` folds the options over what is registered so far (rollout/fold.py)."""
+    results = dict(results or {})
+    helper = results.pop("_helper", helper)
+    seen = {"verify": {"changed": False, "ansible_facts": {"idmapguard": before}}, "helper": helper or {}}
+    # before verify: the verify role runs on the start state
+    assert fold(options or {}, "h", check_mode, {}).done == []
+    state = fold(options or {}, "h", check_mode, seen)
+    calls = 1
+    while True:
+        step = next((s for s in STEP_ORDER if state.plan[s]["run"]), None)
+        if step is None:
+            break
+        result = results.get(step, UNSCRIPTED.get(step, {}))
+        if isinstance(result, list):
+            result = result.pop(0)
+        seen.update(registered(step, result))
+        calls += step in VERIFY_STEPS and (step != "upgrade_rollback" or bool(state.plan[step]["spec"]))
+        new = fold(options or {}, "h", check_mode, seen)
+        assert len(new.done) > len(state.done), step  # every step's result moves the fold on
+        state = new
+    return [s for s in state.done if s != "verify"], calls, state
 
 
 # name, facts before, options, scripted results, check mode -> steps, idmap_support calls, record subset
@@ -225,7 +281,9 @@ CASES = [
 @pytest.mark.parametrize("name,before,options,results,check_mode,steps,calls,expected", CASES,
                          ids=[c[0] for c in CASES])
 def test_transitions(name, before, options, results, check_mode, steps, calls, expected):
-    ran, verify_calls, state = drive(before, options, results, check_mode)
+    ran, verify_calls, state = drive(before, options, copy.deepcopy(results), check_mode)
+    # the fold over registered results (what the playbook does) takes the same steps to the same state
+    assert fold_drive(before, options, copy.deepcopy(results), check_mode) == (ran, verify_calls, state)
     assert ran == steps
     assert verify_calls == calls
     assert verify_calls <= 2 or name.startswith(("upgrade: fixable", "upgrade: proof fails", "disable_idmap"))
@@ -401,7 +459,7 @@ def test_bad_options(options, words):
 
 
 def test_filters():
-    assert set(FilterModule().filters()) == {"rollout_start", "rollout_advance", "rollout_record"}
+    assert set(FilterModule().filters()) == {"rollout_start", "rollout_advance", "rollout_state", "rollout_record"}
     # the operator's variables that are not set arrive as None
     state = rollout_start({"steps": None, "proof": None, "remediate_policy": None, "remediate_threshold": None},
                           host="h", check_mode="false")
@@ -432,3 +490,67 @@ def test_rollback_writes_back_the_files_units_name_and_removes_a_new_dropin():
     assert rollback["run"] and rollback["write"] is None
     assert rollback["writes"] == [{k: unit_file[k] for k in ("path", "content", "mode", "owner", "group")}]
     assert rollback["remove"] == [dropin["path"]]
+
+
+def test_fold_stops_at_a_step_that_was_skipped_or_failed():
+    seen = {"verify": {"ansible_facts": {"idmapguard": facts("fixable_by_config")}}, "helper": {}}
+    assert fold({}, "h", False, seen).plan["configure"]["run"]
+    seen["configure"] = CONFIGURED
+    for result in ({"skipped": True}, {"failed": True, "ansible_facts": {"idmapguard": facts()}}, None):
+        state = fold({}, "h", False, dict(seen, verify_changed=result))
+        assert state.done == ["verify", "configure"] and state.plan["verify_changed"]["run"]
+    # verify is complete only with the helper step's result (the helper role runs after the verify role)
+    assert fold({}, "h", False, {"verify": seen["verify"]}).done == []
+    assert fold({"steps": ["verify"]}, "h", False, {"verify": seen["verify"]}).done == ["verify"]
+
+
+def test_fold_a_rescue_rolls_back_once():
+    seen = {"verify": {"ansible_facts": {"idmapguard": facts("fixable_by_config")}}, "helper": {}}
+    failure = {"task": "Restart the units", "result": {"msg": "unit not found"},
+               "storage_conf": {"changed": True, "path": UNDO["path"], "undo": UNDO}}
+    state = fold({}, "h", False, seen, failure)
+    assert state.plan["rollback"]["run"] and not state.rolled_back
+    done = fold({}, "h", False, dict(seen, rollback={"changed": False, "msg": "put back"}), failure)
+    row = record(done)
+    assert (row["failed"], row["rolled_back"], row["error"]) == (True, True, "Restart the units: unit not found")
+    assert not done.plan["rollback"]["run"]
+    # the proof's rollback ran, then a later task failed: the rescue does not roll back again
+    copied = facts("copies_unexplained", canary=CANARY_COPIED, proof=PROOF_OK)
+    seen.update(configure=CONFIGURED, verify_changed={"ansible_facts": {"idmapguard": copied}}, rollback={"changed": False})
+    after = fold({}, "h", False, seen, {"task": "Write metrics", "result": {"msg": "x"}})
+    assert after.done.count("rollback") == 1 and after.rolled_back and not after.plan["rollback"]["run"]
+
+
+def test_fold_options_it_cannot_start_with():
+    with pytest.raises(RolloutError, match="idmapguard_rollout_proof must be one of"):
+        fold({"proof": "sometimes"}, "h", False, {})
+    # in the rescue: the failure (of the task that read them) is the host's record
+    state = fold({"proof": "sometimes"}, "h", False, {}, {"task": "Judge the host", "result": {"msg": "bad proof"}})
+    assert record(state)["error"] == "Judge the host: bad proof"
+    with pytest.raises(RolloutError, match="unknown step results: dance"):
+        fold({}, "h", False, {"dance": {}})
+
+
+def test_rollout_state_filter():
+    state = rollout_state({"steps": None}, host="h", check_mode="false", verify=None, helper=None, configure=None)
+    assert state["done"] == [] and state["plan"]["helper"]["run"]
+    copying = facts("needs_podman_upgrade", copies=2, used=80, systemd=False)
+    state = rollout_state({}, host="h", verify={"ansible_facts": {"idmapguard": copying}}, helper={})
+    assert state["plan"]["remediate"]["run"] and state["done"] == ["verify"]
+    with pytest.raises(AnsibleFilterError, match="host is required"):
+        rollout_state({})
+    with pytest.raises(AnsibleFilterError, match="unknown step results"):
+        rollout_state({}, host="h", dance={})
+
+
+def test_a_step_keeps_the_plan_entry_it_ran_with():
+    """The remediate role reads its decision and guard while its own result already moved the
+    fold on: the entry stays what it ran with (and says it does not run again)."""
+    seen = {"verify": {"ansible_facts": {"idmapguard": facts("needs_podman_upgrade", copies=3, used=85)}}, "helper": {}}
+    before = fold({}, "h", False, seen).plan["remediate"]
+    assert before["run"] and before["guard"] and before["decision"]["due"]
+    seen["remediate"] = {"copies_found": 3, "copies_removed": 3, "inodes_freed": 30,
+                         "filesystem": {"inodes_used": 10, "inodes_free": 90, "inodes_total": 100}}
+    after = fold({}, "h", False, seen)
+    assert after.plan["remediate"] == dict(before, run=False)
+    assert not after.plan["act"]
