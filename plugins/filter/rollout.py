@@ -59,6 +59,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy 
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.plain_data import plain
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance, fail
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.fold import fold
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.metrics import write_due
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import plan
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.record import record
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import RolloutError, State, start
@@ -108,6 +109,12 @@ def rollout_advance(state, step, **result):
     return new.as_dict()
 
 
+def rollout_metrics_due(record, helper_version="", observed=None):
+    if not isinstance(record, Mapping):
+        raise AnsibleFilterError("rollout_metrics_due: the input must be the host's record (rollout_record)")
+    return write_due(plain(record), str(helper_version or ""), plain(observed))
+
+
 def rollout_record(state):
     try:
         return record(State.from_dict(_mapping(state, "rollout_record: the state")))
@@ -120,4 +127,4 @@ class FilterModule:
 
     def filters(self):
         return {"rollout_start": rollout_start, "rollout_advance": rollout_advance, "rollout_state": rollout_state,
-                "rollout_record": rollout_record}
+                "rollout_record": rollout_record, "rollout_metrics_due": rollout_metrics_due}

@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import hashlib
 import math
 import os
 import re
@@ -132,6 +133,25 @@ def resolve_directory(setting: Optional[str], isdir: Callable[[str], bool] = os.
     if not os.path.isabs(setting):
         raise MetricsError("the metrics directory must be an absolute path, got %r" % setting)
     return setting
+
+
+def observe_host_file(setting: Optional[str]) -> Dict[str, Optional[str]]:
+    """What a caller needs to tell, without another round trip, whether ``HOST_FILE`` would
+    change (idmap_support reads it in the call it makes anyway): ``dir``, the directory SETTING
+    resolves to (None: nothing would be written there), and ``sha256``, the checksum of the file
+    in it (None: no file, or one that cannot be read: the write will tell)."""
+    try:
+        directory = resolve_directory(setting)
+    except MetricsError:
+        return {"dir": setting, "sha256": None}  # the write fails with the reason
+    if directory is None:
+        return {"dir": None, "sha256": None}
+    try:
+        with open(os.path.join(directory, HOST_FILE), "rb") as handle:
+            digest = hashlib.sha256(handle.read()).hexdigest()  # type: Optional[str]
+    except OSError:
+        digest = None
+    return {"dir": directory, "sha256": digest}
 
 
 def write_textfile(directory: str, name: str, text: str, check_mode: bool = False) -> Tuple[bool, Optional[str]]:

@@ -163,6 +163,13 @@ options:
     type: list
     elements: str
     default: []
+  metrics_dest:
+    description:
+      - Also look at the host's metrics file of M(idmapguard.storage.metrics_textfile) whose O(idmapguard.storage.metrics_textfile#module:dest)
+        is this (C(auto), a directory, or an empty string), and return RV(metrics), so that a caller can tell
+        without another round trip whether writing the host's metrics would change the file.
+      - Not given, the file is not looked at.
+    type: str
 seealso:
   - name: containers/storage PR 2346 (idmapped mounts for any map)
     description: The upstream change released in containers/storage 1.59 and Podman 5.6.
@@ -515,6 +522,19 @@ podman:
       description: The value of O(podman_backport).
       returned: always
       type: bool
+metrics:
+  description: The host's metrics file (see O(metrics_dest)). Not part of the host facts.
+  returned: when O(metrics_dest) is given
+  type: dict
+  contains:
+    dir:
+      description: The directory O(metrics_dest) resolves to, or null when nothing would be written.
+      returned: when O(metrics_dest) is given
+      type: str
+    sha256:
+      description: The SHA-256 checksum of C(idmapguard_host.prom) there, or null when there is no such file.
+      returned: when O(metrics_dest) is given
+      type: str
 helper:
   description:
     - What is installed at O(helper), so that a caller can tell an installed, current helper from one
@@ -735,6 +755,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import DEFAULT_HELPER
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import DEFAULT_GIDMAP, DEFAULT_UIDMAP
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
+from ansible_collections.idmapguard.storage.plugins.module_utils.metrics_textfile import observe_host_file
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import (
     SupportError,
     SupportParams,
@@ -760,9 +781,11 @@ def main():
             podman_args=dict(type="list", elements="str", default=[]),
             storage_conf=dict(type="path"),
             units=dict(type="list", elements="str", default=[]),
+            metrics_dest=dict(type="str"),
         ),
         supports_check_mode=True,
     )
+    metrics_dest = module.params.pop("metrics_dest")
     params = SupportParams(**module.params)
     if "/" not in params.podman:
         params.podman = module.get_bin_path(params.podman) or params.podman
@@ -773,8 +796,9 @@ def main():
     else:
         for warning in result.warnings:
             module.warn(warning)
+        extra = {} if metrics_dest is None else {"metrics": observe_host_file(metrics_dest)}
         module.exit_json(changed=result.changed, ansible_facts={"idmapguard": result.facts},
-                         helper=result.helper, **result.facts)
+                         helper=result.helper, **dict(result.facts, **extra))
 
 
 if __name__ == "__main__":

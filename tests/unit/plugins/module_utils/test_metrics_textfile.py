@@ -165,3 +165,15 @@ def test_write_host_metrics_module_work(tmp_path):
     assert not again["changed"] and again["diff"]["before"] == again["diff"]["after"]
     off = mt.write_host_metrics(dict(params, dest=""))
     assert not off["changed"] and "off" in off["skipped_reason"]
+
+
+def test_observe_host_file(tmp_path):
+    dest = str(tmp_path / "tf")
+    assert mt.observe_host_file(dest) == {"dir": dest, "sha256": None}
+    done = mt.write_host_metrics({"dest": dest, "record": RECORD, "helper_version": ""})
+    seen = mt.observe_host_file(dest)
+    assert seen["dir"] == dest and len(seen["sha256"]) == 64
+    assert mt.observe_host_file("") == {"dir": None, "sha256": None}
+    # a bad setting is left to the write, which fails with the reason
+    assert mt.observe_host_file("relative/dir") == {"dir": "relative/dir", "sha256": None}
+    assert done["changed"]

@@ -2,6 +2,7 @@
 """idmap_support: the module's contract (facts shape, changed, check mode, failures), with
 Podman and the helper replaced by recorded outputs. Real Podman runs in tests/integration."""
 
+import hashlib
 import json
 import os
 
@@ -236,3 +237,19 @@ def test_split_imagestore_from_storage_conf_is_in_the_facts(host, tmp_path):
     assert result["podman"]["imagestore"] == str(images)
     assert result["podman"]["origins"]["imagestore"] == "storage.conf " + host["conf"]
     assert result["podman"]["origins"]["graphroot"] == "podman info"
+
+
+def test_metrics_dest_returns_the_host_metrics_file_beside_the_facts(host, tmp_path):
+    """What a caller needs to skip an unchanged metrics write; never part of the facts."""
+    kind, result = call({"helper": host["helper"]})
+    assert kind == "exit" and "metrics" not in result
+    dest = tmp_path / "textfile"
+    dest.mkdir()
+    kind, result = call({"helper": host["helper"], "metrics_dest": str(dest)})
+    assert result["metrics"] == {"dir": str(dest), "sha256": None}
+    assert "metrics" not in result["ansible_facts"]["idmapguard"]
+    (dest / "idmapguard_host.prom").write_text("x 1\n")
+    kind, result = call({"helper": host["helper"], "metrics_dest": str(dest)})
+    assert result["metrics"]["sha256"] == hashlib.sha256(b"x 1\n").hexdigest()
+    kind, result = call({"helper": host["helper"], "metrics_dest": ""})
+    assert result["metrics"] == {"dir": None, "sha256": None}

@@ -459,7 +459,8 @@ def test_bad_options(options, words):
 
 
 def test_filters():
-    assert set(FilterModule().filters()) == {"rollout_start", "rollout_advance", "rollout_state", "rollout_record"}
+    assert set(FilterModule().filters()) == {"rollout_start", "rollout_advance", "rollout_state", "rollout_record",
+                                             "rollout_metrics_due"}
     # the operator's variables that are not set arrive as None
     state = rollout_start({"steps": None, "proof": None, "remediate_policy": None, "remediate_threshold": None},
                           host="h", check_mode="false")
