@@ -47,6 +47,9 @@ PART = os.environ.get("BENCH_PART", "all")
 CALLBACKS = os.path.join(REPO, "tests", "bench", "callback")
 MAPS = ["0:1065537:65536,531571:531571:1,19997967:19997967:1",
         "0:2065537:65536,531571:531571:1,19997967:19997967:1"]
+# node_exporter's textfile directory as Debian's package makes it: every host writes its metrics
+# file (docs/metrics.md), as on a fleet that runs node_exporter
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 # the rollout's default batches (playbooks/rollout.yml)
 DEFAULT_BATCHES = [1, "10%", "50%", "100%"]
 
@@ -100,6 +103,7 @@ def per_host(lab, work, env) -> None:
         venv = dict(env, ANSIBLE_COLLECTIONS_PATH=root, PYTHONPATH=root)
         host = lab.up(suite="sid", mount_program="/usr/bin/fuse-overlayfs")
         try:
+            host.exec(["mkdir", "-p", TEXTFILE_DIR], check=True)
             image = host.image(files=300)
             for idmap in MAPS:
                 args = []
@@ -147,6 +151,8 @@ def main() -> int:
                 hosts.append(lab.up(suite="sid", mount_program="/usr/bin/fuse-overlayfs"))
             else:
                 hosts.append(lab.up(suite=suite))
+        for h in hosts:
+            h.exec(["mkdir", "-p", TEXTFILE_DIR], check=True)
         work = tempfile.mkdtemp(prefix="bench-rollout.")
         inv = os.path.join(work, "inventory.ini")
         with open(inv, "w") as f:
@@ -172,8 +178,8 @@ def main() -> int:
             # alternate the order: a drifting load then favours neither side
             for times, argv in (plays if i % 2 == 0 else list(reversed(plays))):
                 times.append(run(argv, env))
-            print("round %d: bare %.1fs, bare in the rollout's batches %.1fs, converged rollout %.1fs, "
-                  "in one batch %.1fs" % (i + 1, t_bare[-1], t_bare_b[-1], t_roll[-1], t_one[-1]), flush=True)
+            print("round %d (load %.1f): bare %.1fs, bare in the rollout's batches %.1fs, converged rollout %.1fs, "
+                  "in one batch %.1fs" % (i + 1, os.getloadavg()[0], t_bare[-1], t_bare_b[-1], t_roll[-1], t_one[-1]), flush=True)
         mb, mbb = statistics.median(t_bare), statistics.median(t_bare_b)
         mr, mo = statistics.median(t_roll), statistics.median(t_one)
         print()
@@ -191,6 +197,7 @@ def main() -> int:
         print("per-round ratios, one batch:       %s (spread %.2f..%.2f)" % (
             " ".join("%.2f" % r for r in single), min(single), max(single)))
         print("goal: ratio <= 1.2")
+        print("load average (1, 5, 15 min) at the end: %.2f %.2f %.2f on %d cores" % (os.getloadavg() + (os.cpu_count(),)))
         return 0
     finally:
         for h in hosts:
