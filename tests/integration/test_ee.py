@@ -52,7 +52,7 @@ def awx_job(image: str, pdd: str, playbook: str, ident: str, cmdline: str = "") 
     for event in job["events"]:
         data = event.get("event_data") or {}
         if event["event"] in ("playbook_on_play_start", "runner_on_failed") or data.get("task") in (
-                "Record what is installed", "Hand the report to AWX", "Install the guard's archive (one zip application)"):
+                "Record the helper this host has", "Hand the report to AWX", "Install the guard's archive (one zip application)"):
             print("  event %s: %s %s" % (event["event"], data.get("task") or data.get("play"), data.get("host", "")))
     print("  set_stats idmapguard_fleet_report.summary_line: %s"
           % job["artifact_data"].get("idmapguard_fleet_report", {}).get("summary_line"))
@@ -105,7 +105,7 @@ def test_ee_jobs_through_transmit_worker_process(image, lab, tmp_path):
         # the playbook wrote its report into the job's artifact dir on the worker; process has it
         assert report["report_dir"] == "/runner/artifacts/rollout-check/idmapguard-report"
         # the helper came from the image's prebuilt binary; no build ran at job time
-        recorded = [r["ansible_facts"]["idmapguard_helper"] for r in ok_results(job, "Record what is installed")]
+        recorded = [r["ansible_facts"]["idmapguard_helper"] for r in ok_results(job, "Record the helper this host has")]
         assert [(r["source"], r["changed"], r["staged"]) for r in recorded] == [("prebuilt", True, True)], recorded
         assert not ok_results(job, "Build idmapped-mount on the controller")
         # check mode changed nothing on the host

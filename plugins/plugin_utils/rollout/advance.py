@@ -223,7 +223,10 @@ def advance(state: State, step: str, result: Optional[Mapping[str, Any]] = None)
         raise RolloutError("unknown rollout step %r (known: %s)" % (step, ", ".join(sorted(STEPS))))
     new = copy.deepcopy(state)
     if step in state.plan:
-        new.ran[step] = dict(state.plan[step], run=False)
+        # `began`: a role publishes its result fact before its last tasks (configure restarts the
+        # units, remediate installs the guard), and Ansible re-evaluates the step's `when` for
+        # every task of an included role: those tasks run while `run or began` holds
+        new.ran[step] = dict(state.plan[step], run=False, began=True)
     STEPS[step](new, dict(result or {}))
     new.done.append(step)
     new.plan = plan(new)

@@ -546,12 +546,14 @@ def test_rollout_state_filter():
 
 def test_a_step_keeps_the_plan_entry_it_ran_with():
     """The remediate role reads its decision and guard while its own result already moved the
-    fold on: the entry stays what it ran with (and says it does not run again)."""
+    fold on: the entry stays what it ran with, says it does not run again, and that it began
+    (so the role's tasks after its result fact still run: rollout_steps.yml `run or began`)."""
     seen = {"verify": {"ansible_facts": {"idmapguard": facts("needs_podman_upgrade", copies=3, used=85)}}, "helper": {}}
     before = fold({}, "h", False, seen).plan["remediate"]
     assert before["run"] and before["guard"] and before["decision"]["due"]
     seen["remediate"] = {"copies_found": 3, "copies_removed": 3, "inodes_freed": 30,
                          "filesystem": {"inodes_used": 10, "inodes_free": 90, "inodes_total": 100}}
     after = fold({}, "h", False, seen)
-    assert after.plan["remediate"] == dict(before, run=False)
+    assert "began" not in before
+    assert after.plan["remediate"] == dict(before, run=False, began=True)
     assert not after.plan["act"]
