@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: idmapguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The two file primitives the host side shares: replace a file atomically, and a file's sha256.
+"""The file primitives the host side shares: read a text file that may be absent, replace a file
+atomically, and a file's sha256.
 
 Callers turn the OSError into their own error type (StoreError, MetricsError, ...), because each
 says what a failed write means for its own data.
@@ -15,6 +16,15 @@ import hashlib
 import os
 import tempfile
 from typing import Optional
+
+
+def read_text(path: str) -> Optional[str]:
+    """The text of the file at ``path``; None when it cannot be read (absent, unreadable, not text)."""
+    try:
+        with open(path, "r") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def sha256_file(path: str) -> str:

@@ -17,6 +17,7 @@ import glob
 import os
 from typing import Dict, List, Mapping, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import read_text
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo import mount_points
 from ansible_collections.idmapguard.storage.plugins.module_utils.systemd_units import (
     UNIT_DIRS,
@@ -65,16 +66,8 @@ def is_chrooted(proc: str = "/proc") -> bool:
     return "/" not in points  # no mount at our "/": we sit below a mount point, i.e. chrooted
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, "r") as handle:
-            return handle.read()
-    except (OSError, IOError, UnicodeDecodeError):
-        return None
-
-
 def _env_file_sets(path: str) -> bool:
-    text = _read(path)
+    text = read_text(path)
     if text is None:
         return False
     value = env_file_assignments(text).get(DISABLE_VAR)

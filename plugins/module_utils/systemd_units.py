@@ -33,6 +33,8 @@ import os
 import shlex
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import read_text
+
 # Highest precedence first.
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
              "/usr/lib/systemd/system", "/lib/systemd/system")
@@ -75,14 +77,6 @@ def parse_unit_text(text: str) -> List[Entry]:
         key, value = pending[1].split("=", 1)
         entries.append((pending[0], section, key.strip(), value.strip()))
     return entries
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, "r") as handle:
-            return handle.read()
-    except (OSError, IOError, UnicodeDecodeError):
-        return None
 
 
 def _words(value: str) -> List[str]:
@@ -198,7 +192,7 @@ def service_environment(sources: List[str], root: str = "") -> Dict[str, Dict[st
     env_files = []  # type: List[Tuple[str, str, int]]
     unsets = []  # type: List[str]
     for path in sources:
-        text = _read(root + path)
+        text = read_text(root + path)
         if text is None:
             continue
         for number, section, key, value in parse_unit_text(text):
@@ -226,7 +220,7 @@ def service_environment(sources: List[str], root: str = "") -> Dict[str, Dict[st
     for pattern, path, number in env_files:
         pattern = pattern[1:] if pattern.startswith("-") else pattern
         for env_path in sorted(glob.glob(root + pattern)):
-            text = _read(env_path)
+            text = read_text(env_path)
             if text is None:
                 continue
             for name, (val, env_line) in env_file_assignments(text).items():

@@ -41,3 +41,14 @@ def test_replace_file_failure_keeps_the_old_file_and_removes_the_temp(tmp_path):
         replace_file(str(target), b"new", 0o644)
     assert (target / "keep").read_bytes() == b"x"
     assert sorted(os.listdir(str(tmp_path))) == ["d"]
+
+
+def test_read_text_is_none_for_absent_and_non_text_files(tmp_path):
+    from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import read_text
+    text = tmp_path / "t"
+    text.write_text("a=1\n")
+    binary = tmp_path / "b"
+    binary.write_bytes(b"\xff\xfe\x00")
+    assert read_text(str(text)) == "a=1\n"
+    assert read_text(str(tmp_path / "absent")) is None
+    assert read_text(str(binary)) is None
