@@ -283,22 +283,43 @@ def _changed(result: Optional[Mapping[str, Any]]) -> bool:
     return bool((result or {}).get("changed"))
 
 
+def _changed_items(loop_result: Optional[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The items of a loop task's registered result that changed something (also of a loop that
+    failed at a later item: the earlier items' changes are on disk all the same)."""
+    return [item for item in (loop_result or {}).get("results") or []
+            if isinstance(item, Mapping) and item.get("changed")]
+
+
+def undo_after_failure(storage_conf: Optional[Mapping[str, Any]], unit_conf: Optional[Mapping[str, Any]] = None,
+                       dropins: Optional[Mapping[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    """What the configure role had changed when one of its tasks failed before it published
+    `idmapguard_configure`: the same keys the rollback reads from that fact (`undo`, `unit_undo`,
+    `dropins`), from the results its tasks had registered. None: it had changed nothing."""
+    conf = storage_conf or {}
+    unit_changed = _changed_items(unit_conf)
+    written = [item.get("dest") for item in _changed_items(dropins)]
+    undo = conf.get("undo") if _changed(conf) else None
+    unit_undo = [item.get("undo") for item in unit_changed if item.get("undo")]
+    if not (undo or unit_undo or written):
+        return None
+    return {"action": "configured", "conf_changed": bool(undo), "path": conf.get("path"), "undo": undo,
+            "unit_files": [item.get("path") for item in unit_changed], "unit_undo": unit_undo, "dropins": written}
+
+
 def configure_outcome(plan: Mapping[str, Any], storage_conf: Optional[Mapping[str, Any]],
                       dropins: Optional[Mapping[str, Any]], restart_units: List[str],
                       probe_cache: Optional[Mapping[str, Any]] = None,
                       unit_conf: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The `idmapguard_configure` fact from the plan and the registered results of its steps."""
     conf = storage_conf or {}
-    unit_changed = [item for item in (unit_conf or {}).get("results") or []
-                    if isinstance(item, Mapping) and item.get("changed")]
+    unit_changed = _changed_items(unit_conf)
     # a running Podman service keeps the driver's answers in memory: a cleared cache restarts it too
     changed = _changed(conf) or _changed(dropins) or _changed(probe_cache) or bool(unit_changed)
     if plan["action"] == "skipped":
         action = "skipped"
     else:
         action = "configured" if changed else "unchanged"
-    written = [item.get("dest") for item in (dropins or {}).get("results") or []
-               if isinstance(item, Mapping) and item.get("changed")]
+    written = [item.get("dest") for item in _changed_items(dropins)]
     return {
         "action": action,
         "reason": plan["reason"],

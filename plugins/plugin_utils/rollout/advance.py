@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.proof_verdict import judge
 from ansible_collections.idmapguard.storage.plugins.plugin_utils import podman_upgrade
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.configure_plan import undo_after_failure
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import (
     PACKAGE_MANAGERS,
     configure_pending,
@@ -236,15 +237,15 @@ def advance(state: State, step: str, result: Optional[Mapping[str, Any]] = None)
 
 
 def fail(state: State, task: str, result: Optional[Mapping[str, Any]] = None,
-         storage_conf: Optional[Mapping[str, Any]] = None) -> State:
-    """The state after a task failed (the rescue): what failed, and, when configure changed
-    storage.conf before its role failed, the module's `undo` so the rollback can use it."""
+         storage_conf: Optional[Mapping[str, Any]] = None, unit_conf: Optional[Mapping[str, Any]] = None,
+         dropins: Optional[Mapping[str, Any]] = None) -> State:
+    """The state after a task failed (the rescue): what failed, and, when the configure role had
+    changed files before one of its tasks failed (storage.conf, a file a unit names, systemd
+    drop-ins), what undoes each, from its registered results, so the rollback puts all back."""
     new = copy.deepcopy(state)
     res = dict(result or {})
     new.failed = {"task": str(task), "msg": str(res.get("msg") or res.get("stderr") or "failed")}
-    conf = dict(storage_conf or {})
-    if not new.configure and conf.get("changed") and conf.get("undo"):
-        new.configure = {"action": "configured", "conf_changed": True, "path": conf.get("path"),
-                         "undo": conf["undo"], "dropins": []}
+    if not new.configure:
+        new.configure = undo_after_failure(storage_conf, unit_conf, dropins) or {}
     new.plan = plan(new)
     return new

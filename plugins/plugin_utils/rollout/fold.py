@@ -125,7 +125,7 @@ RESULT_NAMES = ("verify", "helper", "reverify", "pkg_mgr", "upgrade_refresh", "u
 
 def _failed(state: State, failure: Mapping[str, Any], results: Results) -> State:
     state = fail(state, str(failure.get("task") or "?"), dict(failure.get("result") or {}),
-                 dict(failure.get("storage_conf") or {}))
+                 failure.get("storage_conf"), failure.get("unit_conf"), failure.get("dropins"))
     # the rescue's rollback (the steps' own rollback, had it run, was replayed above)
     if state.plan["rollback"]["run"] and _rollback(state, results) is not None:
         state = advance(state, "rollback", {})

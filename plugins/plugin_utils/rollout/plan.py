@@ -120,7 +120,9 @@ def _rollback_files(state: State) -> Dict[str, Any]:
     main = undos[0]
     write = writes[0] if isinstance(main, Mapping) and main.get("existed") else None
     remove += [str(path) for path in state.configure.get("dropins") or []]
-    return {"write": write, "writes": writes, "remove": remove}
+    # systemd keeps a unit's drop-ins loaded until told: removing ours needs a reload to count
+    reload = bool(state.now.get("systemd")) and any(path.startswith("/etc/systemd/") for path in remove)
+    return {"write": write, "writes": writes, "remove": remove, "daemon_reload": reload}
 
 
 def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too-many-statements

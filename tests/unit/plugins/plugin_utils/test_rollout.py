@@ -393,6 +393,40 @@ def test_a_failure_in_the_configure_role_rolls_back_from_the_modules_undo():
     assert not fail(state, "Verify", {"msg": "x"}).plan["rollback"]["run"]
 
 
+def test_a_configure_task_failing_after_a_units_file_was_edited_puts_every_file_back():
+    """Written before the role published its fact: storage.conf, one of two files units name (the
+    loop failed at the second), and a systemd drop-in. The rescue's rollback puts back all three."""
+    state = advance(start("h", {}, False), "verify", {"facts": facts("fixable_by_config")})
+    unit_undo = {"path": "/etc/podman-unit.conf", "existed": True, "content": "[storage]\n", "mode": "0600",
+                 "owner": "0", "group": "0"}
+    unit_conf = {"failed": True, "results": [
+        {"changed": True, "path": unit_undo["path"], "undo": unit_undo},
+        {"failed": True, "msg": "permission denied", "path": "/etc/other.conf"}]}
+    dropins = {"results": [{"changed": True, "dest": "/etc/systemd/system/podman.service.d/zz-idmapguard.conf"},
+                           {"changed": False, "dest": "/etc/systemd/system/podman-restart.service.d/zz-idmapguard.conf"}]}
+    failed = fail(state, "Edit the storage.conf a unit names", {"msg": "permission denied"},
+                  storage_conf={"changed": True, "path": UNDO["path"], "undo": UNDO},
+                  unit_conf=unit_conf, dropins=dropins)
+    rollback = failed.plan["rollback"]
+    assert rollback["run"]
+    assert [w["path"] for w in rollback["writes"]] == [UNDO["path"], unit_undo["path"]]
+    assert rollback["remove"] == ["/etc/systemd/system/podman.service.d/zz-idmapguard.conf"]
+    assert rollback["daemon_reload"]  # a systemd drop-in was removed
+    assert not fail(state, "t", {"msg": "m"}, unit_conf=unit_conf).plan["rollback"]["daemon_reload"]
+    no_systemd = advance(start("h", {}, False), "verify", {"facts": facts("fixable_by_config", systemd=False)})
+    assert not fail(no_systemd, "t", {"msg": "m"}, dropins=dropins).plan["rollback"]["daemon_reload"]
+    # only a unit's file changed (storage.conf was already right): still rolled back
+    only_unit = fail(state, "x", {"msg": "y"}, storage_conf={"changed": False, "path": UNDO["path"]}, unit_conf=unit_conf)
+    assert only_unit.plan["rollback"]["run"] and only_unit.plan["rollback"]["write"] is None
+    assert [w["path"] for w in only_unit.plan["rollback"]["writes"]] == [unit_undo["path"]]
+    # through the fold, as the rescue passes it
+    seen = {"verify": {"ansible_facts": {"idmapguard": facts("fixable_by_config")}}, "helper": {}}
+    folded = fold({}, "h", False, seen, {"task": "t", "result": {"msg": "m"}, "storage_conf": None,
+                                         "unit_conf": unit_conf, "dropins": dropins})
+    assert [w["path"] for w in folded.plan["rollback"]["writes"]] == [unit_undo["path"]]
+    assert folded.plan["rollback"]["remove"] == ["/etc/systemd/system/podman.service.d/zz-idmapguard.conf"]
+
+
 def test_rollback_of_a_file_that_did_not_exist_removes_it_and_the_dropins():
     state = advance(start("h", {}, False), "verify", {"facts": facts("fixable_by_config")})
     state = advance(state, "configure", {"configure": dict(CONFIGURED, undo=dict(UNDO, existed=False, content=None),
