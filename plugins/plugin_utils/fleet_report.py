@@ -125,6 +125,8 @@ def _epoch_text(value: Any) -> Optional[str]:
 GUARD_WORDS = {
     "running": "running",
     "started": "installed, enabled and started by this rollout",
+    "starting": "started by this rollout, first pass not ended",
+    "not_running": "installed and enabled, NOT running",
     "installed": "installed, NOT running (not enabled)",
     "stale": "NOT RUNNING (stale)",
     "stopped": "stopped and disabled (the host shares, no copies left)",
@@ -150,13 +152,19 @@ def guard_summary(guard: Any) -> Optional[Dict[str, Any]]:
     status = str(guard.get("status") or "not_installed")
     row: Dict[str, Any] = {"status": status, "why": str(guard.get("why") or ""),
                            "protected": bool(guard.get("protected")),
-                           "running": status in ("running", "started"),
+                           # a guard process whose own state is shown (records of earlier versions: by status)
+                           "running": bool(guard["running"]) if "running" in guard else status in ("running", "started"),
                            "stale": status == "stale"}
     numbers = _guard_state_line(state) if state and not state.get("error") else {}
     row.update({k: v for k, v in numbers.items() if k not in ("line", "stale")})
+    if not row.get("artifact") and isinstance(guard.get("artifact"), Mapping):
+        # the archive this rollout installed (the record's), where no state of the guard shows one yet
+        row["artifact"] = {key: guard["artifact"].get(key) for key in ("path", "sha256", "version")}
     words = GUARD_WORDS.get(status, status)
     if status == "not_installed":
         line = row["why"] or "not installed"
+    elif status in ("starting", "not_running"):
+        line = row["why"] or words
     elif status == "stale":
         line = "%s: %s" % (words, row["why"] or "the guard's state is old")
     else:
@@ -276,9 +284,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         "changed_hosts": sum(1 for row in rows if row["changes"]),
         "podman_upgraded": sum(1 for row in rows if (row["podman_upgrade"] or {}).get("upgraded")),
         # hosts that still copy: which a guard bounds, and which nothing bounds
-        "guarded": sum(1 for row in rows if row["verdict"] != "shares" and (row["guard"] or {}).get("running")),
+        "guarded": sum(1 for row in rows if row["verdict"] != "shares" and (row["guard"] or {}).get("protected")),
         "unguarded": sum(1 for row in rows if row["verdict"] not in ("shares", "not_reached")
-                         and not (row["guard"] or {}).get("running")),
+                         and not (row["guard"] or {}).get("protected")),
         "copies_removed": _sum(rows, "copies_removed"),
         "inodes_freed": _sum(rows, "inodes_freed"),
         "inodes_used_before": _sum(rows, "inodes_used_before"),

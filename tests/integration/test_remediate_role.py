@@ -117,6 +117,10 @@ def test_role_check_mode_run_threshold_and_guard(lab_host, inventory, tmp_path):
     assert sorted(os.listdir(host.path("/usr/local/lib/idmapguard"))) == [built.file_name]
     with open(host.path(archive), "rb") as handle:
         assert hashlib.sha256(handle.read()).hexdigest() == built.sha256
+    # what the guard tasks did, published after them: files only, no unit read, no state
+    did = results[host.name]["guard"]
+    assert (did["installed"], did["enable"], did["unit"], did["state"]) == (True, False, {}, None), did
+    assert did["artifact"]["sha256"] == built.sha256 and did["status_wait"] == 60, did
     assert "copy_cache_guard/zipapp_main.py" in built.modules and "store/store.py" in built.modules
     entry = open(host.path("/usr/local/sbin/idmapguard-guard")).read()
     assert entry.startswith("#!/bin/sh") and entry.splitlines()[-1] == 'exec /usr/bin/python3 %s guard "$@"' % archive

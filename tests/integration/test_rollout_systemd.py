@@ -9,6 +9,8 @@ own systemd (bookworm, Podman 4.3; lab host with ``init="systemd"``), next to a 
    MainPID, same NRestarts); the report now reads the guard as running, with the same pid.
 What is asserted comes from systemd and the host's files, beside the report.
 """
+import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -63,6 +65,13 @@ def test_default_rollout_guards_a_copying_systemd_host(lab_host, inventory, tmp_
     guard = rows[copying.name]["guard"]
     print("[rollout-systemd] first run: MainPID %d, report: %s" % (pid, guard["line"]))
     assert guard["status"] == "started" and guard["protected"] is True and guard["pid"] == pid, guard
+    # what the role's guard tasks did (idmapguard_remediate.guard), not the plan: systemd's
+    # MainPID and the archive on the host
+    assert guard["running"] is True and "running as pid %d (systemd's MainPID)" % pid in guard["why"], guard
+    archives = glob.glob(copying.path("/usr/local/lib/idmapguard/idmapguard-guard-*.pyz"))
+    assert len(archives) == 1, archives
+    with open(archives[0], "rb") as f:
+        assert guard["artifact"]["sha256"] == hashlib.sha256(f.read()).hexdigest(), guard["artifact"]
     assert "pid %d," % pid in guard_line(markdown, copying)
     assert guard["budget_inodes"] and guard["last_pass"], guard
     # the host that shares: no guard installed, and the report says it is not needed

@@ -158,11 +158,13 @@ def remediate(state: State, result: Mapping[str, Any]) -> None:
     done = dict(result.get("remediate") or {})
     state.remediated = done
     entry = state.plan.get("remediate") or {}
-    if entry.get("guard"):
-        state.guard = {"installed": True, "enabled": state.options.guard_enable, "reason": entry.get("guard_reason")}
-        # the state the started guard wrote (the role waits for its first pass): pid, budget, last pass
-        if isinstance(done.get("guard_state"), Mapping):
-            state.guard["state"] = dict(done["guard_state"])
+    if isinstance(done.get("guard"), Mapping):
+        # what the role's guard tasks did, published after them (archive, systemd's view of the
+        # unit, the started guard's state): rollout.guard.record reads this, never the plan
+        state.guard = dict(done["guard"], reason=entry.get("guard_reason"))
+    elif entry.get("guard"):
+        # planned, but the guard tasks left no outcome (skipped, or the role ended before them)
+        state.guard = {"planned": True, "reason": entry.get("guard_reason")}
     removed = _int(done.get("copies_removed"))
     if removed > 0:
         verb = _would(state, "would remove", "removed")

@@ -49,7 +49,7 @@ def _upgrade(state: State, guard_row: Mapping[str, Any]) -> Dict[str, Any]:
     note = str(upgrade.get("note") or "")
     if note.startswith(NO_SHARING_NOTE):
         tail = note[len(NO_SHARING_NOTE):]
-        if guard_row.get("status") in ("running", "started"):
+        if guard_row.get("status") in ("running", "started", "starting") and guard_row.get("protected"):
             upgrade["note"] = NO_SHARING_NOTE + ": the guard keeps the store bounded" + tail
         else:
             upgrade["note"] = NO_SHARING_NOTE + "; " + str(guard_row.get("why") or "not guarded") + tail
@@ -76,6 +76,10 @@ def record(state: State) -> Dict[str, Any]:
     guard_row = guard.record(state)
     if guard_row["status"] == "started":
         changes.append("installed and started the copy-cache guard")
+    elif guard_row["status"] == "starting":
+        changes.append("installed and started the copy-cache guard (first pass not ended)")
+    elif guard_row["status"] == "not_running":
+        changes.append("installed and enabled the copy-cache guard, but it is NOT running")
     elif guard_row["status"] == "installed":
         changes.append("installed the copy-cache guard (not enabled)")
     elif guard_row["status"] == "stopped":

@@ -72,6 +72,14 @@ APT_NONE = ("podman:\n  Installed: 4.3.1+ds1-8+b1\n  Candidate: 4.3.1+ds1-8+b1\n
 
 # a role always leaves its result fact
 UNSCRIPTED = {"remediate": {"remediate": {"pruned": False}}}
+# what the remediate role's guard tasks add to it (idmapguard_remediate.guard): enabled, active,
+# the started process's own state (test_rollout_guard_record.py has the table of outcomes)
+GUARD_STARTED = {"installed": True, "check_mode": False, "enable": True, "status_wait": 60,
+                 "artifact": {"path": "/a.pyz", "sha256": "0" * 64, "version": "1"},
+                 "unit": {"UnitFileState": "enabled", "ActiveState": "active", "SubState": "running",
+                          "MainPID": "77", "NRestarts": "0"},
+                 "state": dict(GUARD_RUNNING, pid=77, running=True)}
+GUARD_FILES_ONLY = dict(GUARD_STARTED, enable=False, unit={}, state=None)
 
 
 def drive(before, options=None, results=None, check_mode=False, helper=None):
@@ -168,7 +176,8 @@ CASES = [
      ["configure", "verify_changed"], 2, {"failed": False, "proof": None}),
     # still copying after configure: guarded (protection by default)
     ("fixable, configure changes nothing: no verify, guard", facts("fixable_by_config"), {},
-     {"configure": {"configure": UNCHANGED}}, False, ["configure", "remediate"], 1,
+     {"configure": {"configure": UNCHANGED}, "remediate": {"remediate": {"pruned": False, "guard": GUARD_STARTED}}},
+     False, ["configure", "remediate"], 1,
      {"failed": False, "changes": ["installed and started the copy-cache guard"]}),
     ("fixable, configure skipped, no systemd", facts("fixable_by_config", systemd=False), {},
      {"configure": {"configure": dict(UNCHANGED, action="skipped", reason="operator said no")}}, False,
@@ -248,7 +257,8 @@ CASES = [
      {"upgrade": {"package_manager": "zypper"}}, False, ["upgrade"], 1, {"failed": False}),
     # --- protection by default: the guard
     ("copying host with systemd: guard installed", facts("needs_podman_upgrade", copies=0), {},
-     {"remediate": {"remediate": {"copies_found": 0, "copies_removed": 0}}}, False, ["remediate"], 1,
+     {"remediate": {"remediate": {"copies_found": 0, "copies_removed": 0, "guard": GUARD_STARTED}}}, False,
+     ["remediate"], 1,
      {"changes": ["installed and started the copy-cache guard"]}),
     ("copying host, guard running: left alone", facts("needs_podman_upgrade", copies=1, guard=GUARD_RUNNING), {},
      {}, False, [], 1, {"changes": []}),
@@ -260,7 +270,8 @@ CASES = [
     ("copying host without systemd: not guarded", facts("needs_podman_upgrade", systemd=False), {}, {}, False,
      [], 1, {}),
     ("copying host without systemd, files only", facts("needs_podman_upgrade", systemd=False),
-     {"guard_enable": False}, {}, False, ["remediate"], 1, {"changes": ["installed the copy-cache guard (not enabled)"]}),
+     {"guard_enable": False}, {"remediate": {"remediate": {"pruned": False, "guard": GUARD_FILES_ONLY}}}, False,
+     ["remediate"], 1, {"changes": ["installed the copy-cache guard (not enabled)"]}),
     ("copying host, check mode: would install", facts("needs_podman_upgrade"), {}, {}, True, [], 1, {}),
     ("shares, no copies, guard running: stopped", facts(guard=GUARD_RUNNING), {}, {}, False, ["guard_stop"], 1,
      {"changes": ["stopped and disabled the copy-cache guard (state file kept)"]}),
@@ -297,6 +308,8 @@ def test_transitions(name, before, options, results, check_mode, steps, calls, e
 GUARD_CASES = [
     ("shares, nothing", facts(), {}, False, "not_installed", True, "no guard is needed"),
     ("installed now", facts("needs_podman_upgrade"), {}, False, "started", True, "started by this rollout"),
+    ("planned, guard tasks did not run", facts("needs_podman_upgrade"), {}, False, "not_installed", False,
+     "guard tasks did not run"),
     ("running", facts("needs_podman_upgrade", guard=GUARD_RUNNING), {}, False, "running", True, "running"),
     ("stale", facts("needs_podman_upgrade", guard=dict(GUARD_RUNNING, stale=True), systemd=False), {}, False,
      "stale", False, "probably not running"),
@@ -318,31 +331,14 @@ GUARD_CASES = [
 @pytest.mark.parametrize("name,before,options,check_mode,status,protected,why", GUARD_CASES,
                          ids=[c[0] for c in GUARD_CASES])
 def test_guard_record(name, before, options, check_mode, status, protected, why):
-    _ran, _calls, state = drive(before, options, {}, check_mode)
+    outcome = {"installed now": GUARD_STARTED, "files only": GUARD_FILES_ONLY}.get(name)
+    results = {"remediate": {"remediate": {"pruned": False, "guard": outcome}}} if outcome else {}
+    _ran, _calls, state = drive(before, options, results, check_mode)
     guard = record(state)["guard"]
     assert (guard["status"], guard["protected"]) == (status, protected)
     assert why in guard["why"]
     if before.get("guard") and not before["guard"].get("error"):
         assert guard["state"]["pid"] == 42
-
-
-@pytest.mark.parametrize("guard_state,pid,words", [
-    # the role waited for the started guard's first pass: its own pid, budget, last pass
-    (dict(GUARD_RUNNING, pid=77, running=True), 77, "installed, enabled and started by this rollout"),
-    # its first pass had not ended within the wait: no numbers, and the report says why
-    (dict(GUARD_RUNNING, running=False), None, "no state from the started guard yet"),
-    (None, None, "no state from the started guard yet"),
-])
-def test_a_started_guard_is_reported_with_its_own_state(guard_state, pid, words):
-    # an older guard's state in the facts before (stale) is never shown as the started one's
-    before = facts("needs_podman_upgrade", guard=dict(GUARD_RUNNING, stale=True))
-    remediate = {"remediate": {"copies_removed": 0}}
-    if guard_state is not None:
-        remediate["remediate"]["guard_state"] = guard_state
-    _ran, _calls, state = drive(before, {}, {"remediate": remediate})
-    guard = record(state)["guard"]
-    assert guard["status"] == "started" and guard["protected"] is True and words in guard["why"]
-    assert (guard["state"] or {}).get("pid") == pid
 
 
 @pytest.mark.parametrize("guard_running,words", [
