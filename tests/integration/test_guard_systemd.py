@@ -17,6 +17,12 @@ One host per suite, in order:
 The unit's sandboxing directives (roles/remediate/templates/idmapguard-guard.service.j2) are
 on throughout, so each of these steps also proves they leave the guard what it needs.
 Timings are printed (for the record), never asserted beyond the unit's own timeout.
+
+The evidence (per suite: SIGKILL -> new MainPID and seconds until active again; reboot ->
+seconds until the guard is active again; staging finished at start-up and its seconds; the
+journal line of each eviction; systemctl stop mid-eviction, its seconds and what `podman system
+check` says then and after the next start) goes to tests/output/guard_systemd_evidence.json,
+written after each suite, and is printed at the end.
 """
 import json
 import os
@@ -28,6 +34,8 @@ import remediate_support as rs
 from test_remediate_role import ansible_playbook
 
 UNIT = "idmapguard-guard.service"
+EVIDENCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "output",
+                        "guard_systemd_evidence.json")
 PLAYBOOK = """\
 - hosts: all
   gather_facts: false
@@ -53,6 +61,47 @@ def journal(host, *args):
     """The guard's JSON lines in the journal (optionally only this boot's: ``-b``)."""
     out = host.exec(["journalctl", "-u", UNIT, "-o", "cat", "--no-pager"] + list(args), check=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def journal_lines(host, event, *args):
+    """The journal's own lines (ISO time with microseconds, host, unit[pid]) of the guard's
+    EVENT lines, as an operator reads them."""
+    out = host.exec(["journalctl", "-u", UNIT, "-o", "short-iso-precise", "--no-pager"] + list(args),
+                    check=True).stdout
+    found = []
+    for line in out.splitlines():
+        brace = line.find("{")
+        if brace < 0:
+            continue
+        try:
+            if json.loads(line[brace:]).get("event") == event:
+                found.append(line)
+        except ValueError:
+            continue
+    return found
+
+
+def check_result(host):
+    """`podman system check` as evidence (remediate_support.system_check: its problem lines,
+    empty when it exits 0; Podman 4.x has no such command)."""
+    problems = rs.system_check(host)
+    if problems is None:
+        return {"podman": host.podman_version(), "ok": None, "problems": ["no `podman system check` in Podman 4.x"]}
+    return {"podman": host.podman_version(), "ok": not problems, "problems": sorted(problems)[:20]}
+
+
+def record_evidence(suite, evidence):
+    """Add SUITE's evidence to tests/output/guard_systemd_evidence.json (kept across suites)."""
+    os.makedirs(os.path.dirname(EVIDENCE), exist_ok=True)
+    try:
+        with open(EVIDENCE) as handle:
+            everything = json.load(handle)
+    except (OSError, ValueError):
+        everything = {}
+    everything[suite] = evidence
+    with open(EVIDENCE + ".tmp", "w") as handle:
+        json.dump(everything, handle, indent=2, sort_keys=True)
+    os.replace(EVIDENCE + ".tmp", EVIDENCE)
 
 
 def wait_for(what, check, timeout=120.0, every=0.1, host=None):
@@ -146,12 +195,18 @@ def test_guard_unit_under_systemd(lab_host, inventory, tmp_path):
     book.write_text(PLAYBOOK)
     ansible_playbook(inventory(*hosts), str(book))
     log("both hosts up, role applied at +%.0f s" % (time.monotonic() - began))
+    if os.path.exists(EVIDENCE):
+        os.unlink(EVIDENCE)  # this run's evidence only
     for host, tag in zip(hosts, tags):
         under_systemd(host, tag, began)
+    with open(EVIDENCE) as handle:
+        print("[guard-systemd] evidence (%s):\n%s" % (EVIDENCE, handle.read()))
 
 
 def under_systemd(host, tag, began):
     suite = host.suite
+    evidence = {"podman": host.podman_version(),
+                "systemd": host.exec(["systemctl", "--version"], check=True).stdout.splitlines()[0]}
 
     def step(what):
         log("%s: %s at +%.0f s" % (suite, what, time.monotonic() - began))
@@ -182,12 +237,15 @@ def under_systemd(host, tag, began):
     assert len({e["layer_id"] for e in evicted}) == len(evicted)
     assert [e for e in journal(host) if e["event"] == "error"] == []
     assert os.path.exists(host.path(TEXTFILE_DIR + "/idmapguard_guard.prom"))
+    evicted_lines = journal_lines(host, "evicted")
+    assert len(evicted_lines) == total, evicted_lines
+    evidence["evictions"] = {"guard_count": total, "journal_lines": evicted_lines}
 
     step("evictions logged")
 
     # 3. SIGKILL of the MainPID: systemd restarts the guard
     before = show(host, "MainPID", "NRestarts")
-    killed_at = time.time()
+    killed_at, killed_mono = time.time(), time.monotonic()
     host.exec(["kill", "-9", before["MainPID"]], check=True)
 
     def restarted():
@@ -195,11 +253,19 @@ def under_systemd(host, tag, began):
         return now if now["MainPID"] not in ("0", before["MainPID"]) and now["ActiveState"] == "active" else None
 
     after = wait_for("a restarted guard", restarted, timeout=60)
+    active_again = time.monotonic() - killed_mono
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     started = wait_for("the new guard's started line", lambda: [
         e for e in journal(host) if e["event"] == "started" and e["pid"] == int(after["MainPID"])])
     log("%s: SIGKILL of MainPID %s at %.3f; restarted as %s, its started line at %.3f (%.1f s)" % (
         suite, before["MainPID"], killed_at, after["MainPID"], started[-1]["time"], started[-1]["time"] - killed_at))
+    evidence["sigkill"] = {
+        "main_pid_before": int(before["MainPID"]), "main_pid_after": int(after["MainPID"]),
+        "n_restarts": [int(before["NRestarts"]), int(after["NRestarts"])],
+        "seconds_until_active_with_new_main_pid": round(active_again, 2),
+        "seconds_until_started_line": round(started[-1]["time"] - killed_at, 2),
+        "journal_started_line": [line for line in journal_lines(host, "started")
+                                 if "[%s]" % after["MainPID"] in line][-1:]}
 
     step("restart seen")
 
@@ -222,6 +288,9 @@ def under_systemd(host, tag, began):
     assert finished and not [e for e in events[since:] if e["event"] == "evicted"]
     assert status(host)["evictions"]["total"] == total_before
     podman_loads(host, tag)
+    evidence["staging_at_start"] = {
+        "staged_paths_left_by_killed_prune": len(left), "seconds_until_finished": round(took, 2),
+        "new_evictions": 0, "journal_staging_lines": journal_lines(host, "staging", "-b")[-len(finished):]}
 
     step("staging finished")
 
@@ -240,20 +309,37 @@ def under_systemd(host, tag, began):
     assert stop.returncode == 0, stop.stderr
     assert result["Result"] == "success" and result["ActiveState"] == "inactive", result
     assert took < 30
+    # what Podman's own check says with the stop's staged leftovers (if any) still on disk
+    check_stopped = check_result(host)
+    left_at_stop = staged(host)
     podman_loads(host, tag)
     assert host.exec(["podman", "ps", "-a"]).returncode == 0
     host.exec(["systemctl", "start", UNIT], check=True)
     wait_for("no staging after the next start", lambda: not staged(host), timeout=60)
+    check_started = check_result(host)
+    log("%s: podman system check after the stop (%d staged paths left): %s; after the next start: %s" % (
+        suite, len(left_at_stop), check_stopped, check_started))
+    evidence["stop_mid_eviction"] = {
+        "staged_paths_when_stopped": len(seen), "seconds": round(took, 2), "result": result["Result"],
+        "timeout_stop": result["TimeoutStopUSec"], "staged_paths_left_after_stop": len(left_at_stop),
+        "journal_stopped_line": journal_lines(host, "stopped", "-b")[-1:],
+        "podman_system_check_after_stop": check_stopped,
+        "podman_system_check_after_next_start": check_started}
+    # once the next start finished the staging, Podman's own check finds nothing (5.x)
+    assert check_started["ok"] in (None, True), check_started
 
     step("stop checked")
 
     # 6. a reboot of the host: the guard runs again
     old_init, old_pid = host.entry_pid(), main_pid(host)
     rebooted_at = time.time()
+    rebooted_mono = time.monotonic()
     host.exec(["systemctl", "reboot"])
     host.wait_booted(other_than=old_init)
+    booted = time.monotonic() - rebooted_mono
     wait_for("the guard after the reboot", lambda: host.exec(["systemctl", "is-active", UNIT]).stdout.strip() == "active",
              host=host)
+    active_again = time.monotonic() - rebooted_mono
     pid = main_pid(host)
     started = wait_for("the guard's started line in this boot", lambda: [
         e for e in journal(host, "-b") if e["event"] == "started" and e["pid"] == pid])
@@ -264,4 +350,11 @@ def under_systemd(host, tag, began):
     make_copies(host, tag, 40, 3)
     wait_for("evictions after the reboot", lambda: [e for e in journal(host, "-b") if e["event"] == "evicted"])
     podman_loads(host, tag)
+    evidence["reboot"] = {
+        "main_pid_before": old_pid, "main_pid_after": pid,
+        "seconds_until_booted_seen": round(booted, 2), "seconds_until_guard_active_seen": round(active_again, 2),
+        "seconds_until_started_line": round(started[-1]["time"] - rebooted_at, 2),
+        "journal_started_line": journal_lines(host, "started", "-b")[-1:],
+        "journal_evicted_lines_after_boot": journal_lines(host, "evicted", "-b")}
+    record_evidence(suite, evidence)
     step("rebooted and evicting")
