@@ -10,6 +10,7 @@ and the install; these functions make the two decisions it needs.
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Any, Dict, Mapping, Optional
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import sha256_file
@@ -89,3 +90,34 @@ def helper_record(observed: Optional[Mapping[str, Any]], plan: Mapping[str, str]
         "source": plan["source"], "src": plan["src"], "arch": plan["arch"],
         "changed": False, "current": current, "problem": why_not,
     }
+
+
+def controller_build_current(native_dir: str, build_dir: str) -> bool:
+    """Whether the controller build (`make -C NATIVE_DIR BUILD=BUILD_DIR`, the role's) would leave
+    its binary as it is: `make -q` asks without building or writing anything."""
+    try:
+        return subprocess.run(["make", "-q", "-s", "-C", native_dir, "BUILD=" + build_dir],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+def known_current(observed: Mapping[str, Any], arch: str, settings: Mapping[str, Any],
+                  build_arch: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The role's `idmapguard_helper` record where, without running the role, the helper that
+    idmap_support OBSERVED is certainly the one the role would leave (`current`); None where the
+    role has to run: a binary still to build or to compare, or one that differs.
+    SETTINGS: the role's variables without their prefix (binary, binaries, prebuilt, build,
+    controller_build_dir, native_dir, dest), as the role would read them."""
+    if not arch or settings.get("build") not in BUILDS:
+        return None
+    plan = choose_source(arch, str(settings.get("binary") or ""), settings.get("binaries") or {},
+                         str(settings.get("prebuilt") or ""), str(settings["build"]),
+                         str(settings.get("controller_build_dir") or "") + "/idmapped-mount")
+    if plan["source"] == HOST:
+        return None  # built on the host every run
+    if plan["source"] == CONTROLLER and not controller_build_current(str(settings.get("native_dir") or ""),
+                                                                     str(settings.get("controller_build_dir") or "")):
+        return None  # the role's build would change the binary (or cannot say)
+    found = helper_record(observed, plan, str(settings.get("dest") or ""), build_arch)
+    return found if found["current"] else None

@@ -1,0 +1,98 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, idmapguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin idmapguard.storage.rollout_verify: the rollout's first look at a host, one task.
+
+Runs idmap_support once (the facts, the verdict, the installed helper and the host's metrics
+file) with the settings the rollout's state gives it, prints the verify role's summary line, and
+says whether any task follows on this host (`rollout.act`). The decisions are the rollout state
+machine's (plugin_utils/rollout/first_verify.py) and the helper role's (plugin_utils/helper_plan.py:
+whether the helper idmap_support saw is already the one the role would install, read with the
+role's own defaults); this file only gathers their inputs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.reclaim_policy import PolicyError
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.helper_plan import HelperPlanError, known_current
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.plain_data import plain
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.first_verify import next_steps, verify_args
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import RolloutError
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.verify_summary import summary
+
+display = Display()
+
+MODULE = "idmapguard.storage.idmap_support"
+# the helper role, whose defaults say where its binary comes from when the operator does not
+HELPER_ROLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "roles", "helper")
+HELPER_SETTINGS = ("dest", "build", "prebuilt", "binary", "binaries", "native_dir", "controller_build_dir")
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("options", "verify", "metrics_dest"))
+
+    def _helper_settings(self, task_vars):
+        """The helper role's variables as the role would read them: the operator's, else the
+        role's defaults (templated as in the role, with its role_path)."""
+        defaults = self._loader.load_from_file(os.path.join(HELPER_ROLE, "defaults", "main.yml"),
+                                               trusted_as_template=True) or {}
+        env = dict(defaults)
+        env.update(task_vars)
+        env["role_path"] = HELPER_ROLE
+        templar = self._templar.copy_with_new_env(available_variables=env)
+        return {name: templar.template(env["idmapguard_helper_" + name]) for name in HELPER_SETTINGS}
+
+    def _current_helper(self, observed, task_vars):
+        """The helper role's record where the installed helper is already current, else None."""
+        try:
+            arch = self._templar.template(task_vars.get("ansible_architecture") or "") or observed.get("architecture")
+            return known_current(observed, str(arch or ""), plain(self._helper_settings(task_vars)))
+        except (AnsibleError, HelperPlanError, KeyError, TypeError, ValueError):
+            return None  # the role runs, and says what is wrong
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        _spec, args = self.validate_argument_spec(argument_spec={
+            "options": {"type": "dict", "required": True},
+            "verify": {"type": "dict", "default": {}},
+            "metrics_dest": {"type": "str", "default": "auto"},
+        })
+        options = plain(args["options"])
+        host = task_vars.get("inventory_hostname")
+        check_mode = boolean(self._play_context.check_mode)
+        result["rollout"] = {"options": options}
+        try:
+            start = verify_args(options, host, check_mode)
+        except (RolloutError, PolicyError, TypeError) as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        # the operator's idmapguard_verify_* settings (null: not set, the module's default)
+        module_args = {k: v for k, v in plain(args["verify"]).items() if v is not None and v != ""}
+        module_args.update(start["module"])
+        if args["metrics_dest"]:
+            module_args["metrics_dest"] = args["metrics_dest"]
+        verified = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        result.update(verified)
+        if verified.get("failed"):
+            return result
+        facts = (verified.get("ansible_facts") or {}).get("idmapguard") or {}
+        observed = verified.get("helper") or {}
+        display.display(summary(host, facts, observed))
+        helper = self._current_helper(observed, task_vars) if start["helper_step"] else None
+        try:
+            result["rollout"].update(next_steps(options, host, check_mode, plain(verified), helper,
+                                                args["metrics_dest"]), helper=helper)
+        except (RolloutError, PolicyError, TypeError) as exc:
+            result.update(failed=True, msg=str(exc))
+        return result

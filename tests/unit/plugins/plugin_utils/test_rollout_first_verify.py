@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+"""plugin_utils.rollout.first_verify: the rollout's first verify, and whether anything follows it
+(the action rollout_verify's decisions), as tables."""
+
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.module_utils import metrics_textfile as mt
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.first_verify import next_steps, verify_args
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.fold import fold
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.record import record
+from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state import DEFAULT_HELPER, RolloutError
+
+HELPER_SEEN = {"present": True, "version": "idmapped-mount 0.1.0"}
+CURRENT = {"path": DEFAULT_HELPER, "run_path": DEFAULT_HELPER, "staged": False, "checksum": "c", "version": "v",
+           "source": "controller", "src": "/b", "arch": "x86_64", "changed": False, "current": True, "problem": ""}
+
+
+def verified(verdict="shares", copies=0, helper=None, metrics=None):
+    facts = {"verdict": verdict, "reasons": [], "reason_codes": ["c_" + verdict], "remedy": "r",
+             "graphroot": {"mapped_copies": copies, "inodes_used": 10, "inodes_total": 100, "inodes_free": 90,
+                           "mapped_copy_inodes": 0},
+             "podman": {"version": "5.8.6", "disable_idmap_env": {"set": False, "kept": None}},
+             "systemd": True, "guard": None, "canary": None, "proof": None}
+    out = {"changed": False, "ansible_facts": {"idmapguard": facts}, "helper": dict(helper or HELPER_SEEN)}
+    if metrics is not None:
+        out["metrics"] = metrics
+    return out
+
+
+@pytest.mark.parametrize("options, helper, missing, helper_step", [
+    ({}, DEFAULT_HELPER, "report", True),
+    ({"helper_dest": "/opt/im"}, "/opt/im", "report", True),
+    ({"steps": ["verify"], "verify_helper": "/srv/im"}, "/srv/im", "fail", False),
+    ({"steps": ["verify", "remediate"]}, DEFAULT_HELPER, "fail", False),
+])
+def test_verify_args(options, helper, missing, helper_step):
+    assert verify_args(options, "h", False) == {"module": {"helper": helper, "helper_missing": missing},
+                                                "helper_step": helper_step}
+
+
+def test_verify_args_refuses_bad_options():
+    with pytest.raises(RolloutError, match="idmapguard_rollout_proof"):
+        verify_args({"proof": "sometimes"}, "h", False)
+
+
+def steady_metrics(tmp_path, options, helper, **seen):
+    """The host's metrics file as the metrics module would write it for this state."""
+    dest = str(tmp_path / "tf")
+    state = fold(options, "h", False, {"verify": verified(**seen), "helper": helper})
+    mt.write_host_metrics({"dest": dest, "record": record(state), "helper_version": HELPER_SEEN["version"]})
+    return mt.observe_host_file(dest)
+
+
+# (name, options, verdict, copies, helper known current, metrics file steady, expected why)
+CASES = [
+    ("converged: nothing follows", {}, "shares", 0, True, True, []),
+    ("helper not known current: the helper step runs", {}, "shares", 0, False, True, ["helper"]),
+    ("no helper step: a helper record is not needed", {"steps": ["verify"]}, "shares", 0, False, True, []),
+    ("fixable by config: the steps run", {}, "fixable_by_config", 0, True, True, ["steps"]),
+    ("copies to reclaim: remediate runs", {"remediate_policy": "always"}, "shares", 2, True, True, ["steps"]),
+    ("a copying host: the guard goes on", {}, "needs_podman_upgrade", 0, True, True, ["steps"]),
+    ("a copying host, guard off", {"guard": False}, "needs_podman_upgrade", 0, True, True, []),
+    ("metrics file differs", {}, "shares", 0, True, False, ["metrics"]),
+]
+
+
+@pytest.mark.parametrize("name, options, verdict, copies, current, steady, why", CASES, ids=[c[0] for c in CASES])
+def test_next_steps(tmp_path, name, options, verdict, copies, current, steady, why):
+    del name
+    helper = CURRENT if current and "helper" in options.get("steps", ["helper"]) else None
+    metrics = steady_metrics(tmp_path, options, helper, verdict=verdict, copies=copies)
+    if not steady:
+        metrics = dict(metrics, sha256="0" * 64)
+    out = next_steps(options, "h", False, verified(verdict, copies, metrics=metrics), helper, "auto")
+    assert out == {"act": bool(why), "why": why}
+
+
+def test_no_metrics_dir_no_metrics_step():
+    assert next_steps({}, "h", False, verified(), CURRENT, "") == {"act": False, "why": []}
+    # not looked at: the module decides, so the step runs
+    assert next_steps({}, "h", False, verified(), CURRENT, "auto") == {"act": True, "why": ["metrics"]}
