@@ -15,7 +15,8 @@ is printed beside the medians (on a loaded machine single rounds drift).
 Per host, before and after a change of the collection (BENCH_BEFORE: a checkout of the older
 collection, e.g. `git worktree add /work/wt/rollout-before <sha>`): for a host the rollout
 changes (sid with fuse-overlayfs and mapped copies: configure, proof, prune) and for the same host
-converged (the re-run), the task results that reached the host, the module calls by module
+converged (the re-run), the task results (those that ran, and the skipped ones, which still cost
+the controller a worker each), the module calls by module
 (idmap_support among them; a callback counts them, tests/bench/callback/count_tasks.py), and the
 wall time of the changed host's run.
 Prints the numbers; asserts nothing about time.
@@ -123,17 +124,20 @@ def per_host(lab, work, env) -> None:
             # differs (the proof's cost, the helper version); the second shows the steady state
             for state in ("changed", "converged", "converged2"):
                 took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s.json" % (label, state)))
-                row = counts.get(host.name, {"tasks": 0, "remote": 0, "modules": {}})
+                row = counts.get(host.name, {"tasks": 0, "skipped": 0, "remote": 0, "modules": {}})
                 rows.append((label, state, took, row))
         finally:
             host.down()
     print()
     print("per host (sid 5.8.6 + fuse-overlayfs, 2 mapped copies; the rollout configures, proves, prunes):")
-    print("%-7s %-10s %8s %7s %7s %6s  %s" % ("version", "host", "wall s", "tasks", "remote", "idmap", "module calls"))
+    print("(tasks: results that ran; skipped: skipped results, each still a worker on the controller)")
+    print("%-7s %-10s %8s %7s %7s %7s %6s  %s" % ("version", "host", "wall s", "tasks", "skipped", "remote", "idmap",
+                                                 "module calls"))
     for label, state, took, row in rows:
         mods = ", ".join("%s %d" % (k, v) for k, v in sorted(row["modules"].items()))
         calls = row["modules"].get("idmap_support", 0)
-        print("%-7s %-10s %8.1f %7d %7d %6d  %s" % (label, state, took, row["tasks"], row["remote"], calls, mods))
+        print("%-7s %-10s %8.1f %7d %7s %7d %6d  %s" % (label, state, took, row["tasks"], row.get("skipped", "?"),
+                                                       row["remote"], calls, mods))
 
 
 def main() -> int:
