@@ -131,13 +131,13 @@ def per_host(lab, work, env) -> None:
     print()
     print("per host (sid 5.8.6 + fuse-overlayfs, 2 mapped copies; the rollout configures, proves, prunes):")
     print("(tasks: results that ran; skipped: skipped results, each still a worker on the controller)")
-    print("%-7s %-10s %8s %7s %7s %7s %6s  %s" % ("version", "host", "wall s", "tasks", "skipped", "remote", "idmap",
-                                                 "module calls"))
+    header = ("version", "host", "wall s", "tasks", "skipped", "remote", "idmap", "module calls")
+    print("%-7s %-10s %8s %7s %7s %7s %6s  %s" % header)
     for label, state, took, row in rows:
         mods = ", ".join("%s %d" % (k, v) for k, v in sorted(row["modules"].items()))
         calls = row["modules"].get("idmap_support", 0)
-        print("%-7s %-10s %8.1f %7d %7s %7d %6d  %s" % (label, state, took, row["tasks"], row.get("skipped", "?"),
-                                                       row["remote"], calls, mods))
+        line = (label, state, took, row["tasks"], row.get("skipped", "?"), row["remote"], calls, mods)
+        print("%-7s %-10s %8.1f %7d %7s %7d %6d  %s" % line)
 
 
 def main() -> int:
