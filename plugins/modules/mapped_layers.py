@@ -301,7 +301,17 @@ recovered:
   type: list
   elements: dict
 lock_seconds:
-  description: How long the store's write locks were held.
+  description: How long the store's write locks were held (all batches together; each batch of copies has its own short hold).
+  returned: state=pruned and not check mode
+  type: float
+walk_seconds:
+  description:
+    - How long the pre-flight walk took in its own low-priority thread. It walks the next batch of
+      copies while the batch before is deleted, so this time overlaps the deletion.
+  returned: state=pruned and not check mode
+  type: float
+walk_waited_seconds:
+  description: How long the prune waited for that walk (mostly the first batch's, which nothing overlaps).
   returned: state=pruned and not check mode
   type: float
 staging:

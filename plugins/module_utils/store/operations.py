@@ -73,10 +73,12 @@ def prune(store: Store, min_age: float, images: Optional[Sequence[str]], keep: S
         finished = store.finish_staging()
     if hook is not None:
         hook("plan")
-    # Check mode reports the exact plan; a real prune needs no walk before it deletes: one copy
-    # per image is measured for the plan, and each removed copy's inodes are counted while it
-    # is deleted (its "measured" says "counted"; bytes stay the estimate).
-    plan = store.prune_plan(min_age, images, keep, measure=measure if check_mode else "estimate")
+    # Check mode reports the exact plan (every copy walked). A real prune measures one copy per
+    # image for the plan and walks the others (their pre-flight) batch by batch inside
+    # Store.prune, overlapped with the deletion of the batch before; each removed copy's inodes
+    # are counted while it is deleted (its "measured" says "counted"; bytes stay the estimate).
+    plan = store.prune_plan(min_age, images, keep, measure=measure if check_mode else "estimate",
+                            preflight=check_mode)
     result: Dict[str, Any] = {"changed": False, "plan": plan.as_dict()}
     result["diff"] = {"before": {"mapped_copies": sorted(plan.layer_ids)}, "after": {"mapped_copies": []},
                       "before_header": "%s mapped copies to remove" % graphroot,

@@ -94,6 +94,12 @@ def _low_cpu() -> bool:
     return taken
 
 
+def lower_this_thread() -> Dict[str, bool]:
+    """SCHED_BATCH, nice 19 and idle I/O for the calling thread, for good (a thread of its own
+    that does a walk, see run_in_background); says which the kernel took."""
+    return {"low_cpu": _low_cpu(), "idle_io": set_io_priority(idle_io_value())}
+
+
 def run_in_background(work: Callable[[], Result]) -> "tuple[Result, Dict[str, bool]]":
     """Run ``work`` in a thread of its own at low CPU priority (SCHED_BATCH, nice 19) and idle
     I/O priority and wait for it.
@@ -109,8 +115,7 @@ def run_in_background(work: Callable[[], Result]) -> "tuple[Result, Dict[str, bo
     taken = {"low_cpu": False, "idle_io": False}
 
     def body() -> None:
-        taken["low_cpu"] = _low_cpu()
-        taken["idle_io"] = set_io_priority(idle_io_value())
+        taken.update(lower_this_thread())
         try:
             outcome["value"] = work()
         except BaseException as exc:  # pylint: disable=broad-except

@@ -25,6 +25,11 @@ copy that came into use or got a mount since planning is skipped:
    flags of a put-back copy restored; images.json gets it back in mapped-layers after that).
 7. Locks released. The staged data is then deleted at idle I/O and CPU priority, checking the
    mount id at every directory; staging left by a crashed run is found and deleted too.
+
+Store.prune runs these steps once per batch of the plan (walk_ahead.py), each batch with its
+own lock hold and staging run, deleted before the next batch takes the locks; only the
+read-only pre-flight walk of the next batch runs meanwhile. So a kill leaves at most one batch
+in one of the states above, the earlier batches done and the later ones untouched.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -106,7 +111,9 @@ class Result:
     # path, errno, blocked_by, what_to_do. Also those a retry could not delete again.
     stranded: List[Dict[str, str]] = field(default_factory=list)
     retried: List[str] = field(default_factory=list)         # one line per stranded run retried
-    lock_seconds: float = 0.0                                # how long the write locks were held
+    lock_seconds: float = 0.0                                # how long the write locks were held (all batches)
+    walk_seconds: float = 0.0          # the pre-flight walk in its thread (overlapped with the deletion)
+    walk_waited_seconds: float = 0.0   # time the prune waited for that walk (the first batch's, mostly)
 
     @property
     def changed(self) -> bool:
@@ -120,6 +127,7 @@ class Result:
                 "changes": self.changes, "staging_left": self.staging_left, "recovered": self.recovered,
                 "stranded": self.stranded, "stranded_retried": self.retried,
                 "lock_seconds": round(self.lock_seconds, 4),
+                "walk_seconds": round(self.walk_seconds, 3), "walk_waited_seconds": round(self.walk_waited_seconds, 3),
                 "delete_seconds": round(sum(d.get("seconds", 0.0) for d in self.deletions), 3),
                 "delete_paused_seconds": round(sum(d.get("paused_seconds", 0.0) for d in self.deletions), 3)}
 

@@ -9,7 +9,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.activity import PodmanActivity
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import (
@@ -34,6 +34,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging i
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.state import StoreState
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.walk_ahead import (
+    BATCH_COPIES, BATCH_INODES, WalkAhead, batches,
+)
 
 # Store.inventory/prune_plan ``measure``: True (walk every copy, after the locks), "estimate"
 # (walk one copy per image), False (no sizes).
@@ -172,8 +175,11 @@ class Store:
                 "containers": list(state.containers)}
 
     def prune_plan(self, min_age: float, images: Optional[Sequence[str]] = None,
-                   keep_maps: Iterable[KeepMap] = (), measure: Measure = True) -> Plan:
-        """What a prune would remove; read like :meth:`inventory`."""
+                   keep_maps: Iterable[KeepMap] = (), measure: Measure = True, preflight: bool = True) -> Plan:
+        """What a prune would remove; read like :meth:`inventory`. With ``preflight`` every
+        copy is walked now and those the pre-flight refuses are moved to ``undeletable`` (the
+        exact plan check mode reports); without, :meth:`prune` walks them batch by batch,
+        overlapped with the deletion."""
         keep = list(keep_maps)
         if not self.is_initialized():
             return Plan()
@@ -181,7 +187,8 @@ class Store:
         names = {image["id"]: list(image.get("names") or []) for image in state.images}
         plan = Plan(select_prunable(inventory, images, keep, names), min_age=min_age)
         self._measure(Inventory(graphroot=self.layout.graphroot, copies=plan.copies), measure)
-        self._preflight(plan)
+        if preflight:
+            self._preflight(plan)
         return plan
 
     def _preflight(self, plan: Plan) -> None:
@@ -205,59 +212,66 @@ class Store:
                 keep.append(copy)
         plan.copies = keep
 
+    def _walk_batch(self, batch: List[MappedCopy], stop_check: Callable[[], None]) -> None:
+        """The pre-flight walk of one batch (walk_ahead.WalkAhead's thread; its priority is
+        already low): each copy not walked yet, waiting while Podman holds a store lock."""
+        todo = [copy for copy in batch if copy.record and copy.undeletable is None]
+        if not todo:
+            return
+        activity = PodmanActivity([p for p in self._lock_paths() if os.path.exists(p)])
+
+        def pause() -> None:
+            stop_check()
+            activity.pause()
+
+        try:
+            measure_copies(self.layout, todo, pause=pause)
+        finally:
+            activity.close()
+
     def prune(self, plan: Plan, min_age: Optional[float] = None, hook: Optional[StepHook] = None,
-              finish_staged: bool = True, catch_up: bool = False) -> Result:
+              finish_staged: bool = True, catch_up: bool = False,
+              batch_copies: int = BATCH_COPIES, batch_inodes: int = BATCH_INODES) -> Result:
         """Remove the copies of ``plan`` that are still unused (and unmounted) when we hold the
         write locks (``min_age`` defaults to the plan's). The locks are held for metadata and
         renames only; the data is deleted after they are released, at idle I/O priority and
         pausing while Podman holds a lock, or with ``catch_up`` at the caller's priority and
-        without pausing. ``finish_staged`` also deletes what crashed prunes left in staging."""
+        without pausing. ``finish_staged`` also deletes what crashed prunes left in staging.
+
+        The plan goes in batches (walk_ahead.py): the pre-flight walk of the next batch runs in
+        a low-priority thread while this one stages a batch and deletes it; each batch is a
+        whole prune of its own (own lock hold, own staging run), so a failure or a kill between
+        batches keeps what the earlier ones removed, and a copy the pre-flight refuses leaves
+        the others alone."""
         min_age = plan.min_age if min_age is None else min_age
         step = hook or (lambda name: None)
         result = Result(fs_before=fs_usage(self.layout.graphroot))
-        run = StagingRun(self.layout)
-        self._preflight(plan)
         result.not_removed.extend(plan.undeletable)
         if plan.copies:
             check_writable(self.layout)
             missing = [p for p in self._lock_paths() if not os.path.exists(p)]
             if missing:
                 raise StoreError("lock file(s) missing: %s; is this a store Podman created?" % ", ".join(missing))
+            ahead = WalkAhead(batches(plan.copies, batch_copies, batch_inodes), self._walk_batch)
             try:
-                self._prune_locked(plan, min_age, step, run, result)
+                for batch in ahead:
+                    todo = []
+                    for copy in batch:
+                        if copy.undeletable:  # refused by its walk: skipped whole, the rest goes on
+                            result.not_removed.append({"layer_id": copy.layer_id, "why": list(copy.undeletable),
+                                                       "reason": "undeletable"})
+                        else:
+                            todo.append(copy)
+                    if todo:
+                        self._prune_batch(todo, min_age, step, catch_up, result)
             except StoreError as exc:
-                if not result.changes and run.fd is not None:
-                    run.delete()  # nothing staged: remove the empty run directories again
-                run.close()  # what it staged is a leftover now: the next run deletes it
                 if result.changes and not isinstance(exc, PruneError):
                     raise PruneError(str(exc), result.changes)
                 raise
-            except BaseException:
-                run.close()
-                raise
-            try:
-                step("released")
-            except BaseException:
-                run.close()
-                raise
-            if run.fd is not None:
-                deleted = run.delete(hook=step, catch_up=catch_up)
-                result.deletions.append(deleted.as_dict())
-                for copy in result.removed:
-                    # Counted while deleting: exact, and no walk of its own (a plan made with
-                    # measure=False or "estimate" gets its real figure here).
-                    if copy.layer_id in deleted.removed_per_layer and copy.measured != MEASURED:
-                        copy.inodes = deleted.removed_per_layer[copy.layer_id]
-                        copy.measured = COUNTED
-                result.staging_left.extend(deleted.left)
-                if deleted.entries:
-                    result.changes.append("deleted %d staged entries of %d copies" % (
-                        len(deleted.entries), len(result.removed)))
-                if deleted.stranded:
-                    # Our own run, still held: never judged "stale" below (it is stranded-*).
-                    result.stranded.extend(deleted.stranded)
-                    result.changes.append("kept %d staged entries that could not be deleted as stranded in %s" % (
-                        len(deleted.stranded), deleted.run))
+            finally:
+                ahead.close()
+                result.walk_seconds = ahead.walk_seconds
+                result.walk_waited_seconds = ahead.waited_seconds
         if finish_staged:
             step("stale")
             # Crashed runs only: stranded ones are retried once per run by finish_staging().
@@ -268,7 +282,50 @@ class Store:
         result.fs_after = fs_usage(self.layout.graphroot)
         return result
 
-    def _prune_locked(self, plan: Plan, min_age: float, step: StepHook, run: StagingRun, result: Result) -> None:
+    def _prune_batch(self, copies: List[MappedCopy], min_age: float, step: StepHook, catch_up: bool,
+                     result: Result) -> None:
+        """One batch, walked already: staged under one hold of the write locks into a staging
+        run of its own, then deleted after release (prune.py steps 1-7)."""
+        run = StagingRun(self.layout)
+        changes_before = len(result.changes)
+        removed_before = len(result.removed)
+        try:
+            self._prune_locked(copies, min_age, step, run, result)
+        except StoreError:
+            if len(result.changes) == changes_before and run.fd is not None:
+                run.delete()  # nothing staged: remove the empty run directories again
+            run.close()  # what it staged is a leftover now: the next run deletes it
+            raise
+        except BaseException:
+            run.close()
+            raise
+        try:
+            step("released")
+        except BaseException:
+            run.close()
+            raise
+        if run.fd is None:
+            return
+        deleted = run.delete(hook=step, catch_up=catch_up)
+        result.deletions.append(deleted.as_dict())
+        staged = result.removed[removed_before:]
+        for copy in staged:
+            # Counted while deleting: exact, and no walk of its own (a plan made with
+            # measure=False or "estimate" gets its real figure here).
+            if copy.layer_id in deleted.removed_per_layer and copy.measured != MEASURED:
+                copy.inodes = deleted.removed_per_layer[copy.layer_id]
+                copy.measured = COUNTED
+        result.staging_left.extend(deleted.left)
+        if deleted.entries:
+            result.changes.append("deleted %d staged entries of %d copies" % (len(deleted.entries), len(staged)))
+        if deleted.stranded:
+            # Our own run, still held: never judged "stale" (it is stranded-*).
+            result.stranded.extend(deleted.stranded)
+            result.changes.append("kept %d staged entries that could not be deleted as stranded in %s" % (
+                len(deleted.stranded), deleted.run))
+
+    def _prune_locked(self, copies: List[MappedCopy], min_age: float, step: StepHook, run: StagingRun,
+                      result: Result) -> None:
         with StoreLocks(self._lock_paths(), exclusive=True) as locks:
             started = time.monotonic()
             try:
@@ -284,7 +341,7 @@ class Store:
                 current = {copy.layer_id: copy for copy in build_inventory(
                     state, min_age=min_age, now=time.time(), measure=False, mount_points=points).copies}
                 todo: List[MappedCopy] = []
-                for planned in plan.copies:
+                for planned in copies:
                     fresh = current.get(planned.layer_id)
                     if fresh is None:
                         result.not_removed.append({"layer_id": planned.layer_id, "why": ["gone since planning"],
@@ -305,8 +362,8 @@ class Store:
                             continue
                         todo.append(fresh)
                 freed_first, staged, put_back = execute(self.layout, locks, state, todo, run, step, result.changes)
-                result.freed_first = freed_first
-                result.removed = staged
+                result.freed_first.extend(freed_first)
+                result.removed.extend(staged)
                 result.not_removed.extend(put_back)
             finally:
-                result.lock_seconds = time.monotonic() - started
+                result.lock_seconds += time.monotonic() - started

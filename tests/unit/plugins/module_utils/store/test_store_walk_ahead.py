@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+"""A prune in batches: the pre-flight walk of batch k + 1 overlaps the deletion of batch k
+(walk_ahead.py), each batch a whole prune of its own (own lock hold, own staging run)."""
+
+import os
+import threading
+
+import pytest
+
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import analysis
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import operations
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import MappedCopy
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import PruneError
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.walk_ahead import batches
+
+from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import standard
+
+WALK_THREAD = "idmapguard-preflight"
+
+
+def make(fake_store):
+    ids = standard(fake_store)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
+    # No walk at plan time: every copy gets its pre-flight walk inside prune, batch by batch.
+    plan = store.prune_plan(60, measure=False, preflight=False)
+    assert len(plan.copies) == 3 and all(c.undeletable is None for c in plan.copies)
+    return store, ids, plan
+
+
+def _copy(name, inodes):
+    return MappedCopy(layer_id=name, image_id="i", image_name="", top_layer="t", uidmap="", gidmap="",
+                      created=None, age_seconds=None, in_use=False, why=[], inodes=inodes, bytes=0)
+
+
+@pytest.mark.parametrize("inodes, max_copies, max_inodes, expected", [
+    ([], 8, 100, []),
+    ([1, 1, 1], 8, 100, [3]),
+    ([1, 1, 1, 1, 1], 2, 100, [2, 2, 1]),
+    ([60, 60, 60], 8, 100, [2, 1]),          # closes at the copy that reaches the inodes
+    ([200, 1, 1], 8, 100, [1, 2]),           # one big copy is a batch of its own
+    ([0, 0, 0], 8, 100, [3]),                # no estimates: the copy count alone
+    ([1, 1], 0, 100, [1, 1]),                # never an empty batch
+])
+def test_batches(inodes, max_copies, max_inodes, expected):
+    copies = [_copy("c%d" % n, i) for n, i in enumerate(inodes)]
+    cut = batches(copies, max_copies, max_inodes)
+    assert [len(b) for b in cut] == expected
+    assert [c.layer_id for b in cut for c in b] == [c.layer_id for c in copies]  # order kept
+
+
+def _no_walk_thread_left():
+    return not any(t.name == WALK_THREAD for t in threading.enumerate())
+
+
+def _layers(fake_store):
+    return {r["id"]: r for r in fake_store.read("overlay-layers/layers.json")}
+
+
+def _listed(fake_store):
+    return {lid for i in fake_store.read("overlay-images/images.json") for lid in i.get("mapped-layers", [])}
+
+
+def _staging(fake_store):
+    found = []
+    for root in (fake_store.path("idmapguard-staging"), fake_store.path("overlay", "tempdirs")):
+        for dirpath, dirnames, filenames in os.walk(root):
+            found.extend(os.path.join(dirpath, name) for name in dirnames + filenames)
+    return found
+
+
+def _assert_untouched(fake_store, layer_id):
+    record = _layers(fake_store)[layer_id]
+    assert not record.get("flags"), record
+    assert layer_id in _listed(fake_store)
+    assert os.path.isdir(fake_store.path("overlay", layer_id, "diff"))
+
+
+def _assert_gone(fake_store, layer_id):
+    assert layer_id not in _layers(fake_store) and layer_id not in _listed(fake_store)
+    assert not os.path.exists(fake_store.path("overlay", layer_id))
+
+
+def _assert_podman_loads(fake_store):
+    """What c/storage needs to load the store: every record without the incomplete flag has
+    its data, and every mapped-layers entry has its record and data."""
+    layers = _layers(fake_store)
+    for layer_id, record in layers.items():
+        if not (record.get("flags") or {}).get("incomplete"):
+            assert os.path.isdir(fake_store.path("overlay", layer_id, "diff")), layer_id
+    for layer_id in _listed(fake_store):
+        assert layer_id in layers and os.path.isdir(fake_store.path("overlay", layer_id, "diff"))
+
+
+def test_the_next_batch_is_walked_while_this_one_is_deleted_never_two_ahead(fake_store, monkeypatch):
+    store, _ids, plan = make(fake_store)
+    order = plan.layer_ids
+    events = []
+    started = {layer_id: threading.Event() for layer_id in order}
+    real_preflight = analysis.preflight_copy
+
+    def watched(layout, layer_id, link):
+        events.append(("walk", layer_id, threading.current_thread().name))
+        started[layer_id].set()
+        return real_preflight(layout, layer_id, link)
+
+    monkeypatch.setattr(analysis, "preflight_copy", watched)
+    overlapped = []
+
+    def hook(step):
+        events.append(("step", step))
+        if step.startswith("delete:%s" % order[0]) and not overlapped:
+            # Deleting batch 1: the walk of batch 2 runs meanwhile (it would never start here
+            # if the walk came after the deletion: the wait would give up and say so).
+            overlapped.append(started[order[1]].wait(60))
+
+    result = store.prune(plan, 60, hook=hook, batch_copies=1)
+    assert overlapped == [True]
+    assert [c.layer_id for c in result.removed] == order and result.not_removed == []
+    walks = [e for e in events if e[0] == "walk"]
+    assert [w[1] for w in walks] == order and {w[2] for w in walks} == {WALK_THREAD}
+    # One lock hold and one staging run per batch.
+    assert [e for e in events if e == ("step", "locked")] == [("step", "locked")] * 3
+    assert len({d["run"] for d in result.deletions}) == 3
+    # Never two batches ahead: batch 3 is walked only after batch 1 was deleted whole.
+    last_delete_1 = max(i for i, e in enumerate(events) if e[0] == "step" and e[1].startswith("delete:%s" % order[0]))
+    assert events.index(("walk", order[2], WALK_THREAD)) > last_delete_1
+    assert result.walk_seconds > 0 and result.as_dict()["walk_seconds"] >= 0
+    assert _staging(fake_store) == [] and _no_walk_thread_left()
+    for layer_id in order:
+        _assert_gone(fake_store, layer_id)
+
+
+def test_the_walk_thread_runs_at_low_priority_and_the_callers_is_untouched(fake_store, monkeypatch):
+    store, _ids, plan = make(fake_store)
+    seen = []
+    real_preflight = analysis.preflight_copy
+
+    def watched(layout, layer_id, link):
+        seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return real_preflight(layout, layer_id, link)
+
+    monkeypatch.setattr(analysis, "preflight_copy", watched)
+    before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    store.prune(plan, 60, batch_copies=1)
+    assert len(seen) == 3
+    if os.geteuid() == 0:
+        assert set(seen) == {(os.SCHED_BATCH, 19)}
+    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == before
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", ["locked", "free-inode", "images", "mark", "stage", "records", "released",
+                                     "delete"])
+def test_a_kill_in_the_second_batch_keeps_the_first_and_a_later_run_finishes(fake_store, stop_at):
+    store, ids, plan = make(fake_store)
+    first, second, third = plan.layer_ids
+    batch = []
+
+    def hook(step):
+        if step == "locked":
+            batch.append(step)
+        if len(batch) == 2 and step.startswith(stop_at):
+            raise Killed(step)
+
+    with pytest.raises(Killed):
+        store.prune(plan, 60, hook=hook, batch_copies=1)
+    assert _no_walk_thread_left()
+    _assert_gone(fake_store, first)              # batch 1 was a whole prune: it stays done
+    _assert_untouched(fake_store, third)         # batch 3 was at most walked
+    if stop_at == "mark":
+        # Out of mapped-layers only: a complete, unreferenced copy (the next run takes it).
+        assert second not in _listed(fake_store) and not _layers(fake_store)[second].get("flags")
+        assert os.path.isdir(fake_store.path("overlay", second, "diff"))
+    elif stop_at in ("stage", "records"):
+        assert second not in _listed(fake_store)
+        assert _layers(fake_store)[second]["flags"] == {"incomplete": True, "idmapguard-pruning": True}
+    elif stop_at in ("released", "delete"):
+        assert second not in _layers(fake_store) and _staging(fake_store)
+    else:
+        _assert_untouched(fake_store, second)
+    _assert_podman_loads(fake_store)
+    # A later run (the guard at start-up, or the next prune) finishes what was staged.
+    again = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
+    result = again.prune(again.prune_plan(60), 60)
+    if stop_at in ("released", "delete"):
+        assert result.recovered
+    for layer_id in (first, second, third):
+        _assert_gone(fake_store, layer_id)
+    assert ids["copies"][0] in _layers(fake_store)
+    assert _staging(fake_store) == [] and not os.path.exists(fake_store.path("idmapguard-staging"))
+
+
+def test_a_failure_in_a_later_batch_says_what_the_earlier_batches_changed(fake_store):
+    store, _ids, plan = make(fake_store)
+    first, second, third = plan.layer_ids
+    batch = []
+
+    def hook(step):
+        if step == "locked":
+            batch.append(step)
+        if len(batch) == 2 and step == "images":
+            raise StoreError("images.json cannot be written")
+
+    with pytest.raises(PruneError) as failed:
+        store.prune(plan, 60, hook=hook, batch_copies=1)
+    text = str(failed.value)
+    assert "images.json cannot be written" in text and "layers.json: 1 records removed" in text
+    assert "deleted" in text  # batch 1's data is gone, and the message says so
+    _assert_gone(fake_store, first)
+    _assert_untouched(fake_store, second)
+    _assert_untouched(fake_store, third)
+    assert _staging(fake_store) == [] and _no_walk_thread_left()
+
+
+def test_a_copy_the_preflight_refuses_is_kept_whole_and_the_other_batches_go_on(fake_store, monkeypatch):
+    store, _ids, plan = make(fake_store)
+    first, second, third = plan.layer_ids
+    real_preflight = analysis.preflight_copy
+
+    def refusing(layout, layer_id, link):
+        inodes, size, reasons, seen = real_preflight(layout, layer_id, link)
+        if layer_id == second:
+            reasons = reasons + ["%s/diff/etc: immutable" % layer_id]
+        return inodes, size, reasons, seen
+
+    monkeypatch.setattr(analysis, "preflight_copy", refusing)
+    result = store.prune(plan, 60, batch_copies=1)
+    assert [c.layer_id for c in result.removed] == [first, third]
+    assert result.not_removed == [{"layer_id": second, "reason": "undeletable",
+                                   "why": ["undeletable: %s/diff/etc: immutable" % second]}]
+    _assert_gone(fake_store, first)
+    _assert_gone(fake_store, third)
+    _assert_untouched(fake_store, second)
+    assert len(result.deletions) == 2 and _staging(fake_store) == []
+
+
+def test_a_walk_that_fails_in_a_later_batch_keeps_the_earlier_batches(fake_store, monkeypatch):
+    store, _ids, plan = make(fake_store)
+    first, second, third = plan.layer_ids
+    real_preflight = analysis.preflight_copy
+
+    def failing(layout, layer_id, link):
+        if layer_id == second:
+            raise StoreError("cannot open %s: Input/output error" % layer_id)
+        return real_preflight(layout, layer_id, link)
+
+    monkeypatch.setattr(analysis, "preflight_copy", failing)
+    with pytest.raises(PruneError) as failed:
+        store.prune(plan, 60, batch_copies=1)
+    assert "Input/output error" in str(failed.value) and "records removed" in str(failed.value)
+    _assert_gone(fake_store, first)
+    _assert_untouched(fake_store, second)
+    _assert_untouched(fake_store, third)
+    assert _no_walk_thread_left()
+
+
+def test_a_real_prune_walks_in_the_pipeline_and_check_mode_walks_the_whole_plan(fake_store, monkeypatch):
+    standard(fake_store)
+    store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
+    threads = []
+    real_preflight = analysis.preflight_copy
+
+    def watched(layout, layer_id, link):
+        threads.append(threading.current_thread().name)
+        return real_preflight(layout, layer_id, link)
+
+    monkeypatch.setattr(analysis, "preflight_copy", watched)
+    check = operations.prune(store, 60, None, [], check_mode=True)
+    assert len(check["removed"]) == 3 and WALK_THREAD not in threads  # the exact plan, walked first
+    threads.clear()
+    done = operations.prune(store, 60, None, [], check_mode=False)
+    assert len(done["removed"]) == 3 and "walk_seconds" in done
+    # One copy per image measured for the plan; the other copy walked by the pipeline's thread.
+    assert sorted(threads) == sorted(["idmapguard-measure", "idmapguard-measure", WALK_THREAD])
