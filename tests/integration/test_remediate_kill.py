@@ -7,7 +7,9 @@ before every step (IDMAPGUARD_TEST_STEP_SLEEP prints "step NAME" and sleeps), a 
 at trial k's step kind (an occurrence picked at random for the per-copy kinds ``stage`` and
 ``delete``, so a kill also lands half-way through staging or deletion; the kill comes inside
 that step's pause: all steps before it are done, it is not), then: Podman loads the store and creates
-containers (asserted), a second run leaves no unused copy and no staged data.
+containers (asserted), a second run leaves no unused copy and no staged data. Half the trials
+(picked by the seed) prune one copy per batch (IDMAPGUARD_TEST_BATCH_COPIES=1), so every step
+from ``locked`` to ``delete`` repeats per copy and the kill may land in a later batch.
 """
 import collections
 import os
@@ -33,10 +35,11 @@ def _host(lab_host, suite, mount_program):
     return host
 
 
-def _start_guard(host, sleep: float, *args: str) -> "tuple[subprocess.Popen, str]":
-    """Start the guard inside the host; return the Popen and the guard's pid in the host."""
-    cmd = ("echo $$; exec env %s=%s /usr/local/sbin/idmapguard-prune --min-age 0 %s"
-           % ("IDMAPGUARD_TEST_STEP_SLEEP", sleep, " ".join(args)))
+def _start_guard(host, sleep: float, *args: str, batch: int = 0) -> "tuple[subprocess.Popen, str]":
+    """Start the guard inside the host; return the Popen and the guard's pid in the host.
+    ``batch``: copies per batch of the prune (0: its default)."""
+    cmd = ("echo $$; exec env %s=%s %s=%d /usr/local/sbin/idmapguard-prune --min-age 0 %s"
+           % ("IDMAPGUARD_TEST_STEP_SLEEP", sleep, "IDMAPGUARD_TEST_BATCH_COPIES", batch, " ".join(args)))
     proc = subprocess.Popen(host.nsenter() + ["/bin/sh", "-c", cmd], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, universal_newlines=True)
     pid = proc.stdout.readline().strip()
@@ -69,12 +72,15 @@ def _quick_agree(host, before, tag, used_map, system_check=True):
         host.podman("rm", "probe", check=True)
 
 
-def _kill_in(host, rng, kind: str, copies: int):
+def _kill_in(host, rng, kind: str, copies: int, batch: int = 0):
     """Run the guard and kill -9 it in a step of ``kind``; returns the last step it printed.
 
     For the repeated kinds the occurrence is picked among those the prune will have: ``stage``
-    comes once per planned copy (``copies``), ``delete`` at least four times per copy."""
-    proc, pid = _start_guard(host, STEP_SLEEP)
+    comes once per planned copy (``copies``), ``delete`` at least four times per copy. With
+    ``batch`` 1 every step from ``locked`` to ``delete`` comes once per copy (one batch each:
+    store/walk_ahead.py), so the kill may land in a later batch."""
+    proc, pid = _start_guard(host, STEP_SLEEP, batch=batch)
+    repeated = ("stage", "delete") if batch != 1 else tuple(k for k in KINDS if k not in ("plan", "stale"))
     seen = []
     target = None
     try:
@@ -89,7 +95,7 @@ def _kill_in(host, rng, kind: str, copies: int):
                     if target is None:
                         # which occurrence of a repeated kind (one that comes up)
                         target = rng.randint(0, min(2, copies - 1))
-                    if target == 0 or kind not in ("stage", "delete"):
+                    if target == 0 or kind not in repeated:
                         # inside that step's pause: every step before it is done, it is not
                         time.sleep(rng.uniform(0.0, STEP_SLEEP * 0.4))  # + the time kill takes
                         break
@@ -128,9 +134,13 @@ def test_kill9_in_every_step(lab_host):
         count = rng.randint(2, 3)
         _make_garbage(host, tag, 1000 + trial * 10, count)
         before = rs.podman_state(host)
-        last, rc = _kill_in(host, rng, kind, count)
+        # Half the trials prune one copy per batch: the kill may land in the second or third
+        # batch, after earlier batches were removed whole.
+        batch = rng.choice((0, 1))
+        last, rc = _kill_in(host, rng, kind, count, batch)
         landed[last.split(":")[0]] += 1
-        print("trial %d %s: aimed at %s, last step %s, rc %s" % (trial, suite, kind, last, rc))
+        print("trial %d %s: aimed at %s, last step %s, rc %s, %s" % (
+            trial, suite, kind, last, rc, "one copy per batch" if batch else "default batches"))
         _quick_agree(host, before, tag, rs.noncontig_map(1000 + trial * 10))
         assert rs.try_start(host, "keeper") == keeper_starts
         before = {"images": rs.images_view(host), "containers": rs.containers_view(host)}

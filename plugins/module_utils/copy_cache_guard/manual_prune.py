@@ -41,6 +41,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage imp
 # Lab and test hook only: sleep this many seconds before every prune step, so that a kill -9
 # at a random time lands in every step (tests/integration/test_remediate_kill.py).
 STEP_SLEEP_ENV = "IDMAPGUARD_TEST_STEP_SLEEP"
+# Test hook: copies per batch of the prune (store/walk_ahead.py), so the kill -9 trials also
+# land in a later batch; never set in production.
+BATCH_COPIES_ENV = "IDMAPGUARD_TEST_BATCH_COPIES"
 
 
 def run_command(argv: List[str]) -> Tuple[int, str, str]:
@@ -120,7 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not due:
             _emit({"changed": False, "skipped": reason})
             return 0
-        result = operations.prune(store, args.min_age, args.images, keep, args.check, hook=hook)
+        batch = int(os.environ.get(BATCH_COPIES_ENV) or 0) or None
+        result = operations.prune(store, args.min_age, args.images, keep, args.check, hook=hook, batch_copies=batch)
     except (ParameterError, LocationError, operations.SelectionError, PodmanError, StorageConfError,
             PolicyError, StoreError) as exc:
         sys.stderr.write("idmapguard-prune: %s\n" % exc)

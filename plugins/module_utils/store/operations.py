@@ -57,10 +57,12 @@ def report(store: Store, min_age: float, measure: Measure = True) -> Dict[str, A
 
 
 def prune(store: Store, min_age: float, images: Optional[Sequence[str]], keep: Sequence[KeepMap],
-          check_mode: bool, measure: Measure = True, hook: Optional[StepHook] = None) -> Dict[str, Any]:
+          check_mode: bool, measure: Measure = True, hook: Optional[StepHook] = None,
+          batch_copies: Optional[int] = None) -> Dict[str, Any]:
     """Remove the unused copies (in ``check_mode``, say which would go); the result has
     ``changed`` and a ``diff`` of the copies before and after. Raises StoreError (a PruneError
-    names what was changed before it failed)."""
+    names what was changed before it failed). ``batch_copies``: copies per batch (tests; the
+    default is walk_ahead.BATCH_COPIES)."""
     graphroot = store.location.graphroot
     finished = None
     if not check_mode:
@@ -89,7 +91,8 @@ def prune(store: Store, min_age: float, images: Optional[Sequence[str]], keep: S
                       not_removed=list(plan.undeletable), inodes_freed=plan.inodes, bytes_freed=plan.bytes,
                       staging=staging, stranded=store.stranded(), filesystem=fs_usage(graphroot))
         return result
-    outcome = store.prune(plan, min_age, hook, finish_staged=False)
+    batch = {"batch_copies": batch_copies} if batch_copies else {}
+    outcome = store.prune(plan, min_age, hook, finish_staged=False, **batch)
     if finished is not None:
         outcome.changes[:0] = finished.changes
         outcome.recovered[:0] = finished.recovered
