@@ -106,7 +106,7 @@ def _kill_in(host, rng, kind: str, copies: int, batch: int = 0):
         if proc.poll() is None:
             proc.kill()
     seen += [line.split()[1] for line in err.splitlines() if line.startswith("step ")]
-    return (seen[-1] if seen else "(none)"), proc.returncode
+    return (seen[-1] if seen else "(none)"), proc.returncode, max(1, seen.count("locked"))
 
 
 def _no_staged_data(host):
@@ -137,10 +137,10 @@ def test_kill9_in_every_step(lab_host):
         # Half the trials prune one copy per batch: the kill may land in the second or third
         # batch, after earlier batches were removed whole.
         batch = rng.choice((0, 1))
-        last, rc = _kill_in(host, rng, kind, count, batch)
+        last, rc, in_batch = _kill_in(host, rng, kind, count, batch)
         landed[last.split(":")[0]] += 1
-        print("trial %d %s: aimed at %s, last step %s, rc %s, %s" % (
-            trial, suite, kind, last, rc, "one copy per batch" if batch else "default batches"))
+        print("trial %d %s: aimed at %s, last step %s (batch %d), rc %s, %s" % (
+            trial, suite, kind, last, in_batch, rc, "one copy per batch" if batch else "default batches"))
         _quick_agree(host, before, tag, rs.noncontig_map(1000 + trial * 10))
         assert rs.try_start(host, "keeper") == keeper_starts
         before = {"images": rs.images_view(host), "containers": rs.containers_view(host)}
