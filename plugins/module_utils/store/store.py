@@ -9,7 +9,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.activity import PodmanActivity
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import (
@@ -212,20 +212,15 @@ class Store:
                 keep.append(copy)
         plan.copies = keep
 
-    def _walk_batch(self, batch: List[MappedCopy], stop_check: Callable[[], None]) -> None:
-        """The pre-flight walk of one batch (walk_ahead.WalkAhead's thread; its priority is
-        already low): each copy not walked yet, waiting while Podman holds a store lock."""
+    def _walk_batch(self, batch: List[MappedCopy]) -> None:
+        """The pre-flight walk of one batch (in walk_ahead's child process, its priority already
+        low): each copy not walked yet, waiting while Podman holds a store lock."""
         todo = [copy for copy in batch if copy.record and copy.undeletable is None]
         if not todo:
             return
         activity = PodmanActivity([p for p in self._lock_paths() if os.path.exists(p)])
-
-        def pause() -> None:
-            stop_check()
-            activity.pause()
-
         try:
-            measure_copies(self.layout, todo, pause=pause)
+            measure_copies(self.layout, todo, pause=activity.pause)
         finally:
             activity.close()
 
@@ -239,7 +234,7 @@ class Store:
         without pausing. ``finish_staged`` also deletes what crashed prunes left in staging.
 
         The plan goes in batches (walk_ahead.py): the pre-flight walk of the next batch runs in
-        a low-priority thread while this one stages a batch and deletes it; each batch is a
+        a low-priority child process while this one stages a batch and deletes it; each batch is a
         whole prune of its own (own lock hold, own staging run), so a failure or a kill between
         batches keeps what the earlier ones removed, and a copy the pre-flight refuses leaves
         the others alone."""

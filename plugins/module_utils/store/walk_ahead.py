@@ -7,29 +7,37 @@ the one before (store.Store.prune).
 The pre-flight walk (preflight.py) stats every entry of a copy; so does the deletion of the
 copy after it is staged. Done one after the other for a whole plan, the walk made a prune of 50
 seed-size copies take 1.36x to 1.45x the time of ``rm -rf`` of the same data
-(``make bench-prune``). Here the plan is cut into batches (:func:`batches`); a thread of its
-own, at the walk's low CPU and idle I/O priority (priority.lower_this_thread), walks batch
-k + 1 while the caller stages batch k under the store's locks and deletes it after releasing
-them. It walks at most one batch ahead: batch k + 2 is walked only once the caller took batch
-k + 1, so the flags a walk saw are never older than one batch's deletion, and a prune stopped
-early has walked at most one batch for nothing.
+(``make bench-prune``). Here the plan is cut into batches (:func:`batches`); a child process,
+at the walk's low CPU and idle I/O priority (priority.lower_this_thread), walks batch k + 1
+while the caller stages batch k under the store's locks and deletes it after releasing them,
+and sends back what it found (sizes, the pre-flight's reasons, the top entries' flags). Not a
+thread: both loops are Python, and a nice-19 thread that holds the interpreter lock when the
+scheduler preempts it stalls the deletion with it (a thread made the deletion take twice as
+long on a loaded machine). A child is forked only between batches, when this process holds no
+store lock and no staging run open, and only reads.
 
-The walk only reads; everything that changes the store is still done by the caller's thread,
-one batch after the other, each batch a whole prune of its own (its own short lock hold and
-staging run, prune.py steps 1-7). So the crash-safety order of a single prune holds for every
-batch, and at any moment at most one staging run of this prune exists (docs/remediate.md).
+It walks at most one batch ahead: the child for batch k + 2 is started only once the caller
+took batch k + 1, so the flags a walk saw are never older than one batch's deletion, and a
+prune stopped early has walked at most one batch for nothing (the child is killed).
+
+Everything that changes the store is still done by the caller, one batch after the other,
+each batch a whole prune of its own (its own short lock hold and staging run, prune.py steps
+1-7). So the crash-safety order of a single prune holds for every batch, and at any moment at
+most one staging run of this prune exists (docs/remediate.md).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import queue
-import threading
+import json
+import os
+import signal
 import time
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import MappedCopy
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import lower_this_thread
 
 # A batch closes at this many copies or this many (estimated) inodes, whichever comes first:
@@ -37,6 +45,10 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority 
 # overlapped, and every batch costs one more lock hold (constant cost: JSON writes and renames).
 BATCH_COPIES = 8
 BATCH_INODES = 25000
+# What a walk finds out about a copy (analysis.measure_copies), sent back from the child.
+WALKED_FIELDS = ("inodes", "bytes", "measured", "undeletable", "flags_seen")
+
+Walk = Callable[[List[MappedCopy]], None]
 
 
 def batches(copies: Sequence[MappedCopy], max_copies: int = BATCH_COPIES,
@@ -57,72 +69,120 @@ def batches(copies: Sequence[MappedCopy], max_copies: int = BATCH_COPIES,
     return out
 
 
-class WalkStopped(Exception):
-    """Raised inside the walk thread when the caller stopped taking batches."""
+class _Child:
+    """One walk of one batch in a forked child; its answer is read from a pipe."""
+
+    def __init__(self, batch: List[MappedCopy], walk: Walk) -> None:
+        self.batch = batch
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: walk, answer, and never return into the caller's code
+            code = 0
+            try:
+                os.close(read_fd)
+                code = _walk_and_answer(batch, walk, write_fd)
+            finally:
+                os._exit(code)  # pylint: disable=protected-access
+        os.close(write_fd)
+        self.pid: Optional[int] = pid
+        self.read_fd: Optional[int] = read_fd
+
+    def answer(self) -> Dict[str, Any]:
+        """Wait for the child's answer (its pipe's EOF) and for the child."""
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(self.read_fd, 65536)  # type: ignore[arg-type]
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            self._close()
+        try:
+            return json.loads(b"".join(chunks).decode("utf-8"))
+        except ValueError:
+            return {"error": "the pre-flight walk ended without an answer", "store_error": True}
+
+    def _close(self) -> None:
+        if self.read_fd is not None:
+            os.close(self.read_fd)
+            self.read_fd = None
+        if self.pid is not None:
+            os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def kill(self) -> None:
+        """A walk only reads: stopping it leaves nothing to undo."""
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._close()
+
+
+def _walk_and_answer(batch: List[MappedCopy], walk: Walk, write_fd: int) -> int:
+    answer: Dict[str, Any] = {}
+    try:
+        answer["priority"] = lower_this_thread()
+        started = time.monotonic()
+        walk(batch)
+        answer["seconds"] = time.monotonic() - started
+        answer["copies"] = {copy.layer_id: {name: getattr(copy, name) for name in WALKED_FIELDS} for copy in batch}
+    except BaseException as exc:  # pylint: disable=broad-except
+        answer = {"error": str(exc), "store_error": isinstance(exc, StoreError)}
+    data = json.dumps(answer).encode("utf-8")
+    try:
+        while data:
+            data = data[os.write(write_fd, data):]
+    except OSError:
+        return 1  # the caller is gone (killed): nobody waits for the answer
+    return 0
 
 
 class WalkAhead:
-    """Iterate over ``batch_list`` with each batch walked by ``walk(batch, pause)`` in a thread
-    of its own, one batch ahead of the caller. ``pause`` is to be called between copies: it
-    raises WalkStopped once :meth:`close` was called. An exception of a walk is raised where
-    the caller takes that batch. Use as a context manager (close joins the thread)."""
+    """Iterate over ``batch_list`` with each batch walked by ``walk(batch)`` (it fills in the
+    copies' WALKED_FIELDS) in a child process, one batch ahead of the caller. An error of a
+    walk is raised where the caller takes that batch (a StoreError as such). Use as a context
+    manager, or call :meth:`close` (it kills a walk still running)."""
 
-    def __init__(self, batch_list: Sequence[List[MappedCopy]],
-                 walk: Callable[[List[MappedCopy], Callable[[], None]], None]) -> None:
+    def __init__(self, batch_list: Sequence[List[MappedCopy]], walk: Walk) -> None:
         self._batches = list(batch_list)
         self._walk = walk
-        self._done: "queue.Queue[Tuple[List[MappedCopy], Optional[BaseException]]]" = queue.Queue()
-        # One permit per batch the thread may walk: the first at once, then one per batch taken.
-        self._permits = threading.Semaphore(1)
-        self._stop = threading.Event()
-        self.walk_seconds = 0.0     # the thread's time walking (overlapped with the caller's work)
+        self._child: Optional[_Child] = None
+        self.walk_seconds = 0.0     # the children's time walking (overlapped with the caller's work)
         self.waited_seconds = 0.0   # the caller's time waiting for a walk to finish
-        self.priority: Any = {}
-        self._thread: Optional[threading.Thread] = None
-        if self._batches:
-            self._thread = threading.Thread(target=self._run, name="idmapguard-preflight", daemon=True)
-            self._thread.start()
-
-    def _check(self) -> None:
-        if self._stop.is_set():
-            raise WalkStopped()
-
-    def _run(self) -> None:
-        self.priority = lower_this_thread()
-        for batch in self._batches:
-            self._permits.acquire()
-            if self._stop.is_set():
-                return
-            started = time.monotonic()
-            error: Optional[BaseException] = None
-            try:
-                self._walk(batch, self._check)
-            except WalkStopped:
-                return
-            except BaseException as exc:  # pylint: disable=broad-except
-                error = exc  # raised in the caller's thread, where it takes this batch
-            self.walk_seconds += time.monotonic() - started
-            self._done.put((batch, error))
-            if error is not None:
-                return
+        self.priority: Dict[str, bool] = {}
 
     def __iter__(self) -> Iterator[List[MappedCopy]]:
-        for _index in range(len(self._batches)):
+        if not self._batches:
+            return
+        self._child = _Child(self._batches[0], self._walk)
+        for index, batch in enumerate(self._batches):
             started = time.monotonic()
-            batch, error = self._done.get()
+            answer = self._child.answer()
+            self._child = None
             self.waited_seconds += time.monotonic() - started
-            if error is not None:
-                raise error
-            self._permits.release()  # the thread walks the next batch while we work on this one
+            if "error" in answer:
+                if answer.get("store_error"):
+                    raise StoreError(answer["error"])
+                raise StoreError("the pre-flight walk failed: %s" % answer["error"])
+            self.walk_seconds += answer.get("seconds", 0.0)
+            self.priority = answer.get("priority") or {}
+            found = answer.get("copies") or {}
+            for copy in batch:
+                for name, value in (found.get(copy.layer_id) or {}).items():
+                    setattr(copy, name, value)
+            if index + 1 < len(self._batches):
+                # Forked here: between batches this process holds no store lock and no
+                # staging run (the one before was deleted and closed).
+                self._child = _Child(self._batches[index + 1], self._walk)
             yield batch
 
     def close(self) -> None:
-        """Stop the thread at its next copy and wait for it (a walk only reads: nothing to undo)."""
-        self._stop.set()
-        self._permits.release()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
 
     def __enter__(self) -> "WalkAhead":
         return self

@@ -3,7 +3,7 @@
 (walk_ahead.py), each batch a whole prune of its own (own lock hold, own staging run)."""
 
 import os
-import threading
+import time
 
 import pytest
 
@@ -17,7 +17,36 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.walk_ahea
 
 from ansible_collections.idmapguard.storage.tests.unit.plugins.module_utils.store.fake_store import standard
 
-WALK_THREAD = "idmapguard-preflight"
+
+class Journal:
+    """One file both the prune (its step hook) and the walk's child processes append lines to
+    (O_APPEND: each line whole), so their order can be read back."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        open(self.path, "w").close()
+
+    def add(self, *words):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, (" ".join(str(w) for w in words) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def lines(self):
+        with open(self.path) as handle:
+            return [line.split() for line in handle.read().splitlines()]
+
+
+def _record_walks(monkeypatch, journal, extra=None):
+    """The walk of each copy writes "walk <id> <pid>" (and ``extra(layer_id)``'s words) first."""
+    real_preflight = analysis.preflight_copy
+
+    def watched(layout, layer_id, link):
+        journal.add("walk", layer_id, os.getpid(), *(extra(layer_id) if extra else ()))
+        return real_preflight(layout, layer_id, link)
+
+    monkeypatch.setattr(analysis, "preflight_copy", watched)
 
 
 def make(fake_store):
@@ -50,8 +79,13 @@ def test_batches(inodes, max_copies, max_inodes, expected):
     assert [c.layer_id for b in cut for c in b] == [c.layer_id for c in copies]  # order kept
 
 
-def _no_walk_thread_left():
-    return not any(t.name == WALK_THREAD for t in threading.enumerate())
+def _no_walk_child_left():
+    """No child process of ours is left (a walk's child is waited for or killed and reaped)."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
 
 
 def _layers(fake_store):
@@ -93,61 +127,62 @@ def _assert_podman_loads(fake_store):
         assert layer_id in layers and os.path.isdir(fake_store.path("overlay", layer_id, "diff"))
 
 
-def test_the_next_batch_is_walked_while_this_one_is_deleted_never_two_ahead(fake_store, monkeypatch):
+def test_the_next_batch_is_walked_while_this_one_is_deleted_never_two_ahead(fake_store, monkeypatch, tmp_path):
     store, _ids, plan = make(fake_store)
     order = plan.layer_ids
-    events = []
-    started = {layer_id: threading.Event() for layer_id in order}
-    real_preflight = analysis.preflight_copy
-
-    def watched(layout, layer_id, link):
-        events.append(("walk", layer_id, threading.current_thread().name))
-        started[layer_id].set()
-        return real_preflight(layout, layer_id, link)
-
-    monkeypatch.setattr(analysis, "preflight_copy", watched)
+    journal = Journal(tmp_path / "journal")
+    _record_walks(monkeypatch, journal)
     overlapped = []
 
     def hook(step):
-        events.append(("step", step))
+        journal.add("step", step)
         if step.startswith("delete:%s" % order[0]) and not overlapped:
             # Deleting batch 1: the walk of batch 2 runs meanwhile (it would never start here
             # if the walk came after the deletion: the wait would give up and say so).
-            overlapped.append(started[order[1]].wait(60))
+            overlapped.append(any(line[:2] == ["walk", order[1]] for line in journal.lines()) or
+                              _wait_walk(journal, order[1]))
 
     result = store.prune(plan, 60, hook=hook, batch_copies=1)
     assert overlapped == [True]
     assert [c.layer_id for c in result.removed] == order and result.not_removed == []
-    walks = [e for e in events if e[0] == "walk"]
-    assert [w[1] for w in walks] == order and {w[2] for w in walks} == {WALK_THREAD}
+    lines = journal.lines()
+    walks = [line for line in lines if line[0] == "walk"]
+    assert [w[1] for w in walks] == order
+    assert str(os.getpid()) not in {w[2] for w in walks} and len({w[2] for w in walks}) == 3  # a child each
     # One lock hold and one staging run per batch.
-    assert [e for e in events if e == ("step", "locked")] == [("step", "locked")] * 3
+    assert [line for line in lines if line == ["step", "locked"]] == [["step", "locked"]] * 3
     assert len({d["run"] for d in result.deletions}) == 3
     # Never two batches ahead: batch 3 is walked only after batch 1 was deleted whole.
-    last_delete_1 = max(i for i, e in enumerate(events) if e[0] == "step" and e[1].startswith("delete:%s" % order[0]))
-    assert events.index(("walk", order[2], WALK_THREAD)) > last_delete_1
+    last_delete_1 = max(i for i, line in enumerate(lines)
+                        if line[0] == "step" and line[1].startswith("delete:%s" % order[0]))
+    third = next(i for i, line in enumerate(lines) if line[:2] == ["walk", order[2]])
+    assert third > last_delete_1
     assert result.walk_seconds > 0 and result.as_dict()["walk_seconds"] >= 0
-    assert _staging(fake_store) == [] and _no_walk_thread_left()
+    assert _staging(fake_store) == [] and _no_walk_child_left()
     for layer_id in order:
         _assert_gone(fake_store, layer_id)
 
 
-def test_the_walk_thread_runs_at_low_priority_and_the_callers_is_untouched(fake_store, monkeypatch):
+def _wait_walk(journal, layer_id, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(line[:2] == ["walk", layer_id] for line in journal.lines()):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_walk_runs_at_low_priority_and_the_callers_is_untouched(fake_store, monkeypatch, tmp_path):
     store, _ids, plan = make(fake_store)
-    seen = []
-    real_preflight = analysis.preflight_copy
-
-    def watched(layout, layer_id, link):
-        seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
-        return real_preflight(layout, layer_id, link)
-
-    monkeypatch.setattr(analysis, "preflight_copy", watched)
-    before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    journal = Journal(tmp_path / "journal")
+    _record_walks(monkeypatch, journal, lambda _id: (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)))
+    before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
     store.prune(plan, 60, batch_copies=1)
+    seen = [tuple(int(w) for w in line[3:]) for line in journal.lines()]
     assert len(seen) == 3
     if os.geteuid() == 0:
         assert set(seen) == {(os.SCHED_BATCH, 19)}
-    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == before
+    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
 
 
 class Killed(Exception):
@@ -169,7 +204,7 @@ def test_a_kill_in_the_second_batch_keeps_the_first_and_a_later_run_finishes(fak
 
     with pytest.raises(Killed):
         store.prune(plan, 60, hook=hook, batch_copies=1)
-    assert _no_walk_thread_left()
+    assert _no_walk_child_left()
     _assert_gone(fake_store, first)              # batch 1 was a whole prune: it stays done
     _assert_untouched(fake_store, third)         # batch 3 was at most walked
     if stop_at == "mark":
@@ -214,7 +249,7 @@ def test_a_failure_in_a_later_batch_says_what_the_earlier_batches_changed(fake_s
     _assert_gone(fake_store, first)
     _assert_untouched(fake_store, second)
     _assert_untouched(fake_store, third)
-    assert _staging(fake_store) == [] and _no_walk_thread_left()
+    assert _staging(fake_store) == [] and _no_walk_child_left()
 
 
 def test_a_copy_the_preflight_refuses_is_kept_whole_and_the_other_batches_go_on(fake_store, monkeypatch):
@@ -256,24 +291,20 @@ def test_a_walk_that_fails_in_a_later_batch_keeps_the_earlier_batches(fake_store
     _assert_gone(fake_store, first)
     _assert_untouched(fake_store, second)
     _assert_untouched(fake_store, third)
-    assert _no_walk_thread_left()
+    assert _no_walk_child_left()
 
 
-def test_a_real_prune_walks_in_the_pipeline_and_check_mode_walks_the_whole_plan(fake_store, monkeypatch):
+def test_a_real_prune_walks_in_the_pipeline_and_check_mode_walks_the_whole_plan(fake_store, monkeypatch, tmp_path):
     standard(fake_store)
     store = Store(StoreLocation(fake_store.graphroot, fake_store.runroot))
-    threads = []
-    real_preflight = analysis.preflight_copy
-
-    def watched(layout, layer_id, link):
-        threads.append(threading.current_thread().name)
-        return real_preflight(layout, layer_id, link)
-
-    monkeypatch.setattr(analysis, "preflight_copy", watched)
+    journal = Journal(tmp_path / "journal")
+    _record_walks(monkeypatch, journal)
     check = operations.prune(store, 60, None, [], check_mode=True)
-    assert len(check["removed"]) == 3 and WALK_THREAD not in threads  # the exact plan, walked first
-    threads.clear()
+    me = str(os.getpid())
+    assert len(check["removed"]) == 3
+    assert [line[2] for line in journal.lines()] == [me] * 3  # the exact plan, walked first, here
+    open(journal.path, "w").close()
     done = operations.prune(store, 60, None, [], check_mode=False)
     assert len(done["removed"]) == 3 and "walk_seconds" in done
-    # One copy per image measured for the plan; the other copy walked by the pipeline's thread.
-    assert sorted(threads) == sorted(["idmapguard-measure", "idmapguard-measure", WALK_THREAD])
+    # One copy per image measured for the plan (here); the other copy by the pipeline's child.
+    assert sorted(line[2] == me for line in journal.lines()) == [False, True, True]
