@@ -306,7 +306,7 @@ lock_seconds:
   type: float
 walk_seconds:
   description:
-    - How long the pre-flight walk took in its own low-priority thread. It walks the next batch of
+    - How long the pre-flight walk took in its own low-priority child process. It walks the next batch of
       copies while the batch before is deleted, so this time overlaps the deletion.
   returned: state=pruned and not check mode
   type: float

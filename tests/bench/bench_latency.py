@@ -164,14 +164,14 @@ def prune_phases(host, seconds):
 
 
 def phases_line(phases, seconds):
-    """The prune's phases; the pre-flight walk after the first batch's runs in a thread of its
-    own, overlapped with the deletion (its own time, and what the prune waited for it)."""
+    """The prune's phases; the pre-flight walk after the first batch's runs in a child process,
+    overlapped with the deletion (its own time, and what the prune waited for it)."""
     line = "plan + pre-flight walk %.1fs, write locks %.2fs, deletion %.1fs (paused for Podman %.1fs), " \
         "rest %.1fs" % (phases.get("plan_and_preflight", 0.0), phases.get("locks", 0.0), phases.get("delete", 0.0),
                         phases.get("delete_paused", 0.0), seconds - phases.get("plan_and_preflight", 0.0)
                         - phases.get("locks", 0.0) - phases.get("delete", 0.0))
     if "walk" in phases:
-        line += "; walk in its thread %.1fs (waited for %.1fs)" % (phases["walk"], phases.get("walk_waited", 0.0))
+        line += "; walk in its child %.1fs (waited for %.1fs)" % (phases["walk"], phases.get("walk_waited", 0.0))
     return line
 
 

@@ -145,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _seconds(marks: Dict[str, float], result: Dict[str, Any]) -> Dict[str, float]:
     """The phases of the run: planning and the first batch's pre-flight walk (from the "plan"
     step to the first hold of the write locks), the lock holds, the deletion after release (and
-    its pauses for Podman), and the pre-flight walk in its thread (overlapped with the deletion;
+    its pauses for Podman), and the pre-flight walk in its child process (overlapped with the deletion;
     ``walk_waited``: how long the prune waited for it)."""
     seconds = {"locks": result.get("lock_seconds", 0.0), "delete": result.get("delete_seconds", 0.0),
                "delete_paused": result.get("delete_paused_seconds", 0.0),

@@ -112,7 +112,7 @@ class Result:
     stranded: List[Dict[str, str]] = field(default_factory=list)
     retried: List[str] = field(default_factory=list)         # one line per stranded run retried
     lock_seconds: float = 0.0                                # how long the write locks were held (all batches)
-    walk_seconds: float = 0.0          # the pre-flight walk in its thread (overlapped with the deletion)
+    walk_seconds: float = 0.0          # the pre-flight walk in its child (overlapped with the deletion)
     walk_waited_seconds: float = 0.0   # time the prune waited for that walk (the first batch's, mostly)
 
     @property
