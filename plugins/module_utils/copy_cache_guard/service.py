@@ -129,8 +129,9 @@ class CopyCacheGuard:
 
     def _stop_point(self, step: str) -> None:
         """Store.prune's step hook: a deletion of staged entries ends at the next entry once
-        the guard is told to stop (the store is consistent at every step; docs/guard.md)."""
-        if self.stopping and step.startswith("delete:"):
+        the guard is told to stop (the store is consistent at every step; docs/guard.md), and
+        so does a prune before its next batch (nothing of that batch is changed yet)."""
+        if self.stopping and (step.startswith("delete:") or step.startswith("batch:")):
             raise GuardStopped(step)
 
     def _pass(self, trigger: str, raise_priority: Callable[[], Any]) -> Dict[str, Any]:

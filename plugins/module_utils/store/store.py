@@ -249,7 +249,9 @@ class Store:
                 raise StoreError("lock file(s) missing: %s; is this a store Podman created?" % ", ".join(missing))
             ahead = WalkAhead(batches(plan.copies, batch_copies, batch_inodes), self._walk_batch)
             try:
-                for batch in ahead:
+                for number, batch in enumerate(ahead):
+                    if number:
+                        step("batch:%d" % number)  # between two batches: a caller may stop here
                     todo = []
                     for copy in batch:
                         if copy.undeletable:  # refused by its walk: skipped whole, the rest goes on

@@ -15,7 +15,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
     GuardState, read_status,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.lock_watch import LockTokenWatcher
-from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard
+from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.service import CopyCacheGuard, GuardStopped
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.settings import (
     ParameterError, load_settings, settings_from_params,
 )
@@ -398,3 +398,18 @@ def test_sigterm_mid_deletion_stops_at_the_next_entry_and_the_next_start_finishe
     again, log2 = make_guard(built, tmp_path, budget_percent=100, low_free_percent=0, poll_interval=0.05)
     assert again.watch(seconds=0.2) == 0
     assert events(log2, "staging") and not again.store.stale_staging()
+
+
+@pytest.mark.parametrize("step,stops", [
+    ("delete:abc.overlay", True), ("batch:1", True), ("locked", False), ("stage:abc", False), ("released", False),
+])
+def test_a_stopping_guard_stops_at_a_deletion_entry_or_between_batches(tmp_path, step, stops):
+    built, _copies = cache_store(tmp_path, ages=[400])
+    guard, _log = make_guard(built, tmp_path)
+    guard._stop_point(step)  # not stopping: never raises
+    guard.stopping = True
+    if stops:
+        with pytest.raises(GuardStopped):
+            guard._stop_point(step)
+    else:
+        guard._stop_point(step)

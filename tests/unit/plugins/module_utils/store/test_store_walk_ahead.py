@@ -308,3 +308,24 @@ def test_a_real_prune_walks_in_the_pipeline_and_check_mode_walks_the_whole_plan(
     assert len(done["removed"]) == 3 and "walk_seconds" in done
     # One copy per image measured for the plan (here); the other copy by the pipeline's child.
     assert sorted(line[2] == me for line in journal.lines()) == [False, True, True]
+
+
+def test_a_stop_between_batches_changes_nothing_of_the_next_batch(fake_store):
+    """The "batch:N" step comes before batch N takes the locks (the guard stops there on
+    SIGTERM): batch 1 is done, the others untouched, no staging left, the walk's child reaped."""
+    store, _ids, plan = make(fake_store)
+    first, second, third = plan.layer_ids
+    steps = []
+
+    def hook(step):
+        steps.append(step)
+        if step == "batch:1":
+            raise Killed(step)
+
+    with pytest.raises(Killed):
+        store.prune(plan, 60, hook=hook, batch_copies=1)
+    assert steps.count("locked") == 1 and "batch:1" in steps and "batch:0" not in steps
+    _assert_gone(fake_store, first)
+    _assert_untouched(fake_store, second)
+    _assert_untouched(fake_store, third)
+    assert _staging(fake_store) == [] and _no_walk_child_left()
