@@ -95,8 +95,9 @@ def _low_cpu() -> bool:
 
 
 def lower_this_thread() -> Dict[str, bool]:
-    """SCHED_BATCH, nice 19 and idle I/O for the calling thread, for good (a thread of its own
-    that does a walk, see run_in_background); says which the kernel took."""
+    """SCHED_BATCH, nice 19 and idle I/O for the calling thread, for good: for a thread or a
+    child process that exists only to walk (run_in_background, walk_ahead.py); says which the
+    kernel took."""
     return {"low_cpu": _low_cpu(), "idle_io": set_io_priority(idle_io_value())}
 
 
