@@ -10,7 +10,8 @@ and the medians are compared:
     fleet job pays for its batches either way), and against the bare play in one batch;
   - the rollout in one batch against the bare play in one batch (the per-host cost alone).
 The order of the plays alternates from round to round, and the spread of the per-round ratios
-is printed beside the medians (on a loaded machine single rounds drift).
+is printed beside the medians (on a loaded machine single rounds drift). With BENCH_BEFORE, the
+older collection's converged re-runs are timed in the same rounds against the same bare plays.
 
 Per host, before and after a change of the collection (BENCH_BEFORE: a checkout of the older
 collection, e.g. `git worktree add /work/wt/rollout-before <sha>`): for a host the rollout
@@ -175,33 +176,45 @@ def main() -> int:
         rollout += json.loads(os.environ.get("BENCH_EXTRA", "[]"))
         print("converging the fleet once (not timed) ...", flush=True)
         run(rollout + ["-e", "idmapguard_configure_allow_store_change=true"], env)
+        # (the record, so the metrics file, is the same for both versions: neither re-run rewrites it)
         # default batches (on 4 hosts: 1, 1, 2 hosts one after another) and one batch of all hosts
         one_batch = rollout + ["-e", '{"idmapguard_rollout_batches": ["100%"]}']
-        t_bare, t_bare_b, t_roll, t_one = [], [], [], []
+        # with BENCH_BEFORE, the older collection's converged re-run too, in the same rounds
+        before_env = None
+        if BEFORE:
+            root = collections_root(BEFORE, work, "before")
+            before_env = dict(env, ANSIBLE_COLLECTIONS_PATH=root, PYTHONPATH=root)
+        times = {name: [] for name in ("bare", "bare_b", "roll", "one", "before", "before_one")}
+        plays = [("bare", ["ansible-playbook", "-i", inv, bare], env),
+                 ("bare_b", ["ansible-playbook", "-i", inv, bare_batched], env),
+                 ("roll", rollout, env), ("one", one_batch, env)]
+        if before_env:
+            plays += [("before", rollout, before_env), ("before_one", one_batch, before_env)]
         for i in range(ROUNDS):
-            plays = [(t_bare, ["ansible-playbook", "-i", inv, bare]), (t_bare_b, ["ansible-playbook", "-i", inv, bare_batched]),
-                     (t_roll, rollout), (t_one, one_batch)]
             # alternate the order: a drifting load then favours neither side
-            for times, argv in (plays if i % 2 == 0 else list(reversed(plays))):
-                times.append(run(argv, env))
-            print("round %d (load %.1f): bare %.1fs, bare in the rollout's batches %.1fs, converged rollout %.1fs, "
-                  "in one batch %.1fs" % (i + 1, os.getloadavg()[0], t_bare[-1], t_bare_b[-1], t_roll[-1], t_one[-1]), flush=True)
-        mb, mbb = statistics.median(t_bare), statistics.median(t_bare_b)
-        mr, mo = statistics.median(t_roll), statistics.median(t_one)
+            for name, argv, play_env in (plays if i % 2 == 0 else list(reversed(plays))):
+                times[name].append(run(argv, play_env))
+            print("round %d (load %.1f): %s" % (i + 1, os.getloadavg()[0], ", ".join(
+                "%s %.1fs" % (name, times[name][-1]) for name, _argv, _env in plays)), flush=True)
+        mb, mbb = statistics.median(times["bare"]), statistics.median(times["bare_b"])
         print()
         print("hosts: %s" % ", ".join("%s (podman %s)" % (h.name, h.podman_version()) for h in hosts))
         print("connection: ssh, ANSIBLE_PIPELINING=1, same inventory for every play; medians of %d rounds" % ROUNDS)
         print("bare play (ping + podman info), one batch:           %.1fs" % mb)
         print("bare play, in the rollout's default batches %s: %.1fs" % (json.dumps(DEFAULT_BATCHES), mbb))
-        print("converged rollout re-run, default batches: %.1fs  ratio %.2f vs bare in the same batches"
-              " (%.2f vs bare in one batch)" % (mr, mr / mbb, mr / mb))
-        print("converged rollout re-run, one batch:       %.1fs  ratio %.2f vs bare in one batch" % (mo, mo / mb))
-        batched = [r / b for r, b in zip(t_roll, t_bare_b)]
-        single = [o / b for o, b in zip(t_one, t_bare)]
-        print("per-round ratios, default batches: %s (spread %.2f..%.2f)" % (
-            " ".join("%.2f" % r for r in batched), min(batched), max(batched)))
-        print("per-round ratios, one batch:       %s (spread %.2f..%.2f)" % (
-            " ".join("%.2f" % r for r in single), min(single), max(single)))
+        for label, batched_name, one_name in (("", "roll", "one"), ("BEFORE ", "before", "before_one")):
+            if not times[batched_name]:
+                continue
+            mr, mo = statistics.median(times[batched_name]), statistics.median(times[one_name])
+            print("%sconverged rollout re-run, default batches: %.1fs  ratio %.2f vs bare in the same batches"
+                  " (%.2f vs bare in one batch)" % (label, mr, mr / mbb, mr / mb))
+            print("%sconverged rollout re-run, one batch:       %.1fs  ratio %.2f vs bare in one batch" % (label, mo, mo / mb))
+            batched = [r / b for r, b in zip(times[batched_name], times["bare_b"])]
+            single = [o / b for o, b in zip(times[one_name], times["bare"])]
+            print("%sper-round ratios, default batches: %s (spread %.2f..%.2f)" % (
+                label, " ".join("%.2f" % r for r in batched), min(batched), max(batched)))
+            print("%sper-round ratios, one batch:       %s (spread %.2f..%.2f)" % (
+                label, " ".join("%.2f" % r for r in single), min(single), max(single)))
         print("goal: ratio <= 1.2")
         print("load average (1, 5, 15 min) at the end: %.2f %.2f %.2f on %d cores" % (os.getloadavg() + (os.cpu_count(),)))
         return 0
