@@ -26,6 +26,7 @@ written after each suite, and is printed at the end.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -88,6 +89,21 @@ def check_result(host):
     if problems is None:
         return {"podman": host.podman_version(), "ok": None, "problems": ["no `podman system check` in Podman 4.x"]}
     return {"podman": host.podman_version(), "ok": not problems, "problems": sorted(problems)[:20]}
+
+
+def named_layers(host, problems):
+    """What the store's records say of each layer `podman system check` named: in layers.json
+    (with its flags), a mapped copy in images.json, a layer the guard staged (so we can tell a
+    copy still in use from one on its way out)."""
+    ids = sorted(set(re.findall(r"layer ([0-9a-f]{64})", " ".join(problems))))
+    with open(host.path(rs.STORE + "/overlay-layers/layers.json")) as handle:
+        layers = {layer["id"]: layer for layer in json.load(handle)}
+    with open(host.path(rs.STORE + "/overlay-images/images.json")) as handle:
+        mapped = {m for image in json.load(handle) for m in image.get("mapped-layers") or []}
+    return {layer_id: {"in_layers_json": layer_id in layers, "flags": (layers.get(layer_id) or {}).get("flags"),
+                       "mapped_copy": layer_id in mapped,
+                       "has_driver_dir": os.path.isdir(host.path("%s/overlay/%s" % (rs.STORE, layer_id)))}
+            for layer_id in ids}
 
 
 def record_evidence(suite, evidence):
@@ -312,6 +328,7 @@ def under_systemd(host, tag, began):
     # what Podman's own check says with the stop's staged leftovers (if any) still on disk
     check_stopped = check_result(host)
     left_at_stop = staged(host)
+    check_stopped["named_layers"] = named_layers(host, check_stopped["problems"])
     podman_loads(host, tag)
     assert host.exec(["podman", "ps", "-a"]).returncode == 0
     host.exec(["systemctl", "start", UNIT], check=True)
