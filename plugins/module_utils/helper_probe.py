@@ -14,7 +14,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import stat
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner, run_json
 from ansible_collections.idmapguard.storage.plugins.module_utils.file_io import sha256_file
@@ -42,13 +42,22 @@ def probe_directory(graphroot: str) -> str:
     return path
 
 
+def probe_args(directory: str, uidmap: str, gidmap: str) -> List[str]:
+    """The helper's arguments for a probe of DIRECTORY with these maps (after the binary)."""
+    return ["probe", "--uidmap", uidmap, "--gidmap", gidmap, directory]
+
+
 def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str) -> Dict[str, Any]:
     """`helper probe --uidmap U --gidmap G DIR` as a dict with the three checks present."""
     if not os.path.isfile(helper) or not os.access(helper, os.X_OK):
         raise HelperMissingError(
             "the idmapped-mount helper is not installed at %s: deploy it with the idmapguard.storage.helper "
             "role (or set helper: to where it is)" % helper)
-    argv = [helper, "probe", "--uidmap", uidmap, "--gidmap", gidmap, directory]
+    return read_probe(run, [helper] + probe_args(directory, uidmap, gidmap))
+
+
+def read_probe(run: Runner, argv: List[str]) -> Dict[str, Any]:
+    """The probe's JSON with the three checks present, or ProbeError."""
     data = run_json(run, argv, ProbeError)
     if not isinstance(data.get("checks"), dict):
         raise ProbeError("%s printed JSON without 'checks'" % " ".join(argv))
@@ -57,6 +66,12 @@ def run_probe(run: Runner, helper: str, directory: str, uidmap: str, gidmap: str
         if not isinstance(check, dict) or "ok" not in check:
             raise ProbeError("%s printed no '%s' check" % (" ".join(argv), name))
     return data
+
+
+def probe_output(argv: List[str], rc: int, out: str, err: str) -> Dict[str, Any]:
+    """The same as `read_probe`, for a probe another task ran (the helper role's, right after it installed
+    the helper): its argv, exit status and output."""
+    return read_probe(lambda _argv: (rc, out, err), [str(a) for a in argv])
 
 
 def helper_identity(run: Runner, helper: str) -> Dict[str, Any]:

@@ -11,11 +11,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import copy
 import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
 from ansible_collections.idmapguard.storage.plugins.module_utils import known_issues
@@ -29,7 +30,9 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe im
     HelperMissingError,
     ProbeError,
     helper_identity,
+    probe_args,
     probe_directory,
+    probe_output,
     run_probe,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import IDMapError, is_contiguous, parse_idmap
@@ -70,6 +73,9 @@ class SupportParams:
     proof_accept: List[str] = field(default_factory=list)
     # every check must hold: a failure the known-issue table predicts fails the proof too
     proof_strict: bool = False
+    # the proof also where only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way (DISABLE_CASE),
+    # when `proof` is off: whether the variable is needed, learnt in the same call as the facts
+    proof_disable_idmap: bool = False
     # the operator's word that _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set on purpose, and why
     disable_idmap_reason: Optional[str] = None
     podman_backport: bool = False
@@ -118,16 +124,32 @@ def _storage(run: Runner, params: SupportParams, warnings: List[str]) -> Storage
     return settings
 
 
-def _proof_case(params: SupportParams, verdict: Any, disable: Dict[str, Any]) -> Optional[str]:
+SHARES_CASE = "verdict shares"
+DISABLE_CASE = ("only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way, and this module's Podman runs "
+                "without it")
+
+
+# Reasons only the helper's probe can rule out: without it, the release numbers are a guess.
+PROBE_ONLY_CODES = ("kernel_no_mount_api", "kernel_no_idmap", "kernel_no_overlay_idmap", "fs_no_idmap")
+
+
+def _proof_case(verdict: Any, disable: Mapping[str, Any], probed: bool = True) -> Optional[str]:
     """Why the proof runs here (None: it does not). Where the verdict is `shares`; and where the
     only obstacle is _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes in units or files (not in this process's
     environment), since this module's Podman does not see it: the proof then tells whether the
-    variable is needed (a check fails without it) before configure removes it."""
+    variable is needed (a check fails without it) before configure removes it. Without a probe
+    (not PROBED: the helper is missing), reasons the probe alone settles do not count against
+    that: so the proof is there when a helper installed next overturns the guess (with_probe)."""
     if verdict.verdict == "shares":
-        return "verdict shares"
-    if verdict.reason_codes == ["disable_idmap_env"] and "process environment" not in (disable.get("where") or []):
-        return "only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way, and this module's Podman runs without it"
+        return SHARES_CASE
+    codes = [code for code in verdict.reason_codes if probed or code not in PROBE_ONLY_CODES]
+    if codes == ["disable_idmap_env"] and "process environment" not in (disable.get("where") or []):
+        return DISABLE_CASE
     return None
+
+
+def _proof_asked(params: SupportParams, case: Optional[str]) -> bool:
+    return params.proof or (params.proof_disable_idmap and case == DISABLE_CASE)
 
 
 def judge_failures(proof: Dict[str, Any], accept: List[str], strict: bool, version: Optional[str]) -> None:
@@ -172,7 +194,7 @@ def _failure_line(name: str, proof: Dict[str, Any]) -> str:
 def _proof(run: Runner, params: SupportParams, case: Optional[str], verdict: str, check_mode: bool,
            warnings: List[str], version: Optional[str]) -> Optional[Dict[str, Any]]:
     """The `proof` facts: None when not asked for; {ran: false, ...} when it did not run."""
-    if not params.proof:
+    if not _proof_asked(params, case):
         return None
     unknown = sorted(set(params.proof_accept) - set(CHECKS))
     if unknown:
@@ -204,7 +226,7 @@ def _kept_because(params: SupportParams, disable: Dict[str, Any], proof: Optiona
         return None
     if params.disable_idmap_reason:
         return params.disable_idmap_reason
-    if proof and proof.get("ran") and proof.get("why", "").startswith("only"):
+    if proof and proof.get("ran") and proof.get("why") == DISABLE_CASE:
         # a known upstream bug counts here: the variable is its upstream workaround (#914, #1126),
         # so removing it would break what the operator set it for; proof_accept says otherwise
         failed = [n for n in proof["failed_checks"] if n not in proof.get("accepted_failures", [])]
@@ -212,6 +234,16 @@ def _kept_because(params: SupportParams, disable: Dict[str, Any], proof: Optiona
             return "the correctness proof fails without it: %s" % "; ".join(
                 "%s (%s)" % (n, proof["checks"][n]["reference"]) for n in failed)
     return None
+
+
+def _kernel_facts(verdict: Any, release: Optional[str], probe: Optional[Dict[str, Any]],
+                  probe_error: str) -> Dict[str, Any]:
+    return {
+        "release": release,
+        "idmapped_mount": bool(verdict.idmapped_mount),
+        "overlay_idmapped_lower": bool(verdict.overlay_idmapped_lower),
+        "probe": probe if probe is not None else {"error": probe_error},
+    }
 
 
 def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release: Optional[str] = None) -> SupportResult:
@@ -310,8 +342,8 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     )
     verdict = evaluate(host_facts)
     cache["stale"] = list(verdict.stale_probe_cache)  # what configure clears (probe_cache module)
-    proof = _proof(prun, params, _proof_case(params, verdict, disable), verdict.verdict, check_mode, warnings,
-                   version)
+    proof = _proof(prun, params, _proof_case(verdict, disable, probe is not None), verdict.verdict, check_mode,
+                   warnings, version)
     changed = changed or bool(proof and proof.get("ran"))
     kept = _kept_because(params, disable, proof)
     if kept:
@@ -324,12 +356,7 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         "reason_codes": verdict.reason_codes,
         "remedy": verdict.remedy,
         "shares_noncontiguous": verdict.shares_noncontiguous,
-        "kernel": {
-            "release": release,
-            "idmapped_mount": bool(verdict.idmapped_mount),
-            "overlay_idmapped_lower": bool(verdict.overlay_idmapped_lower),
-            "probe": probe if probe is not None else {"error": probe_error},
-        },
+        "kernel": _kernel_facts(verdict, release, probe, probe_error),
         "graphroot": dict(
             path=settings.graphroot,
             fs_type=fs_type,
@@ -372,4 +399,74 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
         "guard": read_status(params.guard_state_file),
         "systemd": host_env.systemd_booted(),
     }
-    return SupportResult(facts=facts, changed=changed, warnings=warnings, helper=helper_identity(run, params.helper))
+    # with the probe's arguments, so that a caller that installs the helper next can probe with it there
+    # and have the verdict made again from these facts (with_probe) instead of gathering them again
+    helper = dict(helper_identity(run, params.helper), probe_args=probe_args(directory, params.uidmap, params.gidmap))
+    return SupportResult(facts=facts, changed=changed, warnings=warnings, helper=helper)
+
+
+def host_facts_of(facts: Mapping[str, Any]) -> HostFacts:
+    """The HostFacts that `gather` judged to make FACTS (before a proof's `disable_idmap_kept`)."""
+    kernel, graphroot, podman = facts.get("kernel") or {}, facts.get("graphroot") or {}, facts.get("podman") or {}
+    probe = kernel.get("probe")
+    cache = podman.get("probe_cache") or {}
+    disable = podman.get("disable_idmap_env") or {}
+    marker = podman.get("mount_program_marker") or {}
+    canary = facts.get("canary") or {}
+    return HostFacts(
+        kernel_release=kernel.get("release"),
+        probe=probe if isinstance(probe, Mapping) and "checks" in probe else None,
+        fs_type=graphroot.get("fs_type"),
+        podman_version=podman.get("version"),
+        podman_backport=bool(podman.get("backport_declared")),
+        driver=podman.get("driver") or "overlay",
+        mount_program=podman.get("mount_program"),
+        disable_idmap_env=bool(disable.get("set")),
+        disable_idmap_where=list(disable.get("where") or []),
+        max_user_namespaces=podman.get("max_user_namespaces"),
+        chrooted=bool(podman.get("chrooted")),
+        supports_shifting=podman.get("supports_shifting"),
+        canary_new_mapped_layers=canary.get("new_mapped_layers") if canary else None,
+        canary_new_mapped_layer_inodes=canary.get("new_mapped_layer_inodes") if canary else None,
+        probe_cache=dict(cache.get("markers") or {}) if cache.get("present") else None,
+        probe_cache_files=dict(cache.get("files") or {}),
+        additional_image_stores=list(podman.get("additional_image_stores") or []),
+        mount_program_marker=marker.get("content"),
+        mount_program_marker_path=marker.get("path"),
+        implicit_mount_program=marker.get("fuse_overlayfs"),
+        unit_storage_conf=[u for u in podman.get("unit_storage_conf") or [] if not u.get("same_files")],
+    )
+
+
+def with_probe(facts: Mapping[str, Any], argv: List[str], rc: int, out: str, err: str) -> Optional[Dict[str, Any]]:
+    """FACTS (gathered while the helper was missing) as `gather` makes them with the helper installed since:
+    the helper's probe (ARGV, run elsewhere with exit status RC and output OUT, ERR: the helper role's, with
+    the arguments `gather` returned) replaces the release-number guess and the verdict rules judge again.
+    Nothing else the facts hold depends on the helper. None where that is not so: a proof was asked for
+    whose case (`_proof_case`) the new verdict changes; then only gathering again tells."""
+    try:
+        probe = probe_output(argv, rc, out, err)  # type: Optional[Dict[str, Any]]
+        probe_error = ""
+    except ProbeError as exc:
+        probe, probe_error = None, str(exc)
+    old = host_facts_of(facts)
+    kernel = facts.get("kernel") or {}
+    host_facts = dataclasses.replace(
+        old, probe=probe, kernel_release=(probe or {}).get("kernel") or kernel.get("release"),
+        fs_type=(probe or {}).get("fs_type") or old.fs_type)
+    verdict = evaluate(host_facts)
+    podman = facts.get("podman") or {}
+    disable = podman.get("disable_idmap_env") or {}
+    proof = facts.get("proof")
+    if proof is not None and not (proof.get("ran") and proof.get("why") == _proof_case(verdict, disable)):
+        return None
+    if disable.get("kept"):
+        # the operator's word, or the proof of the same case: kept as it was
+        verdict = evaluate(dataclasses.replace(host_facts, disable_idmap_kept=disable["kept"]))
+    new = copy.deepcopy(dict(facts))
+    new.update(verdict=verdict.verdict, reasons=verdict.reasons, reason_codes=verdict.reason_codes,
+               remedy=verdict.remedy, shares_noncontiguous=verdict.shares_noncontiguous,
+               kernel=_kernel_facts(verdict, host_facts.kernel_release, probe, probe_error))
+    new["graphroot"] = dict(new.get("graphroot") or {}, fs_type=host_facts.fs_type)
+    new["podman"] = dict(podman, probe_cache=dict(podman.get("probe_cache") or {}, stale=list(verdict.stale_probe_cache)))
+    return new

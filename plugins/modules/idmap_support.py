@@ -121,6 +121,15 @@ options:
         false; with O(proof_strict=true) it does.
     type: bool
     default: false
+  proof_disable_idmap:
+    description:
+      - Run the correctness proof also where O(proof=false), but only where the one obstacle is
+        C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) set in units or files (not in this module's environment): the proof
+        then tells whether the variable is needed before the configure role removes it (RV(podman.disable_idmap_env.kept)),
+        in the same call as the facts. Never in check mode.
+      - The rollout playbook sets it on its first verify where the configure and proof steps are selected.
+    type: bool
+    default: false
   disable_idmap_reason:
     description:
       - Declare that C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) is set on this host on purpose, and why (for example
@@ -591,6 +600,14 @@ helper:
       returned: always
       type: str
       sample: x86_64
+    probe_args:
+      description:
+        - The arguments after the helper binary of the probe this module ran (or would have run) on graphroot's
+          filesystem. A caller that installs the helper afterwards runs it with these, and has the facts judged
+          again on the controller (the rollout does, instead of a second call of this module).
+      returned: always
+      type: list
+      elements: str
 canary:
   description: The live canary's result, or null when it did not run.
   returned: always
@@ -776,6 +793,7 @@ def main():
             proof_accept=dict(type="list", elements="str", default=[],
                               choices=["start", "ownership", "file_caps", "commit"]),
             proof_strict=dict(type="bool", default=False),
+            proof_disable_idmap=dict(type="bool", default=False),
             podman_backport=dict(type="bool", default=False),
             podman=dict(type="str", default="podman"),
             podman_args=dict(type="list", elements="str", default=[]),

@@ -46,6 +46,11 @@ for _item in os.environ.get("BENCH_HOSTS", "bookworm,trixie,sid,sid-fuse").split
     SUITES += [_suite] * int(_times or 1)
 BEFORE = os.environ.get("BENCH_BEFORE", "")
 PART = os.environ.get("BENCH_PART", "all")
+# the changed hosts of BENCH_PART=hosts, one per path through the rollout (every one a fresh host, so the
+# helper is installed in the same run): fuse = sid + fuse-overlayfs (configure, proof, prune); disable =
+# sid whose podman.service sets _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes (its proof, configure unsets it);
+# upgrade-fuse = trixie 5.4 + fuse-overlayfs whose repository has sid's 5.8 (upgrade, then configure)
+CHANGED = os.environ.get("BENCH_CHANGED", "fuse").split(",")
 CALLBACKS = os.path.join(REPO, "tests", "bench", "callback")
 MAPS = ["0:1065537:65536,531571:531571:1,19997967:19997967:1",
         "0:2065537:65536,531571:531571:1,19997967:19997967:1"]
@@ -96,49 +101,76 @@ def counted_run(argv, env, count_file):
         return took, json.load(f)
 
 
+def changed_host(lab, path):
+    """A fresh lab host for PATH (CHANGED) and the rollout's extra arguments for it."""
+    if path == "fuse":
+        return lab.up(suite="sid", mount_program="/usr/bin/fuse-overlayfs"), []
+    if path == "disable":
+        host = lab.up(suite="sid")
+        host.write_file("/etc/systemd/system/podman.service.d/50-noidmap.conf",
+                        "[Service]\nEnvironment=_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes\n")
+        return host, []
+    if path == "upgrade-fuse":
+        return (lab.up(suite="trixie", apt_repo="sid-podman", mount_program="/usr/bin/fuse-overlayfs"),
+                ["-e", "idmapguard_rollout_upgrade_podman=true"])
+    raise SystemExit("BENCH_CHANGED: unknown path %r (fuse, disable, upgrade-fuse)" % path)
+
+
 def per_host(lab, work, env) -> None:
-    """Before/after: a host the rollout changes, and the same host converged."""
+    """Before/after: a host the rollout changes (per path), and the fuse host converged."""
     versions = [("after", REPO)] + ([("before", BEFORE)] if BEFORE else [])
     rows = []
     for label, checkout in versions:
         root = collections_root(checkout, work, label)
         venv = dict(env, ANSIBLE_COLLECTIONS_PATH=root, PYTHONPATH=root)
-        host = lab.up(suite="sid", mount_program="/usr/bin/fuse-overlayfs")
-        try:
-            host.exec(["mkdir", "-p", TEXTFILE_DIR], check=True)
-            image = host.image(files=300)
-            for idmap in MAPS:
-                args = []
-                for extent in idmap.split(","):
-                    args += ["--uidmap", extent, "--gidmap", extent]
-                host.podman("create", "--name", "b%d" % abs(hash(idmap)), *args, image, "/bin/true", check=True)
-                host.podman("rm", "b%d" % abs(hash(idmap)), check=True)
-            inv = os.path.join(work, "inv-%s.ini" % label)
-            with open(inv, "w") as f:
-                f.write(lab.inventory([host.name]))
-            argv = ["ansible-playbook", "-i", inv, "idmapguard.storage.rollout",
-                    "-e", "idmapguard_rollout_report_dir=" + os.path.join(work, "report-" + label),
-                    "-e", '{"idmapguard_rollout_proof_accept": ["commit"]}',
-                    "-e", "idmapguard_configure_allow_store_change=true",
-                    "-e", "idmapguard_remediate_policy=always", "-e", "idmapguard_remediate_min_age=0"]
-            # the first re-run still rewrites the metrics file where the changed run's record
-            # differs (the proof's cost, the helper version); the second shows the steady state
-            for state in ("changed", "converged", "converged2"):
-                took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s.json" % (label, state)))
-                row = counts.get(host.name, {"tasks": 0, "skipped": 0, "remote": 0, "modules": {}})
-                rows.append((label, state, took, row))
-        finally:
-            host.down()
+        for path in CHANGED:
+            rows += per_host_path(lab, work, venv, label, path)
     print()
-    print("per host (sid 5.8.6 + fuse-overlayfs, 2 mapped copies; the rollout configures, proves, prunes):")
+    print("per host (a fresh host each: the helper is installed in the same run; fuse = sid 5.8.6 + fuse-overlayfs,"
+          " 2 mapped copies: configure, proof, prune; disable = sid + _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes in"
+          " podman.service; upgrade-fuse = trixie 5.4.2 + fuse-overlayfs, upgraded to 5.8.6 then configured):")
     print("(tasks: results that ran; skipped: skipped results, each still a worker on the controller)")
-    header = ("version", "host", "wall s", "tasks", "skipped", "remote", "idmap", "module calls")
-    print("%-7s %-10s %8s %7s %7s %7s %6s  %s" % header)
-    for label, state, took, row in rows:
+    header = ("version", "path", "host", "wall s", "tasks", "skipped", "remote", "idmap", "module calls")
+    print("%-7s %-12s %-10s %8s %7s %7s %7s %6s  %s" % header)
+    for label, path, state, took, row in rows:
         mods = ", ".join("%s %d" % (k, v) for k, v in sorted(row["modules"].items()))
         calls = row["modules"].get("idmap_support", 0)
-        line = (label, state, took, row["tasks"], row.get("skipped", "?"), row["remote"], calls, mods)
-        print("%-7s %-10s %8.1f %7d %7s %7d %6d  %s" % line)
+        line = (label, path, state, took, row["tasks"], row.get("skipped", "?"), row["remote"], calls, mods)
+        print("%-7s %-12s %-10s %8.1f %7d %7s %7d %6d  %s" % line)
+    print("load average (1, 5, 15 min) at the end: %.2f %.2f %.2f on %d cores" % (os.getloadavg() + (os.cpu_count(),)))
+
+
+def per_host_path(lab, work, venv, label, path):
+    """The changed run (and, for the fuse host, the converged re-runs) on a fresh host for PATH."""
+    rows = []
+    host, extra = changed_host(lab, path)
+    try:
+        host.exec(["mkdir", "-p", TEXTFILE_DIR], check=True)
+        image = host.image(files=300)
+        for idmap in MAPS:
+            args = []
+            for extent in idmap.split(","):
+                args += ["--uidmap", extent, "--gidmap", extent]
+            host.podman("create", "--name", "b%d" % abs(hash(idmap)), *args, image, "/bin/true", check=True)
+            host.podman("rm", "b%d" % abs(hash(idmap)), check=True)
+        inv = os.path.join(work, "inv-%s-%s.ini" % (label, path))
+        with open(inv, "w") as f:
+            f.write(lab.inventory([host.name]))
+        argv = ["ansible-playbook", "-i", inv, "idmapguard.storage.rollout",
+                "-e", "idmapguard_rollout_report_dir=" + os.path.join(work, "report-" + label),
+                "-e", '{"idmapguard_rollout_proof_accept": ["commit"]}',
+                "-e", "idmapguard_configure_allow_store_change=true",
+                "-e", "idmapguard_remediate_policy=always", "-e", "idmapguard_remediate_min_age=0"] + extra
+        # the first re-run still rewrites the metrics file where the changed run's record
+        # differs (the proof's cost, the helper version); the second shows the steady state
+        for state in ("changed", "converged", "converged2") if path == "fuse" else ("changed",):
+            took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s-%s.json" % (label, path, state)))
+            row = counts.get(host.name, {"tasks": 0, "skipped": 0, "remote": 0, "modules": {}})
+            rows.append((label, path, state, took, row))
+            print("%s %s %s: %.1fs, %s (load %.1f)" % (label, path, state, took, row, os.getloadavg()[0]), flush=True)
+    finally:
+        host.down()
+    return rows
 
 
 def main() -> int:

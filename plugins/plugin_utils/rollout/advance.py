@@ -13,6 +13,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import copy
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import with_probe
 from ansible_collections.idmapguard.storage.plugins.module_utils.proof_verdict import judge
 from ansible_collections.idmapguard.storage.plugins.plugin_utils import podman_upgrade
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.configure_plan import undo_after_failure
@@ -50,13 +51,26 @@ def _verified(state: State, result: Mapping[str, Any], canary_proof: bool) -> No
         state.proof = judge(state.after.get("canary"), state.after.get("proof"))
 
 
+def _rejudged(facts: Mapping[str, Any], probe: Any) -> Optional[Dict[str, Any]]:
+    """The facts judged again with the probe the helper role ran right after installing the helper
+    (its idmapguard_helper.probe); None where that is not sound (idmap_support.with_probe) or no probe ran."""
+    if not isinstance(probe, Mapping) or not probe.get("argv"):
+        return None
+    return with_probe(facts, [str(a) for a in probe["argv"]], _int(probe.get("rc"), 1), str(probe.get("stdout") or ""),
+                      str(probe.get("stderr") or ""))
+
+
 def verify(state: State, result: Mapping[str, Any]) -> None:
     state.before = _facts(result)
-    state.after = copy.deepcopy(state.before)
     state.helper = dict(result.get("helper") or {})
     if "helper" in state.options.steps and state.helper.get("changed") and state.helper.get("run_path"):
-        # verify again with the installed (or, in check mode, staged) helper
+        # from now on verify with the installed (or, in check mode, staged) helper; the facts are
+        # judged again from its probe, else verify runs again (`reverify`)
         state.helper_path = str(state.helper["run_path"])
+        rejudged = _rejudged(state.before, state.helper.get("probe"))
+        if rejudged is not None:
+            state.before, state.rejudged = rejudged, True
+    state.after = copy.deepcopy(state.before)
 
 
 def reverify(state: State, result: Mapping[str, Any]) -> None:
@@ -112,6 +126,9 @@ def _configure_changes(state: State, outcome: Mapping[str, Any]) -> None:
         keys = list(outcome.get("changed_keys") or [])
         state.changes.append("%s %s%s" % (_would(state, "would edit", "edited"), outcome.get("path"),
                                           (": " + ", ".join(keys)) if keys else ""))
+    # the files units name in CONTAINERS_STORAGE_CONF (Podman started by such a unit reads that file alone)
+    state.changes.extend("%s %s (a unit's CONTAINERS_STORAGE_CONF)" % (_would(state, "would edit", "edited"), path)
+                         for path in outcome.get("unit_files") or [])
     state.changes.extend("drop-in %s" % path for path in outcome.get("dropins") or [])
     state.changes.extend("%s stale cached probe answer %s" % (_would(state, "would remove", "removed"), path)
                          for path in outcome.get("probe_cache_cleared") or [])
@@ -139,7 +156,8 @@ def rollback(state: State, result: Mapping[str, Any]) -> None:
     # the host is back where it was: its facts are those from before the change
     state.after = copy.deepcopy(state.before)
     path = (state.configure.get("undo") or {}).get("path") or state.configure.get("path") or "storage.conf"
-    state.changes.append("rolled back %s" % path)
+    units = [str(undo.get("path")) for undo in state.configure.get("unit_undo") or [] if isinstance(undo, Mapping)]
+    state.changes.append("rolled back %s" % ", ".join([str(path)] + [p for p in units if p != path]))
 
 
 def upgrade_rollback(state: State, result: Mapping[str, Any]) -> None:

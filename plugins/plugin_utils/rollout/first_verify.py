@@ -27,8 +27,13 @@ def verify_args(options: Mapping[str, Any], host: str, check_mode: bool) -> Dict
     installs it), and `helper_step`: whether the helper step is selected (only then is the
     helper's record an input of the state)."""
     state = fold(options, host, check_mode)
-    return {"module": {"helper": state.helper_path, "helper_missing": state.plan["helper"]["missing"]},
-            "helper_step": "helper" in state.options.steps}
+    module = {"helper": state.helper_path, "helper_missing": state.plan["helper"]["missing"]}
+    first = state.plan["verify"]
+    if first["proof_disable_idmap"]:
+        # where only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way, prove in this call whether it
+        # is needed, judged as the rollout's every proof (its proof_accept and proof_strict)
+        module.update({key: first[key] for key in ("proof_disable_idmap", "proof_accept", "proof_strict")})
+    return {"module": module, "helper_step": "helper" in state.options.steps}
 
 
 def next_steps(options: Mapping[str, Any], host: str, check_mode: bool, verify: Mapping[str, Any],

@@ -134,6 +134,10 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
                            "helper step selected" if "helper" in opts.steps else "helper step not selected",
                            # a missing helper: the helper step installs it and verify runs again
                            missing="report" if "helper" in opts.steps else "fail")
+    # the first verify also proves, where only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way,
+    # whether the variable is needed (the module decides where that is): no separate `pre_proof` call
+    first_proof = "configure" in opts.steps and "proof" in opts.steps and not state.check_mode
+    out["verify"] = _entry(True, "verify always runs", proof_disable_idmap=first_proof)
     if not state.verified:
         for step in STEP_ORDER:
             out[step] = _entry(False, "verify first")
@@ -142,8 +146,11 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
     failed = state.failed is not None
 
     helper_changed = "helper" in opts.steps and bool(state.helper.get("changed"))
-    out["reverify"] = _entry(helper_changed and "reverify" not in done and not failed,
-                             "the helper changed" if helper_changed else "helper unchanged")
+    out["reverify"] = _entry(helper_changed and not state.rejudged and "reverify" not in done and not failed,
+                             "helper unchanged" if not helper_changed else
+                             "the helper changed; the verdict was made again from the probe it ran when installed"
+                             if state.rejudged else "the helper changed",
+                             proof_disable_idmap=first_proof)
 
     upgrade = state.upgrade
     wanted = opts.upgrade_podman and state.before.get("verdict") == "needs_podman_upgrade"
@@ -167,11 +174,14 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
     due, why = proof_due(state)
     verify_up = bool(upgrade.get("upgraded")) and "verify_upgraded" not in done and not failed
     out["verify_upgraded"] = _entry(verify_up, "Podman was upgraded" if verify_up else "no upgraded Podman",
-                                    **_verify_options(state, due, why))
+                                    proof_disable_idmap=first_proof, **_verify_options(state, due, why))
 
     pending = configure_pending(state)
+    # Every verify before configure proves it in the same call (`proof_disable_idmap`), so this runs
+    # only where that verify was told not to (the operator's idmapguard_verify_proof_disable_idmap)
     pre = (pending and "proof" in opts.steps and not state.check_mode and not failed
-           and list(now.get("reason_codes") or []) == ["disable_idmap_env"] and "pre_proof" not in done)
+           and list(now.get("reason_codes") or []) == ["disable_idmap_env"] and "pre_proof" not in done
+           and not (now.get("proof") or {}).get("ran"))
     out["pre_proof"] = _entry(pre, "only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way: prove whether "
                               "it is needed before removing it" if pre else "not needed",
                               canary=False, proof=True, proof_accept=list(opts.proof_accept),

@@ -115,6 +115,9 @@ class State:
     after: Dict[str, Any] = field(default_factory=dict)
     helper: Dict[str, Any] = field(default_factory=dict)       # the helper role's idmapguard_helper
     helper_path: str = DEFAULT_HELPER                          # where verify finds the helper
+    # the facts were judged again on the controller from the probe the just-installed helper ran
+    # (idmap_support.with_probe), so no second verify is needed for the helper
+    rejudged: bool = False
     backport: bool = False                                     # verify's podman_backport from now on
     disable_kept: str = ""                                     # why _CONTAINERS_OVERLAY_DISABLE_IDMAP stays
     configure: Dict[str, Any] = field(default_factory=dict)    # the configure role's idmapguard_configure
@@ -155,6 +158,7 @@ class State:
         values["changes"] = [str(c) for c in values.get("changes") or []]
         values["check_mode"] = _bool(values.get("check_mode", False))
         values["rolled_back"] = _bool(values.get("rolled_back", False))
+        values["rejudged"] = _bool(values.get("rejudged", False))
         return cls(**values)
 
 

@@ -253,3 +253,121 @@ def test_metrics_dest_returns_the_host_metrics_file_beside_the_facts(host, tmp_p
     assert result["metrics"]["sha256"] == hashlib.sha256(b"x 1\n").hexdigest()
     kind, result = call({"helper": host["helper"], "metrics_dest": ""})
     assert result["metrics"] == {"dir": None, "sha256": None}
+
+
+FAIL = {"ok": False, "errno": "EINVAL", "message": "no"}
+
+
+def _gathered(host, tmp_path, **args):
+    """(facts gathered while the helper was missing, the helper identity, facts gathered with it)."""
+    kind, missing = call(dict(args, helper=str(tmp_path / "nope"), helper_missing="report"))
+    assert kind == "exit"
+    kind, present = call(dict(args, helper=host["helper"]))
+    assert kind == "exit"
+    return missing["ansible_facts"]["idmapguard"], missing["helper"], present["ansible_facts"]["idmapguard"]
+
+
+def _same_store(facts):
+    """FACTS without the filesystem's usage, which the test's own files move between two calls."""
+    facts = json.loads(json.dumps(facts))
+    for key in ("inodes_used", "inodes_free", "bytes_used", "bytes_free"):
+        facts["graphroot"].pop(key, None)
+    return facts
+
+
+@pytest.mark.parametrize("probe_checks,rc,expect", [
+    ({}, 0, "shares"),
+    ({"idmapped_mount": FAIL, "overlay_idmapped_lower": FAIL}, 0, "unsupported_filesystem"),
+    ({"overlay_idmapped_lower": FAIL}, 0, "unsupported_kernel"),
+    ({"idmapped_mount": {"ok": False, "errno": "ENOSPC", "message": "scratch"}}, 0, None),  # inconclusive
+    (None, 2, None),  # no JSON: the probe could not run
+], ids=["passes", "fs-no-idmap", "no-overlay-idmap", "enospc", "no-json"])
+def test_with_probe_judges_as_gather_with_the_helper_installed(host, tmp_path, monkeypatch, probe_checks, rc, expect):
+    """The rollout installs a missing helper and has the verdict made again on the controller from the
+    helper's probe (with_probe) instead of a second idmap_support: the facts must be those idmap_support
+    gathers with the helper there."""
+    if probe_checks is not None:
+        host["probe"]["checks"].update(probe_checks)
+    if rc:
+        real = basic.AnsibleModule.run_command
+
+        def broken(self, argv, check_rc=False, **kwargs):
+            if argv[0] == host["helper"]:
+                host["calls"].append(list(argv))
+                return rc, "", "boom"
+            return real(self, argv, check_rc=check_rc, **kwargs)
+        monkeypatch.setattr(basic.AnsibleModule, "run_command", broken)
+    missing, helper, present = _gathered(host, tmp_path)
+    assert helper["probe_args"][0] == "probe" and helper["probe_args"][-1] == host["graphroot"]
+    argv = [host["helper"]] + helper["probe_args"]
+    out = json.dumps(host["probe"]) if not rc else ""
+    again = backend.with_probe(missing, argv, rc, out, "boom" if rc else "")
+    assert _same_store(again) == _same_store(present)
+    if expect:
+        assert again["verdict"] == expect
+    # the module's own probe ran with the same arguments
+    assert [c for c in host["calls"] if c[:2] == [host["helper"], "probe"]][-1] == argv
+
+
+def test_with_probe_keeps_the_stale_probe_cache_answer(host, tmp_path):
+    cache = tmp_path / "run" / "overlay"
+    cache.mkdir(parents=True)
+    (cache / "idmapped-lower-dir-false").write_text("")
+    missing, helper, present = _gathered(host, tmp_path)
+    assert present["podman"]["probe_cache"]["stale"] == ["idmapped-lower-dir"]
+    argv = [host["helper"]] + helper["probe_args"]
+    assert _same_store(backend.with_probe(missing, argv, 0, json.dumps(host["probe"]), "")) == _same_store(present)
+
+
+def _disable_proof(monkeypatch, failed):
+    checks = {name: {"ok": name not in failed, "message": "m", "reference": "ref-" + name} for name in
+              ("start", "ownership", "file_caps", "commit")}
+    proof = {"ran": True, "checks": checks, "failed_checks": list(failed), "cleanup_errors": [], "ids": {}}
+    runs = []
+
+    def run_proof(run, uidmap, gidmap, podman="podman"):
+        runs.append(uidmap)
+        return json.loads(json.dumps(proof))
+    monkeypatch.setattr(backend, "run_proof", run_proof)
+    monkeypatch.setattr(backend.host_env, "disable_idmap_env",
+                        lambda: {"set": True, "where": ["/etc/systemd/system/podman.service.d/10-x.conf"]})
+    return runs
+
+
+@pytest.mark.parametrize("failed,codes,kept", [
+    ((), ["disable_idmap_env"], None),
+    (("start",), ["disable_idmap_deliberate"], "the correctness proof fails without it: start (ref-start)"),
+])
+def test_proof_disable_idmap_proves_in_the_same_call(host, monkeypatch, failed, codes, kept):
+    """Where only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes (in a unit) stands in the way, proof_disable_idmap runs
+    the proof in the first call (the rollout's pre-proof, without a second idmap_support)."""
+    runs = _disable_proof(monkeypatch, failed)
+    kind, result = call({"helper": host["helper"]})
+    assert kind == "exit" and result["proof"] is None and runs == []
+    assert result["reason_codes"] == ["disable_idmap_env"]
+    kind, result = call({"helper": host["helper"], "proof_disable_idmap": True})
+    assert kind == "exit" and len(runs) == 1 and result["changed"] is True
+    assert result["proof"]["ran"] is True and result["proof"]["why"] == backend.DISABLE_CASE
+    assert result["reason_codes"] == codes
+    assert result["podman"]["disable_idmap_env"]["kept"] == kept
+
+
+def test_proof_disable_idmap_runs_no_proof_where_the_host_shares(host, monkeypatch):
+    runs = _disable_proof(monkeypatch, ())
+    monkeypatch.setattr(backend.host_env, "disable_idmap_env", lambda: {"set": False, "where": []})
+    kind, result = call({"helper": host["helper"], "proof_disable_idmap": True})
+    assert kind == "exit" and result["verdict"] == "shares" and result["proof"] is None and runs == []
+    assert result["changed"] is False
+
+
+def test_with_probe_refuses_where_the_proof_case_changes(host, tmp_path, monkeypatch):
+    """A proof asked for while the helper was missing ran for the guessed verdict: where the probe changes
+    the verdict, the proof's case changes too, so only gathering again tells (None)."""
+    runs = _disable_proof(monkeypatch, ())
+    monkeypatch.setattr(backend.host_env, "disable_idmap_env", lambda: {"set": False, "where": []})
+    missing, helper, _present = _gathered(host, tmp_path, proof=True)
+    assert missing["proof"]["ran"] is True and missing["proof"]["why"] == backend.SHARES_CASE and runs
+    argv = [host["helper"]] + helper["probe_args"]
+    assert backend.with_probe(missing, argv, 0, json.dumps(host["probe"]), "")["verdict"] == "shares"
+    host["probe"]["checks"]["overlay_idmapped_lower"] = FAIL
+    assert backend.with_probe(missing, argv, 0, json.dumps(host["probe"]), "") is None

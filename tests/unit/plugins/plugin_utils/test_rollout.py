@@ -6,6 +6,7 @@ then every step of STEP_ORDER whose plan entry says `run`, feeding each the scri
 its module or role. Each case lists the steps that ran and what the record says."""
 
 import copy
+import json
 
 import pytest
 
@@ -18,7 +19,9 @@ from ansible_collections.idmapguard.storage.plugins.filter.rollout import (
     rollout_start,
     rollout_state,
 )
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import DISABLE_CASE, host_facts_of
 from ansible_collections.idmapguard.storage.plugins.module_utils.proof_verdict import counted_failures, judge
+from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import evaluate
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.advance import advance, fail
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.fold import fold
 from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.plan import STEP_ORDER, plan
@@ -69,6 +72,49 @@ APT_NONE = ("podman:\n  Installed: 4.3.1+ds1-8+b1\n  Candidate: 4.3.1+ds1-8+b1\n
             " *** 4.3.1+ds1-8+b1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n"
             "        100 /var/lib/dpkg/status\n")
 
+
+OK = {"ok": True, "errno": None, "message": "ok"}
+NO = {"ok": False, "errno": "EINVAL", "message": "no"}
+HELPER = "/usr/local/libexec/idmapguard/idmapped-mount"
+UNIT = "/etc/systemd/system/podman.service.d/10-disable.conf"
+
+
+def gathered(mount_program=None, disable=False, kept=None, proof=None, copies=0, used=10):
+    """Facts as idmap_support gathers them while the helper is missing (whole: the verdict is made
+    again from them on the controller, idmap_support.with_probe), judged by the verdict rules."""
+    out = facts(copies=copies, used=used, proof=proof)
+    out["kernel"] = {"release": "6.18.4", "idmapped_mount": True, "overlay_idmapped_lower": True,
+                     "probe": {"error": "the idmapped-mount helper is not installed at %s" % HELPER}}
+    out["graphroot"].update(path="/var/lib/containers/storage", fs_type="ext4")
+    out["podman"] = {"version": "5.8.6", "driver": "overlay", "mount_program": mount_program, "backport_declared": False,
+                     "disable_idmap_env": {"set": disable, "where": [UNIT] if disable else [], "kept": kept},
+                     "max_user_namespaces": 1000, "chrooted": False, "supports_shifting": True,
+                     "probe_cache": {"present": False, "markers": {}, "files": {}, "stale": []},
+                     "additional_image_stores": [], "unit_storage_conf": [],
+                     "mount_program_marker": {"path": None, "content": None, "fuse_overlayfs": None}}
+    hf = host_facts_of(out)
+    if kept:
+        hf.disable_idmap_kept = kept
+    judged = evaluate(hf)
+    out.update(verdict=judged.verdict, reasons=judged.reasons, reason_codes=judged.reason_codes, remedy=judged.remedy,
+               shares_noncontiguous=judged.shares_noncontiguous)
+    return out
+
+
+def installed(**checks):
+    """The helper role's idmapguard_helper where it installed the helper and ran verify's probe with it."""
+    argv = [HELPER, "probe", "--uidmap", "0:1:1,5:5:1", "--gidmap", "0:1:1,5:5:1", "/var/lib/containers/storage"]
+    probe = {"version": "0.1.0", "kernel": "6.18.4", "path": argv[-1], "fs_type": "ext4",
+             "checks": dict({"mount_api": OK, "idmapped_mount": OK, "overlay_idmapped_lower": OK}, **checks)}
+    return {"changed": True, "run_path": HELPER, "path": HELPER,
+            "probe": {"argv": argv, "rc": 0, "stdout": json.dumps(probe), "stderr": ""}}
+
+
+DISABLE_PROOF_OK = dict(PROOF_OK, why=DISABLE_CASE)
+DISABLE_PROOF_FAILS = dict(PROOF_COMMIT, passed=False, why=DISABLE_CASE)
+# a unit file configure edited (the one a unit's CONTAINERS_STORAGE_CONF names)
+UNIT_CONF = "/etc/containers/podman-service-storage.conf"
+UNIT_UNDO = dict(UNDO, path=UNIT_CONF)
 
 # a role always leaves its result fact
 UNSCRIPTED = {"remediate": {"remediate": {"pruned": False}}}
@@ -160,9 +206,25 @@ CASES = [
      [], 1, {"failed": False, "changes": [], "verdict": "shares"}),
     ("converged, copies below the threshold, no systemd", facts("needs_podman_upgrade", copies=3, used=50, systemd=False),
      {}, {}, False, [], 1, {"failed": False, "changes": []}),
-    ("new helper: verify again", facts(), {},
+    # a new helper runs verify's probe when installed: the verdict is made again from it, no second verify
+    ("new helper: judged again from its probe", gathered(), {}, {"_helper": installed()}, False,
+     [], 1, {"failed": False, "verdict": "shares", "changes": ["installed helper at %s" % HELPER]}),
+    ("new helper, its probe says no idmapped lower: judged again", gathered(), {},
+     {"_helper": installed(overlay_idmapped_lower=NO)}, False, ["remediate"], 1,
+     {"failed": False, "verdict": "unsupported_kernel", "verdict_before": "unsupported_kernel",
+      "changes": ["installed helper at %s" % HELPER, "installed and started the copy-cache guard"]}),
+    ("new helper, fixable: configure, one verify with the proof", gathered(mount_program="/usr/bin/fuse-overlayfs"), {},
+     {"_helper": installed(), "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
+     False, ["configure", "verify_changed", "remediate"], 2, {"failed": False, "verdict": "shares"}),
+    # (no probe: a helper role without the probe arguments; or the proof's case the new verdict changes)
+    ("new helper, no probe: verify again", facts(), {},
      {"_helper": {"changed": True, "run_path": "/p", "path": "/p"}, "reverify": {"facts": facts()}}, False,
      ["reverify"], 2, {"failed": False}),
+    ("new helper, proof asked with a guessed verdict the probe changes: verify again",
+     gathered(proof=dict(PROOF_OK, why="verdict shares")), {},
+     {"_helper": installed(overlay_idmapped_lower=NO),
+      "reverify": {"facts": facts("unsupported_kernel", systemd=False)}}, False,
+     ["reverify"], 2, {"failed": False, "verdict": "unsupported_kernel"}),
     ("fixable: configure, verify with the canary and proof, prune", facts("fixable_by_config", copies=2, used=85),
      {}, {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN},
           "remediate": {"remediate": {"copies_found": 2, "copies_removed": 2, "inodes_freed": 200,
@@ -207,7 +269,21 @@ CASES = [
      {"configure": {"configure": CONFIGURED},
       "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_STRICT)}},
      False, ["configure", "verify_changed", "rollback"], 2, {"failed": True, "known_issue": []}),
-    ("disable_idmap only: proof before configure", facts("fixable_by_config", codes=["disable_idmap_env"]), {},
+    # the first verify proves whether _CONTAINERS_OVERLAY_DISABLE_IDMAP is needed (proof_disable_idmap)
+    ("disable_idmap only, proven in the first verify: configure removes it",
+     gathered(disable=True, proof=DISABLE_PROOF_OK, copies=2, used=85), {},
+     {"configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
+     False, ["configure", "verify_changed", "remediate"], 2, {"failed": False, "verdict": "shares"}),
+    ("disable_idmap only, needed (the first verify's proof fails): kept",
+     gathered(disable=True, proof=DISABLE_PROOF_FAILS, kept="the correctness proof fails without it: commit (r)"),
+     {}, {"configure": {"configure": dict(UNCHANGED, action="skipped", reason="kept")}}, False,
+     ["configure", "remediate"], 1, {"failed": False, "reason_codes": ["disable_idmap_deliberate"]}),
+    ("disable_idmap only, new helper: the first verify's proof stands", gathered(disable=True, proof=DISABLE_PROOF_OK),
+     {}, {"_helper": installed(), "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
+     False, ["configure", "verify_changed", "remediate"], 2, {"failed": False}),
+    # (fallback: no proof in the facts because the operator told the verify role not to prove,
+    # -e idmapguard_verify_proof_disable_idmap=false; every verify the rollout makes asks for it)
+    ("fallback: disable_idmap only, no proof yet: proof before configure", facts("fixable_by_config", codes=["disable_idmap_env"]), {},
      {"pre_proof": {"facts": facts("fixable_by_config", codes=["disable_idmap_env"], disable_kept="proof fails")},
       "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
      False, ["pre_proof", "configure", "verify_changed", "remediate"], 3, {"failed": False}),
@@ -297,7 +373,10 @@ def test_transitions(name, before, options, results, check_mode, steps, calls, e
     assert fold_drive(before, options, copy.deepcopy(results), check_mode) == (ran, verify_calls, state)
     assert ran == steps
     assert verify_calls == calls
-    assert verify_calls <= 2 or name.startswith(("upgrade: fixable", "upgrade: proof fails", "disable_idmap"))
+    # issue 19: idmap_support runs at most twice on a changed host. Not yet on an upgraded Podman that
+    # still needs configure, nor where a failed upgrade is undone (each needs the facts of the Podman
+    # installed in between); the fallback is no rollout path (the operator turned the first proof off)
+    assert verify_calls <= 2 or name.startswith(("upgrade: fixable", "upgrade: proof fails", "fallback:"))
     row = record(state)
     assert {key: row[key] for key in expected} == expected
     for step in STEP_ORDER:
@@ -587,3 +666,37 @@ def test_a_step_keeps_the_plan_entry_it_ran_with():
     assert "began" not in before
     assert after.plan["remediate"] == dict(before, run=False, began=True)
     assert not after.plan["act"]
+
+
+def test_the_record_names_the_unit_file_configure_edited_and_rolled_back():
+    """configure edits the storage.conf a unit's CONTAINERS_STORAGE_CONF names (issue 20's unit case): the
+    host's record says which file, and a rollback names it too."""
+    edited = dict(CONFIGURED, conf_changed=False, path=None, changed_keys=[], undo=None,
+                  unit_files=[UNIT_CONF], unit_undo=[UNIT_UNDO])
+    _ran, _calls, state = drive(facts("fixable_by_config"), {},
+                                {"configure": {"configure": edited}, "verify_changed": {"facts": SHARES_PROVEN}})
+    assert record(state)["changes"] == ["edited %s (a unit's CONTAINERS_STORAGE_CONF)" % UNIT_CONF]
+    _ran, _calls, state = drive(facts("fixable_by_config"), {}, {"configure": {"configure": edited}}, True)
+    assert record(state)["changes"] == ["would edit %s (a unit's CONTAINERS_STORAGE_CONF)" % UNIT_CONF]
+    both = dict(CONFIGURED, unit_files=[UNIT_CONF], unit_undo=[UNIT_UNDO])
+    ran, _calls, state = drive(facts("fixable_by_config"), {}, {
+        "configure": {"configure": both},
+        "verify_changed": {"facts": facts("copies_unexplained", canary=CANARY_COPIED, proof=PROOF_OK)}})
+    assert ran == ["configure", "verify_changed", "rollback"]
+    assert record(state)["changes"][-1] == "rolled back %s, %s" % (UNDO["path"], UNIT_CONF)
+    assert UNIT_CONF in record(state)["changes"][1]
+
+
+@pytest.mark.parametrize("options,check_mode,proves", [
+    ({}, False, True),
+    ({}, True, False),
+    ({"steps": ["helper", "verify", "configure", "remediate", "guard"]}, False, False),
+    ({"steps": ["helper", "verify", "proof", "remediate", "guard"]}, False, False),
+    ({"proof": "never"}, False, True),  # as the proof before configure always did
+])
+def test_every_verify_before_configure_proves_whether_disable_idmap_is_needed(options, check_mode, proves):
+    state = start("h", options, check_mode)
+    assert plan(state)["verify"]["proof_disable_idmap"] is proves
+    verified = advance(state, "verify", {"facts": facts(), "helper": {"changed": True, "run_path": "/p"}})
+    assert verified.plan["reverify"]["proof_disable_idmap"] is proves
+    assert verified.plan["verify_upgraded"]["proof_disable_idmap"] is proves

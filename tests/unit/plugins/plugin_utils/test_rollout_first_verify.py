@@ -27,15 +27,23 @@ def verified(verdict="shares", copies=0, helper=None, metrics=None):
     return out
 
 
-@pytest.mark.parametrize("options, helper, missing, helper_step", [
-    ({}, DEFAULT_HELPER, "report", True),
-    ({"helper_dest": "/opt/im"}, "/opt/im", "report", True),
-    ({"steps": ["verify"], "verify_helper": "/srv/im"}, "/srv/im", "fail", False),
-    ({"steps": ["verify", "remediate"]}, DEFAULT_HELPER, "fail", False),
+# where configure and the proof may run, the first verify also proves whether _CONTAINERS_OVERLAY_DISABLE_IDMAP
+# is needed (issue 19: no separate idmap_support for it), judged with the rollout's accepted checks
+PROVES = {"proof_disable_idmap": True, "proof_accept": [], "proof_strict": False}
+
+
+@pytest.mark.parametrize("options, helper, missing, helper_step, proves", [
+    ({}, DEFAULT_HELPER, "report", True, PROVES),
+    ({"helper_dest": "/opt/im", "proof_accept": ["commit"]}, "/opt/im", "report", True,
+     dict(PROVES, proof_accept=["commit"])),
+    ({"steps": ["verify"], "verify_helper": "/srv/im"}, "/srv/im", "fail", False, {}),
+    ({"steps": ["verify", "remediate"]}, DEFAULT_HELPER, "fail", False, {}),
 ])
-def test_verify_args(options, helper, missing, helper_step):
-    assert verify_args(options, "h", False) == {"module": {"helper": helper, "helper_missing": missing},
+def test_verify_args(options, helper, missing, helper_step, proves):
+    assert verify_args(options, "h", False) == {"module": dict({"helper": helper, "helper_missing": missing}, **proves),
                                                 "helper_step": helper_step}
+    # never in check mode (the proof creates containers)
+    assert "proof_disable_idmap" not in verify_args(options, "h", True)["module"]
 
 
 def test_verify_args_refuses_bad_options():
