@@ -137,7 +137,10 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
     # the first verify also proves, where only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way,
     # whether the variable is needed (the module decides where that is): no separate `pre_proof` call
     first_proof = "configure" in opts.steps and "proof" in opts.steps and not state.check_mode
-    out["verify"] = _entry(True, "verify always runs", proof_disable_idmap=first_proof)
+    # judged as every proof of the rollout (the operator's rollout options), with the declared reason
+    disable_proof = {"proof_disable_idmap": first_proof, "proof_accept": list(opts.proof_accept),
+                     "proof_strict": opts.proof_strict, "disable_idmap_reason": opts.disable_idmap_reason}
+    out["verify"] = _entry(True, "verify always runs", **disable_proof)
     if not state.verified:
         for step in STEP_ORDER:
             out[step] = _entry(False, "verify first")
@@ -149,8 +152,7 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
     out["reverify"] = _entry(helper_changed and not state.rejudged and "reverify" not in done and not failed,
                              "helper unchanged" if not helper_changed else
                              "the helper changed; the verdict was made again from the probe it ran when installed"
-                             if state.rejudged else "the helper changed",
-                             proof_disable_idmap=first_proof)
+                             if state.rejudged else "the helper changed", **disable_proof)
 
     upgrade = state.upgrade
     wanted = opts.upgrade_podman and state.before.get("verdict") == "needs_podman_upgrade"

@@ -695,8 +695,11 @@ def test_the_record_names_the_unit_file_configure_edited_and_rolled_back():
     ({"proof": "never"}, False, True),  # as the proof before configure always did
 ])
 def test_every_verify_before_configure_proves_whether_disable_idmap_is_needed(options, check_mode, proves):
+    options = dict(options, proof_accept=["commit"], disable_idmap_reason="ours")
     state = start("h", options, check_mode)
-    assert plan(state)["verify"]["proof_disable_idmap"] is proves
+    # judged as the rollout's every proof: the rollout's accepted checks, the operator's reason
+    judged = {"proof_disable_idmap": proves, "proof_accept": ["commit"], "proof_strict": False, "disable_idmap_reason": "ours"}
+    assert {k: plan(state)["verify"][k] for k in judged} == judged
     verified = advance(state, "verify", {"facts": facts(), "helper": {"changed": True, "run_path": "/p"}})
-    assert verified.plan["reverify"]["proof_disable_idmap"] is proves
-    assert verified.plan["verify_upgraded"]["proof_disable_idmap"] is proves
+    assert {k: verified.plan["reverify"][k] for k in judged} == judged
+    assert {k: verified.plan["verify_upgraded"][k] for k in judged} == judged
