@@ -124,7 +124,7 @@ options:
   proof_disable_idmap:
     description:
       - Run the correctness proof also where O(proof=false), but only where the one obstacle is
-        C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) set in units or files (not in this module's environment): the proof
+        C(_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes) set in units or files (not in this module's environment); the proof
         then tells whether the variable is needed before the configure role removes it (RV(podman.disable_idmap_env.kept)),
         in the same call as the facts. Never in check mode.
       - The rollout playbook sets it on its first verify where the configure and proof steps are selected.

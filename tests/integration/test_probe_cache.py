@@ -12,7 +12,7 @@ import json
 import os
 import re
 import subprocess
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from test_verify import install_helper, run_module  # pylint: disable=import-error
 
@@ -44,8 +44,9 @@ def cache_names(host, runroot: str) -> List[str]:
     return sorted(os.listdir(host.path(runroot + "/overlay")))
 
 
-def rollout(inventory_path: str, report_dir: str, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="1")
+def rollout(inventory_path: str, report_dir: str, *extra: str, env: Optional[Dict[str, str]] = None
+            ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="1", **(env or {}))
     argv = ["ansible-playbook", "-i", inventory_path, "idmapguard.storage.rollout",
             "-e", "idmapguard_rollout_report_dir=%s" % report_dir, *extra]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
@@ -139,6 +140,39 @@ def test_stale_negative_cache_verify_rollout_then_no_copy(lab_host, inventory, t
     second = rollout(inv, report_dir)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr
     assert changed_count(second.stdout, host) == 0
+
+
+def test_helper_installed_by_the_rollout_judges_the_stale_cache_with_two_verifies(lab_host, inventory, tmp_path):
+    """A fresh host: the helper is missing, so the first verify cannot prove the cached negative
+    answer stale (the probe alone can). The helper role installs the helper and runs that probe;
+    the verdict is made again from it on the controller (issue 19: no second idmap_support for the
+    helper), and configure decides from that verdict: it removes the stale answer, the proof after
+    it passes, and idmap_support ran twice in all (a callback counts the module calls)."""
+    host = lab_host("sid")
+    assert not os.path.exists(host.path("/usr/local/libexec/idmapguard/idmapped-mount"))
+    runroot = podman_info(host)["store"]["runRoot"]
+    cache = runroot + "/overlay"
+    host.exec(["sh", "-c", "rm -f %s/idmapped-lower-dir-true && : > %s/idmapped-lower-dir-false" % (cache, cache)],
+              check=True)
+    assert podman_info(host)["store"]["graphStatus"]["Supports shifting"] == "false"
+    inv = inventory(host)
+    report_dir = str(tmp_path / "report")
+    counts = str(tmp_path / "counts.json")
+    proc = rollout(inv, report_dir, env={"ANSIBLE_CALLBACK_PLUGINS": os.path.join(REPO, "tests", "bench", "callback"),
+                                         "ANSIBLE_CALLBACKS_ENABLED": "count_tasks", "BENCH_COUNT_FILE": counts})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    row = report_row(report_dir, host)
+    print("ROLLOUT", json.dumps({k: row[k] for k in ("verdict_before", "reason_codes", "verdict", "changes")}, indent=1))
+    # judged with the probe the installed helper ran: stale, not "unproven"
+    assert row["verdict_before"] == "fixable_by_config" and row["verdict"] == "shares"
+    assert row["changes"][0] == "installed helper at /usr/local/libexec/idmapguard/idmapped-mount"
+    assert "removed stale cached probe answer %s/idmapped-lower-dir-false" % cache in row["changes"]
+    assert row["proof"]["passed"] is True and row["proof"]["new_mapped_layers"] == 0
+    with open(counts) as f:
+        assert json.load(f)[host.name]["modules"]["idmap_support"] == 2
+    # Podman itself
+    assert podman_info(host)["store"]["graphStatus"]["Supports shifting"] == "true"
+    assert "idmapped-lower-dir-false" not in cache_names(host, runroot)
 
 
 def test_mount_program_marker_without_mount_program_is_found(lab_host, inventory):
