@@ -155,9 +155,14 @@ def rollback(state: State, result: Mapping[str, Any]) -> None:
     state.rolled_back = True
     # the host is back where it was: its facts are those from before the change
     state.after = copy.deepcopy(state.before)
-    path = (state.configure.get("undo") or {}).get("path") or state.configure.get("path") or "storage.conf"
-    units = [str(undo.get("path")) for undo in state.configure.get("unit_undo") or [] if isinstance(undo, Mapping)]
-    state.changes.append("rolled back %s" % ", ".join([str(path)] + [p for p in units if p != path]))
+    # every file the rollback wrote back or removed (its plan entry): storage.conf or our drop-in, the
+    # files units name in CONTAINERS_STORAGE_CONF, the systemd drop-ins
+    entry = state.plan.get("rollback") or {}
+    paths = [str(w.get("path")) for w in entry.get("writes") or [] if isinstance(w, Mapping)]
+    paths += [str(p) for p in entry.get("remove") or [] if str(p) not in paths]
+    if not paths:
+        paths = [str((state.configure.get("undo") or {}).get("path") or state.configure.get("path") or "storage.conf")]
+    state.changes.append("rolled back %s" % ", ".join(paths))
 
 
 def upgrade_rollback(state: State, result: Mapping[str, Any]) -> None:
