@@ -10,8 +10,7 @@ seed-size copies take 1.36x to 1.45x the time of ``rm -rf`` of the same data
 (``make bench-prune``). Here the plan is cut into batches (:func:`batches`); a child process,
 at the walk's low CPU and idle I/O priority (priority.lower_this_thread), walks batch k + 1
 while the caller stages batch k under the store's locks and deletes it after releasing them,
-and sends back what it found (sizes, the pre-flight's reasons, the top entries' flags). Not a
-thread: both loops are Python, and a nice-19 thread that holds the interpreter lock when the
+and sends back what it found (sizes, the pre-flight's reasons, the top entries' flags). Not a thread: both loops are Python, and a nice-19 thread that holds the interpreter lock when the
 scheduler preempts it stalls the deletion with it (a thread made the deletion take twice as
 long on a loaded machine). A child is forked only between batches, when this process holds no
 store lock and no staging run open, and only reads.
@@ -38,7 +37,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import MappedCopy
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import lower_this_thread
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import (
+    lower_this_thread, run_in_background,
+)
 
 # A batch closes at this many copies or this many (estimated) inodes, whichever comes first:
 # about 4 seed-size copies (6,900 entries each). The first batch's walk is the only one not
@@ -75,7 +76,12 @@ class _Child:
     def __init__(self, batch: List[MappedCopy], walk: Walk) -> None:
         self.batch = batch
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:  # the child: walk, answer, and never return into the caller's code
             code = 0
             try:
@@ -121,6 +127,35 @@ class _Child:
         self._close()
 
 
+class _Inline:
+    """The walk of one batch where no child can be forked (EAGAIN, ENOMEM, a seccomp filter):
+    done when its answer is asked for, in a thread at low priority as the plan's walks are."""
+
+    def __init__(self, batch: List[MappedCopy], walk: Walk) -> None:
+        self.batch = batch
+        self.walk = walk
+
+    def answer(self) -> Dict[str, Any]:
+        started = time.monotonic()
+        try:
+            _value, taken = run_in_background(lambda: self.walk(self.batch))
+        except Exception as exc:  # pylint: disable=broad-except
+            return {"error": str(exc), "store_error": isinstance(exc, StoreError)}
+        return {"seconds": time.monotonic() - started, "priority": taken,
+                "copies": {copy.layer_id: {name: getattr(copy, name) for name in WALKED_FIELDS}
+                           for copy in self.batch}}
+
+    def kill(self) -> None:
+        """Nothing runs before answer() is called."""
+
+
+def _start(batch: List[MappedCopy], walk: Walk) -> "Any":
+    try:
+        return _Child(batch, walk)
+    except OSError:
+        return _Inline(batch, walk)
+
+
 def _walk_and_answer(batch: List[MappedCopy], walk: Walk, write_fd: int) -> int:
     answer: Dict[str, Any] = {}
     try:
@@ -149,7 +184,7 @@ class WalkAhead:
     def __init__(self, batch_list: Sequence[List[MappedCopy]], walk: Walk) -> None:
         self._batches = list(batch_list)
         self._walk = walk
-        self._child: Optional[_Child] = None
+        self._child: Any = None  # a _Child, or an _Inline where no child could be forked
         self.walk_seconds = 0.0     # the children's time walking (overlapped with the caller's work)
         self.waited_seconds = 0.0   # the caller's time waiting for a walk to finish
         self.priority: Dict[str, bool] = {}
@@ -157,7 +192,7 @@ class WalkAhead:
     def __iter__(self) -> Iterator[List[MappedCopy]]:
         if not self._batches:
             return
-        self._child = _Child(self._batches[0], self._walk)
+        self._child = _start(self._batches[0], self._walk)
         for index, batch in enumerate(self._batches):
             started = time.monotonic()
             answer = self._child.answer()
@@ -176,7 +211,7 @@ class WalkAhead:
             if index + 1 < len(self._batches):
                 # Forked here: between batches this process holds no store lock and no
                 # staging run (the one before was deleted and closed).
-                self._child = _Child(self._batches[index + 1], self._walk)
+                self._child = _start(self._batches[index + 1], self._walk)
             yield batch
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import Store, StoreLocation
 from ansible_collections.idmapguard.storage.plugins.module_utils.store import analysis
-from ansible_collections.idmapguard.storage.plugins.module_utils.store import operations
+from ansible_collections.idmapguard.storage.plugins.module_utils.store import operations, walk_ahead
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.analysis import MappedCopy
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import PruneError
@@ -172,16 +172,24 @@ def _wait_walk(journal, layer_id, seconds=60.0):
     return False
 
 
-def test_the_walk_runs_at_low_priority_and_the_callers_is_untouched(fake_store, monkeypatch, tmp_path):
+def test_the_walk_runs_at_low_priority_while_the_prune_deletes(fake_store, monkeypatch, tmp_path):
     store, _ids, plan = make(fake_store)
+    order = plan.layer_ids
     journal = Journal(tmp_path / "journal")
     _record_walks(monkeypatch, journal, lambda _id: (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)))
     before = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))
-    store.prune(plan, 60, batch_copies=1)
-    seen = [tuple(int(w) for w in line[3:]) for line in journal.lines()]
-    assert len(seen) == 3
+    seen = []
+
+    def hook(step):
+        if step.startswith("delete:%s" % order[0]) and not seen:
+            # Batch 2 is walked while batch 1 is deleted: at the walk's own low priority.
+            assert _wait_walk(journal, order[1])
+            seen.extend(tuple(int(w) for w in line[3:]) for line in journal.lines() if line[1] == order[1])
+
+    store.prune(plan, 60, hook=hook, batch_copies=1)
+    assert len(seen) == 1
     if os.geteuid() == 0:
-        assert set(seen) == {(os.SCHED_BATCH, 19)}
+        assert seen == [(os.SCHED_BATCH, 19)]
     assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
 
 
@@ -329,3 +337,17 @@ def test_a_stop_between_batches_changes_nothing_of_the_next_batch(fake_store):
     _assert_untouched(fake_store, second)
     _assert_untouched(fake_store, third)
     assert _staging(fake_store) == [] and _no_walk_child_left()
+
+
+def test_where_no_child_can_be_forked_the_walk_runs_here_and_the_prune_goes_on(fake_store, monkeypatch):
+    store, _ids, plan = make(fake_store)
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(walk_ahead.os, "fork", no_fork)
+    result = store.prune(plan, 60, batch_copies=1)
+    assert [c.layer_id for c in result.removed] == plan.layer_ids and result.not_removed == []
+    assert all(c.measured == "measured" for c in result.removed) and result.walk_seconds > 0
+    for layer_id in plan.layer_ids:
+        _assert_gone(fake_store, layer_id)
