@@ -10,7 +10,8 @@ seed-size copies take 1.36x to 1.45x the time of ``rm -rf`` of the same data
 (``make bench-prune``). Here the plan is cut into batches (:func:`batches`); a child process,
 at the walk's low CPU and idle I/O priority (priority.lower_this_thread), walks batch k + 1
 while the caller stages batch k under the store's locks and deletes it after releasing them,
-and sends back what it found (sizes, the pre-flight's reasons, the top entries' flags). Not a thread: both loops are Python, and a nice-19 thread that holds the interpreter lock when the
+and sends back what it found (sizes, the pre-flight's reasons, the top entries' flags). Not a
+thread: both loops are Python, and a nice-19 thread that holds the interpreter lock when the
 scheduler preempts it stalls the deletion with it (a thread made the deletion take twice as
 long on a loaded machine). A child is forked only between batches, when this process holds no
 store lock and no staging run open, and only reads.
