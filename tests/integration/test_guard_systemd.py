@@ -88,7 +88,7 @@ def check_result(host):
     problems = rs.system_check(host)
     if problems is None:
         return {"podman": host.podman_version(), "ok": None, "problems": ["no `podman system check` in Podman 4.x"]}
-    return {"podman": host.podman_version(), "ok": not problems, "problems": sorted(problems)[:20]}
+    return {"podman": host.podman_version(), "ok": not problems, "problems": sorted(problems)}
 
 
 def named_layers(host, problems):
@@ -342,8 +342,15 @@ def under_systemd(host, tag, began):
         "journal_stopped_line": journal_lines(host, "stopped", "-b")[-1:],
         "podman_system_check_after_stop": check_stopped,
         "podman_system_check_after_next_start": check_started}
-    # once the next start finished the staging, Podman's own check finds nothing (5.x)
-    assert check_started["ok"] in (None, True), check_started
+    # once the next start finished the staging, Podman's own check finds nothing of ours (5.x):
+    # only the mtimes its chown walk leaves on each copy it made (remediate_support), which a copy
+    # the guard has not evicted yet still shows
+    check_started["named_layers"] = named_layers(host, check_started["problems"])
+    if check_started["ok"] is False:
+        mapped = {layer for layer, seen in check_started["named_layers"].items()
+                  if seen["mapped_copy"] and seen["in_layers_json"] and seen["has_driver_dir"]}
+        beyond = rs.damage_beyond_copy_mtimes(check_started["problems"], mapped)
+        assert not beyond, check_started
 
     step("stop checked")
 
