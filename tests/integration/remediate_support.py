@@ -168,9 +168,9 @@ _HEADER = re.compile(r"^(Damaged (image|layer) [0-9a-f]{64}:|Error: damage detec
 
 def damage_beyond_copy_mtimes(problems, mapped_copies) -> List[str]:
     """The lines of `podman system check` (system_check) other than the mtime-only lines of
-    mapped copies the store still records (Podman's own, above) and the bare headers above each
-    line: what a prune or the guard could have caused (a copy with files gone, staged data
-    "not accounted for", a layer missing)."""
+    the layers in MAPPED_COPIES (Podman's own, above) and the bare headers above each line: what
+    a prune or the guard could have caused (a copy with files gone, staged data "not accounted
+    for", a layer missing, the mtime of a layer that is not a copy)."""
     left = []
     for line in sorted(problems or ()):
         match = _COPY_MTIME.match(line)
