@@ -13,21 +13,31 @@ The order of the plays alternates from round to round, and the spread of the per
 is printed beside the medians (on a loaded machine single rounds drift). With BENCH_BEFORE, the
 older collection's converged re-runs are timed in the same rounds against the same bare plays.
 
+Before the timed rounds every version re-runs once untimed: the first re-run after the run that
+converged the fleet still rewrites the metrics file (the record of a run that installed the
+helper differs), which is not the steady state the goal is about. Beside the wall times, the
+controller's CPU seconds per play (ansible-playbook and its workers and ssh clients) are printed:
+on a shared machine they drift less than the wall time.
+
 Per host, before and after a change of the collection (BENCH_BEFORE: a checkout of the older
 collection, e.g. `git worktree add /work/wt/rollout-before <sha>`): for a host the rollout
 changes (sid with fuse-overlayfs and mapped copies: configure, proof, prune) and for the same host
 converged (the re-run), the task results (those that ran, and the skipped ones, which still cost
 the controller a worker each), the module calls by module
 (idmap_support among them; a callback counts them, tests/bench/callback/count_tasks.py), and the
-wall time of the changed host's run.
+wall time of the changed host's run. Before and after run interleaved, BENCH_HOST_ROUNDS rounds
+(default 1) of a fresh host per path and version, the order alternating from round to round, so
+both see the same load; the after/before ratio of the wall time per round and its median are
+printed per path.
 Prints the numbers; asserts nothing about time.
 
-    make bench-rollout   (BENCH_ROUNDS=3, BENCH_HOSTS=bookworm,trixie,sid,sid-fuse, or e.g. sid*16,trixie*16;
+    make bench-rollout   (BENCH_ROUNDS=3, BENCH_HOST_ROUNDS=1, BENCH_HOSTS=bookworm,trixie,sid,sid-fuse, or e.g. sid*16,trixie*16;
                           BENCH_BEFORE=path; BENCH_PART=all|hosts|ratio;
                           BENCH_EXTRA='["-e", "idmapguard_metrics_dir="]' adds arguments to the rollout)
 """
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +50,8 @@ sys.path.insert(0, REPO)
 from tests.lab.lab import Lab  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# rounds of the per-host part (BENCH_PART=hosts): a fresh host per path and version in each
+HOST_ROUNDS = int(os.environ.get("BENCH_HOST_ROUNDS", "1"))
 SUITES = []  # type: list
 for _item in os.environ.get("BENCH_HOSTS", "bookworm,trixie,sid,sid-fuse").split(","):
     _suite, _sep, _times = _item.partition("*")
@@ -74,10 +86,21 @@ BARE_PLAY = """\
 """
 
 
+# the controller's CPU seconds of every play run() ran, in order (user + system of the
+# ansible-playbook process tree: its workers and their ssh clients)
+CPU = []  # type: list
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(argv, env) -> float:
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _children_cpu()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO, check=False)
     took = time.monotonic() - start
+    CPU.append(_children_cpu() - cpu)
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout[-4000:] + proc.stderr[-2000:])
         raise SystemExit("bench-rollout: %s failed (exit %d)" % (argv[3] if len(argv) > 3 else argv, proc.returncode))
@@ -117,30 +140,51 @@ def changed_host(lab, path):
 
 
 def per_host(lab, work, env) -> None:
-    """Before/after: a host the rollout changes (per path), and the fuse host converged."""
+    """Before/after: a host the rollout changes (per path), and the fuse host converged; before and
+    after interleaved (a fresh host each), the order alternating from round to round."""
     versions = [("after", REPO)] + ([("before", BEFORE)] if BEFORE else [])
-    rows = []
+    venvs = {}
     for label, checkout in versions:
         root = collections_root(checkout, work, label)
-        venv = dict(env, ANSIBLE_COLLECTIONS_PATH=root, PYTHONPATH=root)
+        venvs[label] = dict(env, ANSIBLE_COLLECTIONS_PATH=root, PYTHONPATH=root)
+    rows = []
+    for i in range(HOST_ROUNDS):
         for path in CHANGED:
-            rows += per_host_path(lab, work, venv, label, path)
+            for label, _checkout in (versions if i % 2 == 0 else list(reversed(versions))):
+                rows += [(i + 1,) + row for row in per_host_path(lab, work, venvs[label], label, path, i + 1)]
     print()
     print("per host (a fresh host each: the helper is installed in the same run; fuse = sid 5.8.6 + fuse-overlayfs,"
           " 2 mapped copies: configure, proof, prune; disable = sid + _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes in"
           " podman.service; upgrade-fuse = trixie 5.4.2 + fuse-overlayfs, upgraded to 5.8.6 then configured):")
-    print("(tasks: results that ran; skipped: skipped results, each still a worker on the controller)")
-    header = ("version", "path", "host", "wall s", "tasks", "skipped", "remote", "idmap", "module calls")
-    print("%-7s %-12s %-10s %8s %7s %7s %7s %6s  %s" % header)
-    for label, path, state, took, row in rows:
+    print("(tasks: results that ran; skipped: skipped results, each still a worker on the controller;"
+          " cpu: the controller's CPU seconds; load: 1-min load average at the end of the run)")
+    header = ("round", "version", "path", "host", "wall s", "cpu s", "load", "tasks", "skipped", "remote", "idmap",
+              "module calls")
+    print("%-5s %-7s %-12s %-10s %8s %6s %5s %6s %7s %6s %5s  %s" % header)
+    for rnd, label, path, state, took, cpu, load, row in rows:
         mods = ", ".join("%s %d" % (k, v) for k, v in sorted(row["modules"].items()))
         calls = row["modules"].get("idmap_support", 0)
-        line = (label, path, state, took, row["tasks"], row.get("skipped", "?"), row["remote"], calls, mods)
-        print("%-7s %-12s %-10s %8.1f %7d %7s %7d %6d  %s" % line)
+        line = (rnd, label, path, state, took, cpu, load, row["tasks"], row.get("skipped", "?"), row["remote"], calls,
+                mods)
+        print("%-5d %-7s %-12s %-10s %8.1f %6.1f %5.1f %6d %7s %6d %5d  %s" % line)
+    if BEFORE:
+        print()
+        print("wall time of the changed run, after / before, per round (same round: same load, order alternating):")
+        for path in CHANGED:
+            walls = {label: [r[4] for r in rows if r[1] == label and r[2] == path and r[3] == "changed"]
+                     for label, _checkout in versions}
+            ratios = [a / b for a, b in zip(walls["after"], walls["before"])]
+            cpus = {label: [r[5] for r in rows if r[1] == label and r[2] == path and r[3] == "changed"]
+                    for label, _checkout in versions}
+            print("  %-12s before %s s, after %s s; ratio per round %s: median %.2f (spread %.2f..%.2f);"
+                  " controller cpu median before %.1f s, after %.1f s" % (
+                      path, " ".join("%.1f" % w for w in walls["before"]), " ".join("%.1f" % w for w in walls["after"]),
+                      " ".join("%.2f" % r for r in ratios), statistics.median(ratios), min(ratios), max(ratios),
+                      statistics.median(cpus["before"]), statistics.median(cpus["after"])))
     print("load average (1, 5, 15 min) at the end: %.2f %.2f %.2f on %d cores" % (os.getloadavg() + (os.cpu_count(),)))
 
 
-def per_host_path(lab, work, venv, label, path):
+def per_host_path(lab, work, venv, label, path, rnd=1):
     """The changed run (and, for the fuse host, the converged re-runs) on a fresh host for PATH."""
     rows = []
     host, extra = changed_host(lab, path)
@@ -153,21 +197,23 @@ def per_host_path(lab, work, venv, label, path):
                 args += ["--uidmap", extent, "--gidmap", extent]
             host.podman("create", "--name", "b%d" % abs(hash(idmap)), *args, image, "/bin/true", check=True)
             host.podman("rm", "b%d" % abs(hash(idmap)), check=True)
-        inv = os.path.join(work, "inv-%s-%s.ini" % (label, path))
+        inv = os.path.join(work, "inv-%s-%s-%d.ini" % (label, path, rnd))
         with open(inv, "w") as f:
             f.write(lab.inventory([host.name]))
         argv = ["ansible-playbook", "-i", inv, "idmapguard.storage.rollout",
-                "-e", "idmapguard_rollout_report_dir=" + os.path.join(work, "report-" + label),
+                "-e", "idmapguard_rollout_report_dir=" + os.path.join(work, "report-%s-%d" % (label, rnd)),
                 "-e", '{"idmapguard_rollout_proof_accept": ["commit"]}',
                 "-e", "idmapguard_configure_allow_store_change=true",
                 "-e", "idmapguard_remediate_policy=always", "-e", "idmapguard_remediate_min_age=0"] + extra
         # the first re-run still rewrites the metrics file where the changed run's record
         # differs (the proof's cost, the helper version); the second shows the steady state
         for state in ("changed", "converged", "converged2") if path == "fuse" else ("changed",):
-            took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s-%s.json" % (label, path, state)))
+            took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s-%s-%d.json" % (label, path, state, rnd)))
             row = counts.get(host.name, {"tasks": 0, "skipped": 0, "remote": 0, "modules": {}})
-            rows.append((label, path, state, took, row))
-            print("%s %s %s: %.1fs, %s (load %.1f)" % (label, path, state, took, row, os.getloadavg()[0]), flush=True)
+            load = os.getloadavg()[0]
+            rows.append((label, path, state, took, CPU[-1], load, row))
+            print("round %d %s %s %s: %.1fs, cpu %.1fs, %s (load %.1f)" % (rnd, label, path, state, took, CPU[-1], row,
+                                                                         load), flush=True)
     finally:
         host.down()
     return rows
@@ -217,17 +263,26 @@ def main() -> int:
             root = collections_root(BEFORE, work, "before")
             before_env = dict(env, ANSIBLE_COLLECTIONS_PATH=root, PYTHONPATH=root)
         times = {name: [] for name in ("bare", "bare_b", "roll", "one", "before", "before_one")}
+        cpu = {name: [] for name in times}
         plays = [("bare", ["ansible-playbook", "-i", inv, bare], env),
                  ("bare_b", ["ansible-playbook", "-i", inv, bare_batched], env),
                  ("roll", rollout, env), ("one", one_batch, env)]
         if before_env:
             plays += [("before", rollout, before_env), ("before_one", one_batch, before_env)]
+        # the first re-run after the converging run may still rewrite the metrics file: untimed
+        print("re-running each version once (not timed) ...", flush=True)
+        for name, argv, play_env in plays:
+            if name in ("roll", "before"):
+                run(argv, play_env)
+        print("load before the rounds: %.2f" % os.getloadavg()[0], flush=True)
         for i in range(ROUNDS):
             # alternate the order: a drifting load then favours neither side
             for name, argv, play_env in (plays if i % 2 == 0 else list(reversed(plays))):
                 times[name].append(run(argv, play_env))
+                cpu[name].append(CPU[-1])
             print("round %d (load %.1f): %s" % (i + 1, os.getloadavg()[0], ", ".join(
-                "%s %.1fs" % (name, times[name][-1]) for name, _argv, _env in plays)), flush=True)
+                "%s %.1fs (cpu %.1fs)" % (name, times[name][-1], cpu[name][-1]) for name, _argv, _env in plays)),
+                flush=True)
         mb, mbb = statistics.median(times["bare"]), statistics.median(times["bare_b"])
         print()
         print("hosts: %s" % ", ".join("%s (podman %s)" % (h.name, h.podman_version()) for h in hosts))
@@ -243,10 +298,15 @@ def main() -> int:
             print("%sconverged rollout re-run, one batch:       %.1fs  ratio %.2f vs bare in one batch" % (label, mo, mo / mb))
             batched = [r / b for r, b in zip(times[batched_name], times["bare_b"])]
             single = [o / b for o, b in zip(times[one_name], times["bare"])]
-            print("%sper-round ratios, default batches: %s (spread %.2f..%.2f)" % (
-                label, " ".join("%.2f" % r for r in batched), min(batched), max(batched)))
-            print("%sper-round ratios, one batch:       %s (spread %.2f..%.2f)" % (
-                label, " ".join("%.2f" % r for r in single), min(single), max(single)))
+            print("%sper-round ratios, default batches: %s (median %.2f, spread %.2f..%.2f)" % (
+                label, " ".join("%.2f" % r for r in batched), statistics.median(batched), min(batched), max(batched)))
+            print("%sper-round ratios, one batch:       %s (median %.2f, spread %.2f..%.2f)" % (
+                label, " ".join("%.2f" % r for r in single), statistics.median(single), min(single), max(single)))
+            cb, co = statistics.median(cpu[batched_name]), statistics.median(cpu[one_name])
+            print("%scontroller cpu (median): default batches %.1fs vs bare %.1fs (ratio %.2f); one batch %.1fs vs bare"
+                  " %.1fs (ratio %.2f)" % (label, cb, statistics.median(cpu["bare_b"]),
+                                           cb / statistics.median(cpu["bare_b"]), co, statistics.median(cpu["bare"]),
+                                           co / statistics.median(cpu["bare"])))
         print("goal: ratio <= 1.2")
         print("load average (1, 5, 15 min) at the end: %.2f %.2f %.2f on %d cores" % (os.getloadavg() + (os.cpu_count(),)))
         return 0
