@@ -43,20 +43,21 @@ options:
   options:
     description:
       - The operator's rollout options (the keys of P(idmapguard.storage.rollout_state#filter)'s input); null values are not set.
+      - Not given (as in the rollout) - read from the operator's variables that are set, by name (C(idmapguard_rollout_steps),
+        C(idmapguard_rollout_proof), ..., C(idmapguard_remediate_store_location.graphroot)), only those templated.
     type: dict
-    required: true
   verify:
     description:
       - Options of M(idmapguard.storage.idmap_support) the operator set (C(uidmap), C(gidmap), C(canary), C(proof),
         C(proof_accept), C(proof_strict), C(disable_idmap_reason), C(podman_backport), C(podman_args), C(units));
         null or empty values take the module's defaults.
+      - Not given - read from the variables C(idmapguard_verify_<option>) that are set.
     type: dict
-    default: {}
   metrics_dest:
     description:
       - The metrics_textfile destination whose host file idmap_support also looks at; empty - none (no metrics step).
+      - Not given - C(idmapguard_metrics_dir), else C(auto).
     type: str
-    default: auto
 seealso:
   - module: idmapguard.storage.idmap_support
   - plugin: idmapguard.storage.rollout_state
@@ -64,7 +65,11 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Verify support (facts, verdict, and the installed helper)
+- name: Verify support (facts, verdict, and the installed helper), the operator's variables as they are set
+  idmapguard.storage.rollout_verify:
+  register: idmapguard_verify_result
+
+- name: Verify support with these options instead
   idmapguard.storage.rollout_verify:
     options:
       steps: [helper, verify]
@@ -78,7 +83,8 @@ rollout:
   description:
     - C(options), the operator's options; C(helper), the helper's record where it is current without
       the helper step (else null); C(act), whether any task follows on this host; C(why), which of
-      C(helper), C(steps) and C(metrics) is due.
+      C(helper), C(steps) and C(metrics) is due; C(record), where nothing follows, the host's line in the
+      fleet report (P(idmapguard.storage.rollout_record#filter) of the same state), else null.
   returned: always
   type: dict
 verdict:

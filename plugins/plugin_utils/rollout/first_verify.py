@@ -40,13 +40,17 @@ def next_steps(options: Mapping[str, Any], host: str, check_mode: bool, verify: 
                helper: Optional[Mapping[str, Any]], metrics_dir: str) -> Dict[str, Any]:
     """After the first verify (VERIFY: idmap_support's result; HELPER: the helper's record where it
     is known to be current without the helper step, else None): `act`, whether any task follows
-    (the helper step, a step of the plan, or the metrics file), and why."""
+    (the helper step, a step of the plan, or the metrics file), and why; where nothing follows,
+    also `record`, the host's line in the report: the fold over these same results that the
+    rollout's record task would make again (rollout_host.yml takes it instead, which on a
+    converged fleet saves that task's templating of the whole verify result per host)."""
     state = fold(options, host, check_mode, {"verify": verify, "helper": helper})
     plan = state.plan
+    line = record(state)
     metrics = False
     if metrics_dir:
         observed = verify.get("helper") or {}
-        metrics = write_due(record(state), str(observed.get("version") or ""), verify.get("metrics"))
+        metrics = write_due(line, str(observed.get("version") or ""), verify.get("metrics"))
     why = [name for name, due in (("helper", plan["helper"]["run"]), ("steps", plan["act"]), ("metrics", metrics))
            if due]
-    return {"act": bool(why), "why": why}
+    return {"act": bool(why), "why": why, "record": None if why else line}

@@ -80,10 +80,39 @@ def test_next_steps(tmp_path, name, options, verdict, copies, current, steady, w
     if not steady:
         metrics = dict(metrics, sha256="0" * 64)
     out = next_steps(options, "h", False, verified(verdict, copies, metrics=metrics), helper, "auto")
-    assert out == {"act": bool(why), "why": why}
+    assert {key: out[key] for key in ("act", "why")} == {"act": bool(why), "why": why}
+    # the record only where nothing follows (else the record task folds the steps' results)
+    assert (out["record"] is None) == bool(why)
 
 
 def test_no_metrics_dir_no_metrics_step():
-    assert next_steps({}, "h", False, verified(), CURRENT, "") == {"act": False, "why": []}
+    assert next_steps({}, "h", False, verified(), CURRENT, "")["why"] == []
     # not looked at: the module decides, so the step runs
-    assert next_steps({}, "h", False, verified(), CURRENT, "auto") == {"act": True, "why": ["metrics"]}
+    assert next_steps({}, "h", False, verified(), CURRENT, "auto")["why"] == ["metrics"]
+
+
+# converged hosts of several kinds: the record the first verify makes is the one the record task
+# (`_igr | rollout_record` in rollout_host.yml: the filters rollout_state and rollout_record over the
+# registered result of the action, which carries `rollout` beside idmap_support's result) would make
+RECORD_CASES = [
+    ("shares", {}, "shares", 0),
+    ("shares, check mode", {}, "shares", 0),
+    ("copying, guard off", {"guard": False}, "needs_podman_upgrade", 0),
+    ("verify only, a copy left", {"steps": ["verify"]}, "shares", 3),
+    ("a copying host, verify only, proof always", {"steps": ["verify"], "proof": "always"}, "copies", 0),
+]
+
+
+@pytest.mark.parametrize("name, options, verdict, copies", RECORD_CASES, ids=[c[0] for c in RECORD_CASES])
+def test_the_first_verify_makes_the_record_the_record_task_would(name, options, verdict, copies):
+    from ansible_collections.idmapguard.storage.plugins.filter.rollout import rollout_record, rollout_state
+    check_mode = "check mode" in name
+    helper = CURRENT if "helper" in options.get("steps", ["helper"]) else None
+    result = verified(verdict, copies)
+    out = next_steps(options, "h", check_mode, result, helper, "")
+    assert out["act"] is False and out["record"] is not None
+    registered = dict(result, rollout=dict(out, options=options, helper=helper))
+    folded = rollout_state(registered["rollout"]["options"], host="h", check_mode=check_mode, verify=registered,
+                           helper=helper)
+    assert out["record"] == rollout_record(folded)
+    assert out["record"]["verdict"] == verdict and out["record"]["host"] == "h"
