@@ -212,8 +212,8 @@ def per_host_path(lab, work, venv, label, path, rnd=1):
             row = counts.get(host.name, {"tasks": 0, "skipped": 0, "remote": 0, "modules": {}})
             load = os.getloadavg()[0]
             rows.append((label, path, state, took, CPU[-1], load, row))
-            print("round %d %s %s %s: %.1fs, cpu %.1fs, %s (load %.1f)" % (rnd, label, path, state, took, CPU[-1], row,
-                                                                         load), flush=True)
+            print("round %d %s %s %s: %.1fs, cpu %.1fs, %s (load %.1f)"
+                  % (rnd, label, path, state, took, CPU[-1], row, load), flush=True)
     finally:
         host.down()
     return rows
