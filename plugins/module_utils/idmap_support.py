@@ -20,8 +20,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import host_env
 from ansible_collections.idmapguard.storage.plugins.module_utils import known_issues
-from ansible_collections.idmapguard.storage.plugins.module_utils.canary import CanaryError, run_canary
-from ansible_collections.idmapguard.storage.plugins.module_utils.sharing_proof import CHECKS, ProofError, run_proof
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import Runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guard.guard_state import (
     DEFAULT_STATE_FILE, read_status,
@@ -196,6 +194,11 @@ def _proof(run: Runner, params: SupportParams, case: Optional[str], verdict: str
     """The `proof` facts: None when not asked for; {ran: false, ...} when it did not run."""
     if not _proof_asked(params, case):
         return None
+    # imported where the proof is asked for: the module is compiled from source on every call, and
+    # a converged host's call has no use for it
+    from ansible_collections.idmapguard.storage.plugins.module_utils.sharing_proof import (  # pylint: disable=import-outside-toplevel
+        CHECKS, ProofError, run_proof,
+    )
     unknown = sorted(set(params.proof_accept) - set(CHECKS))
     if unknown:
         raise SupportError("proof_accept names unknown checks %s (known: %s)" % (", ".join(unknown), ", ".join(CHECKS)))
@@ -309,6 +312,10 @@ def gather(params: SupportParams, run: Runner, check_mode: bool, kernel_release:
     if params.canary and check_mode:
         warnings.append("canary skipped in check mode: it creates and removes an image and a container")
     elif params.canary:
+        # imported where the canary is asked for (as the proof, in _proof)
+        from ansible_collections.idmapguard.storage.plugins.module_utils.canary import (  # pylint: disable=import-outside-toplevel
+            CanaryError, run_canary,
+        )
         changed = True  # it created and removed an image and a container, even if it then failed
         try:
             canary = run_canary(prun, settings, params.uidmap, params.gidmap, podman=params.podman)

@@ -12,6 +12,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.idmapguard.storage.plugins.module_utils import idmap_support as backend
+from ansible_collections.idmapguard.storage.plugins.module_utils import sharing_proof
 from ansible_collections.idmapguard.storage.plugins.modules import idmap_support
 
 CONTRACT_KEYS = {"verdict", "reasons", "reason_codes", "remedy", "shares_noncontiguous", "kernel", "graphroot",
@@ -328,7 +329,7 @@ def _disable_proof(monkeypatch, failed):
     def run_proof(run, uidmap, gidmap, podman="podman"):
         runs.append(uidmap)
         return json.loads(json.dumps(proof))
-    monkeypatch.setattr(backend, "run_proof", run_proof)
+    monkeypatch.setattr(sharing_proof, "run_proof", run_proof)  # imported by idmap_support where asked for
     monkeypatch.setattr(backend.host_env, "disable_idmap_env",
                         lambda: {"set": True, "where": ["/etc/systemd/system/podman.service.d/10-x.conf"]})
     return runs
