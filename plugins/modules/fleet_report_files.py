@@ -24,6 +24,9 @@ description:
     changed; O(dest) is created (mode 0755) when missing.
   - The report is an artefact of the run, so the files are written in check mode as well (the
     report then says it shows planned changes), and the task never reports a change.
+  - Hands the report to AWX as C(ansible.builtin.set_stats) would (not per host, not aggregated) - the
+    job's artifact C(idmapguard_fleet_report) with C(summary), C(summary_line), C(hosts) and
+    C(report_dir) - and prints the summary line with where the HTML report is.
 author:
   - idmapguard contributors (@idmapguard)
 attributes:
@@ -88,4 +91,8 @@ written:
   returned: always
   type: list
   elements: str
+msg:
+  description: The report's summary line and where the HTML report is (also printed).
+  returned: success
+  type: str
 """

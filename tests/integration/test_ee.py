@@ -52,7 +52,7 @@ def awx_job(image: str, pdd: str, playbook: str, ident: str, cmdline: str = "") 
     for event in job["events"]:
         data = event.get("event_data") or {}
         if event["event"] in ("playbook_on_play_start", "runner_on_failed") or data.get("task") in (
-                "Record the helper this host has", "Hand the report to AWX", "Install the guard's archive (one zip application)"):
+                "Record the helper this host has", "Write the report as Markdown, HTML and JSON", "Install the guard's archive (one zip application)"):
             print("  event %s: %s %s" % (event["event"], data.get("task") or data.get("play"), data.get("host", "")))
     print("  set_stats idmapguard_fleet_report.summary_line: %s"
           % job["artifact_data"].get("idmapguard_fleet_report", {}).get("summary_line"))
