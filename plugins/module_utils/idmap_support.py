@@ -25,6 +25,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.copy_cache_guar
     DEFAULT_STATE_FILE, read_status,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import (
+    DEFAULT_HELPER,
     HelperMissingError,
     ProbeError,
     helper_identity,
@@ -33,7 +34,13 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe im
     probe_output,
     run_probe,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import IDMapError, is_contiguous, parse_idmap
+from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import (
+    DEFAULT_GIDMAP,
+    DEFAULT_UIDMAP,
+    IDMapError,
+    is_contiguous,
+    parse_idmap,
+)
 from ansible_collections.idmapguard.storage.plugins.module_utils.podman_host import (
     StorageConfError,
     StorageSettings,
@@ -52,6 +59,27 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import fs_usage
 from ansible_collections.idmapguard.storage.plugins.module_utils.store_view import mapped_copies
 from ansible_collections.idmapguard.storage.plugins.module_utils.verdict import HostFacts, evaluate, probe_conclusive
+
+
+# idmap_support's options (SupportParams' fields), defined once: the idmap_support module's argument
+# spec, and what podman_upgrade gathers with after a package change (its `verify` option)
+ARGUMENT_SPEC = dict(
+    helper=dict(type="path", default=DEFAULT_HELPER),
+    helper_missing=dict(type="str", default="fail", choices=["fail", "report"]),
+    uidmap=dict(type="str", default=DEFAULT_UIDMAP),
+    gidmap=dict(type="str", default=DEFAULT_GIDMAP),
+    canary=dict(type="bool", default=False),
+    proof=dict(type="bool", default=False),
+    disable_idmap_reason=dict(type="str"),
+    proof_accept=dict(type="list", elements="str", default=[], choices=["start", "ownership", "file_caps", "commit"]),
+    proof_strict=dict(type="bool", default=False),
+    proof_disable_idmap=dict(type="bool", default=False),
+    podman_backport=dict(type="bool", default=False),
+    podman=dict(type="str", default="podman"),
+    podman_args=dict(type="list", elements="str", default=[]),
+    storage_conf=dict(type="path"),
+    units=dict(type="list", elements="str", default=[]),
+)  # type: Dict[str, Dict[str, Any]]
 
 
 class SupportError(RuntimeError):

@@ -769,11 +769,10 @@ proof:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.idmapguard.storage.plugins.module_utils.helper_probe import DEFAULT_HELPER
-from ansible_collections.idmapguard.storage.plugins.module_utils.idmap import DEFAULT_GIDMAP, DEFAULT_UIDMAP
 from ansible_collections.idmapguard.storage.plugins.module_utils.command_json import module_runner
 from ansible_collections.idmapguard.storage.plugins.module_utils.metrics_textfile import observe_host_file
 from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support import (
+    ARGUMENT_SPEC,
     SupportError,
     SupportParams,
     gather,
@@ -782,25 +781,7 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.idmap_support i
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            helper=dict(type="path", default=DEFAULT_HELPER),
-            helper_missing=dict(type="str", default="fail", choices=["fail", "report"]),
-            uidmap=dict(type="str", default=DEFAULT_UIDMAP),
-            gidmap=dict(type="str", default=DEFAULT_GIDMAP),
-            canary=dict(type="bool", default=False),
-            proof=dict(type="bool", default=False),
-            disable_idmap_reason=dict(type="str"),
-            proof_accept=dict(type="list", elements="str", default=[],
-                              choices=["start", "ownership", "file_caps", "commit"]),
-            proof_strict=dict(type="bool", default=False),
-            proof_disable_idmap=dict(type="bool", default=False),
-            podman_backport=dict(type="bool", default=False),
-            podman=dict(type="str", default="podman"),
-            podman_args=dict(type="list", elements="str", default=[]),
-            storage_conf=dict(type="path"),
-            units=dict(type="list", elements="str", default=[]),
-            metrics_dest=dict(type="str"),
-        ),
+        argument_spec=dict(ARGUMENT_SPEC, metrics_dest=dict(type="str")),
         supports_check_mode=True,
     )
     metrics_dest = module.params.pop("metrics_dest")

@@ -61,7 +61,8 @@ PART = os.environ.get("BENCH_PART", "all")
 # the changed hosts of BENCH_PART=hosts, one per path through the rollout (every one a fresh host, so the
 # helper is installed in the same run): fuse = sid + fuse-overlayfs (configure, proof, prune); disable =
 # sid whose podman.service sets _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes (its proof, configure unsets it);
-# upgrade-fuse = trixie 5.4 + fuse-overlayfs whose repository has sid's 5.8 (upgrade, then configure)
+# upgrade-fuse = trixie 5.4 + fuse-overlayfs whose repository has sid's 5.8 (upgrade, then configure);
+# upgrade-fail = bookworm 4.3 upgraded to trixie's 5.4 declared a backport (the proof fails, 4.3 back)
 CHANGED = os.environ.get("BENCH_CHANGED", "fuse").split(",")
 CALLBACKS = os.path.join(REPO, "tests", "bench", "callback")
 MAPS = ["0:1065537:65536,531571:531571:1,19997967:19997967:1",
@@ -96,12 +97,12 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(argv, env) -> float:
+def run(argv, env, may_fail=False) -> float:
     start, cpu = time.monotonic(), _children_cpu()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO, check=False)
     took = time.monotonic() - start
     CPU.append(_children_cpu() - cpu)
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not may_fail:
         sys.stdout.write(proc.stdout[-4000:] + proc.stderr[-2000:])
         raise SystemExit("bench-rollout: %s failed (exit %d)" % (argv[3] if len(argv) > 3 else argv, proc.returncode))
     return took
@@ -116,10 +117,10 @@ def collections_root(checkout: str, work: str, label: str) -> str:
     return root
 
 
-def counted_run(argv, env, count_file):
+def counted_run(argv, env, count_file, may_fail=False):
     env = dict(env, ANSIBLE_CALLBACK_PLUGINS=CALLBACKS, ANSIBLE_CALLBACKS_ENABLED="count_tasks",
                BENCH_COUNT_FILE=count_file)
-    took = run(argv, env)
+    took = run(argv, env, may_fail)
     with open(count_file) as f:
         return took, json.load(f)
 
@@ -136,7 +137,13 @@ def changed_host(lab, path):
     if path == "upgrade-fuse":
         return (lab.up(suite="trixie", apt_repo="sid-podman", mount_program="/usr/bin/fuse-overlayfs"),
                 ["-e", "idmapguard_rollout_upgrade_podman=true"])
-    raise SystemExit("BENCH_CHANGED: unknown path %r (fuse, disable, upgrade-fuse)" % path)
+    if path == "upgrade-fail":
+        # bookworm 4.3 whose repository has trixie's 5.4, wrongly declared a backport: the upgrade's
+        # canary still copies, the host fails and gets its previous Podman back (the run exits non-zero)
+        return (lab.up(suite="bookworm", apt_repo="trixie-podman-bookworm"),
+                ["-e", "idmapguard_rollout_upgrade_podman=true",
+                 "-e", '{"idmapguard_rollout_upgrade_backports": ["5.4.2+ds1-2+b2"]}'])
+    raise SystemExit("BENCH_CHANGED: unknown path %r (fuse, disable, upgrade-fuse, upgrade-fail)" % path)
 
 
 def per_host(lab, work, env) -> None:
@@ -158,15 +165,18 @@ def per_host(lab, work, env) -> None:
           " podman.service; upgrade-fuse = trixie 5.4.2 + fuse-overlayfs, upgraded to 5.8.6 then configured):")
     print("(tasks: results that ran; skipped: skipped results, each still a worker on the controller;"
           " cpu: the controller's CPU seconds; load: 1-min load average at the end of the run)")
+    # gathers: every gather of the host's facts, idmap_support's and podman_upgrade's own after a package change
+    print("(idmap: idmap_support calls; gath: those plus podman_upgrade's, which gathers in the same call)")
     header = ("round", "version", "path", "host", "wall s", "cpu s", "load", "tasks", "skipped", "remote", "idmap",
-              "module calls")
-    print("%-5s %-7s %-12s %-10s %8s %6s %5s %6s %7s %6s %5s  %s" % header)
+              "gath", "module calls")
+    print("%-5s %-7s %-12s %-10s %8s %6s %5s %6s %7s %6s %5s %4s  %s" % header)
     for rnd, label, path, state, took, cpu, load, row in rows:
         mods = ", ".join("%s %d" % (k, v) for k, v in sorted(row["modules"].items()))
         calls = row["modules"].get("idmap_support", 0)
+        gathers = calls + row["modules"].get("podman_upgrade", 0)
         line = (rnd, label, path, state, took, cpu, load, row["tasks"], row.get("skipped", "?"), row["remote"], calls,
-                mods)
-        print("%-5d %-7s %-12s %-10s %8.1f %6.1f %5.1f %6d %7s %6d %5d  %s" % line)
+                gathers, mods)
+        print("%-5d %-7s %-12s %-10s %8.1f %6.1f %5.1f %6d %7s %6d %5d %4d  %s" % line)
     if BEFORE:
         print()
         print("wall time of the changed run, after / before, per round (same round: same load, order alternating):")
@@ -208,7 +218,8 @@ def per_host_path(lab, work, venv, label, path, rnd=1):
         # the first re-run still rewrites the metrics file where the changed run's record
         # differs (the proof's cost, the helper version); the second shows the steady state
         for state in ("changed", "converged", "converged2") if path == "fuse" else ("changed",):
-            took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s-%s-%d.json" % (label, path, state, rnd)))
+            took, counts = counted_run(argv, venv, os.path.join(work, "count-%s-%s-%s-%d.json" % (label, path, state, rnd)),
+                                       may_fail=path == "upgrade-fail")
             row = counts.get(host.name, {"tasks": 0, "skipped": 0, "remote": 0, "modules": {}})
             load = os.getloadavg()[0]
             rows.append((label, path, state, took, CPU[-1], load, row))

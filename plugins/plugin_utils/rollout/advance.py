@@ -102,19 +102,14 @@ def upgrade_list(state: State, result: Mapping[str, Any]) -> None:
 
 
 def upgrade_install(state: State, result: Mapping[str, Any]) -> None:
+    """podman_upgrade's result: whether it changed the package, and the facts of the Podman installed
+    now, gathered in the same call (with the canary and the proof its plan entry asked for)."""
     state.upgrade = podman_upgrade.upgrade_outcome(state.upgrade, installed=bool(result.get("changed")))
     state.changes.append(state.upgrade["note"])
     if state.upgrade.get("upgraded"):
         # a declared backport is what verify is told from now on
         state.backport = bool(state.upgrade.get("backport")) or state.options.podman_backport
-
-
-def verify_upgraded(state: State, result: Mapping[str, Any]) -> None:
-    _verified(state, result, bool(state.plan.get("verify_upgraded", {}).get("proof")))
-
-
-def pre_proof(state: State, result: Mapping[str, Any]) -> None:
-    state.after = _facts(result)
+    _verified(state, result, bool(((state.plan.get("upgrade_install") or {}).get("verify") or {}).get("proof")))
 
 
 def _configure_changes(state: State, outcome: Mapping[str, Any]) -> None:
@@ -171,7 +166,7 @@ def upgrade_rollback(state: State, result: Mapping[str, Any]) -> None:
     if spec:
         state.changes.append("installed %s again" % spec)
     state.backport = state.options.podman_backport
-    if spec:  # verified again with the previous Podman
+    if spec:  # the previous Podman's facts, gathered by the podman_upgrade call that installed it again
         state.after = _facts(result)
 
 
@@ -217,8 +212,6 @@ STEPS = {
     "upgrade": upgrade,
     "upgrade_list": upgrade_list,
     "upgrade_install": upgrade_install,
-    "verify_upgraded": verify_upgraded,
-    "pre_proof": pre_proof,
     "configure": configure,
     "verify_changed": verify_changed,
     "rollback": rollback,
@@ -234,7 +227,7 @@ def _settle_upgrade(state: State) -> None:
     up = state.upgrade
     if not up.get("upgraded") or up.get("judged") or state.check_mode:
         return
-    if "verify_upgraded" not in state.done or configure_pending(state) or state.plan.get("verify_changed", {}).get("run"):
+    if "upgrade_install" not in state.done or configure_pending(state) or state.plan.get("verify_changed", {}).get("run"):
         return
     judged = podman_upgrade.failed_proof(up, str(state.now.get("verdict")), state.proof,
                                          list(state.now.get("reasons") or []))

@@ -39,12 +39,12 @@ def ran(result: Any) -> bool:
 
 
 def _facts(result: Any) -> Optional[Dict[str, Any]]:
-    """The verify facts of a registered idmap_support result (None: it did not run)."""
+    """The verify facts of a registered idmap_support (or podman_upgrade) result (None: it did not run)."""
     if not ran(result):
         return None
     facts = (result.get("ansible_facts") or {}).get("idmapguard")
     if not isinstance(facts, Mapping):
-        raise RolloutError("an idmap_support result without ansible_facts.idmapguard")
+        raise RolloutError("an idmap_support or podman_upgrade result without ansible_facts.idmapguard")
     return {"facts": facts}
 
 
@@ -71,9 +71,13 @@ def _upgrade_list(state: State, results: Results) -> Optional[Dict[str, Any]]:
 
 
 def _upgrade_install(state: State, results: Results) -> Optional[Dict[str, Any]]:
+    # podman_upgrade: whether the package changed (not the canary's `changed`), and the facts it gathered
     del state
-    done = [r for r in (results.get("upgrade_install_apt"), results.get("upgrade_install_dnf")) if ran(r)]
-    return {"changed": any(r.get("changed") for r in done)} if done else None
+    done = results.get("upgrade_install")
+    facts = _facts(done)
+    if facts is None:
+        return None
+    return dict(facts, changed=bool((done.get("podman") or {}).get("changed")))
 
 
 def _role_fact(name: str, key: str) -> Callable[[State, Results], Optional[Dict[str, Any]]]:
@@ -94,7 +98,7 @@ def _rollback(state: State, results: Results) -> Optional[Dict[str, Any]]:
 def _upgrade_rollback(state: State, results: Results) -> Optional[Dict[str, Any]]:
     if not state.plan["upgrade_rollback"].get("spec"):
         return {}  # no previous Podman on offer: nothing runs on the host, the upgraded one stays
-    return _facts(results.get("upgrade_rollback_verify"))
+    return _facts(results.get("upgrade_rollback"))
 
 
 def _guard_stop(state: State, results: Results) -> Optional[Dict[str, Any]]:
@@ -107,8 +111,6 @@ EXTRACT = {
     "upgrade": _upgrade,
     "upgrade_list": _upgrade_list,
     "upgrade_install": _upgrade_install,
-    "verify_upgraded": _verify_step("verify_upgraded"),
-    "pre_proof": _verify_step("pre_proof"),
     "configure": _role_fact("configure", "configure"),
     "verify_changed": _verify_step("verify_changed"),
     "rollback": _rollback,
@@ -118,9 +120,8 @@ EXTRACT = {
 }  # type: Dict[str, Callable[[State, Results], Optional[Dict[str, Any]]]]
 # the names a caller passes (each step's registered results or role fact; `verify` is the verify
 # role's idmapguard_verify_result, `helper` the helper role's idmapguard_helper)
-RESULT_NAMES = ("verify", "helper", "reverify", "pkg_mgr", "upgrade_refresh", "upgrade_list", "upgrade_install_apt",
-                "upgrade_install_dnf", "verify_upgraded", "pre_proof", "configure", "verify_changed",
-                "rollback", "upgrade_rollback_verify", "remediate", "guard_stop")
+RESULT_NAMES = ("verify", "helper", "reverify", "pkg_mgr", "upgrade_refresh", "upgrade_list", "upgrade_install",
+                "configure", "verify_changed", "rollback", "upgrade_rollback", "remediate", "guard_stop")
 
 
 def _failed(state: State, failure: Mapping[str, Any], results: Results) -> State:

@@ -27,9 +27,7 @@ STEP_ORDER = (
     "reverify",          # verify again with a helper the helper step just installed
     "upgrade",           # opt-in: learn the package manager
     "upgrade_list",      # list the Podman versions in the host's repositories; plan the upgrade
-    "upgrade_install",   # install the Podman that shares
-    "verify_upgraded",   # verify the upgraded Podman (with the canary and proof when due)
-    "pre_proof",         # the proof before configure removes _CONTAINERS_OVERLAY_DISABLE_IDMAP
+    "upgrade_install",   # install the Podman that shares; the same call gathers its facts (canary, proof when due)
     "configure",         # storage.conf, drop-ins, stale probe answers
     "verify_changed",    # verify after configure, with the canary and proof when due
     "rollback",          # a failed proof puts storage.conf back (the module's `undo`)
@@ -58,8 +56,9 @@ def conf_changed(state: State) -> bool:
     return state.configure.get("action") == "configured"
 
 
-def proof_due(state: State) -> Tuple[bool, str]:
-    """Whether the canary and the correctness proof run with the next verify after a change."""
+def proof_due(state: State, upgrading: bool = False) -> Tuple[bool, str]:
+    """Whether the canary and the correctness proof run with the next verify after a change
+    (UPGRADING: the verify is the upgrade's own, after the new Podman is installed)."""
     opts = state.options
     if "proof" not in opts.steps:
         return False, "proof step not selected"
@@ -69,7 +68,7 @@ def proof_due(state: State) -> Tuple[bool, str]:
         return False, "idmapguard_rollout_proof is never"
     if opts.proof == "always":
         return True, "idmapguard_rollout_proof is always"
-    if state.upgrade.get("upgraded"):
+    if upgrading or state.upgrade.get("upgraded"):
         return True, "Podman was upgraded"
     if conf_changed(state):
         return True, "storage.conf changed"
@@ -80,6 +79,15 @@ def _verify_options(state: State, canary_proof: bool, why: str) -> Dict[str, Any
     return {"canary": canary_proof, "proof": canary_proof, "why_proof": why,
             "proof_accept": list(state.options.proof_accept), "proof_strict": state.options.proof_strict,
             "disable_idmap_reason": state.disable_kept or state.options.disable_idmap_reason}
+
+
+def _module_verify(state: State, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """podman_upgrade's `verify`: idmap_support's options for the gather after a package change (the
+    YAML adds the operator's idmapguard_verify_* map, podman and unit settings)."""
+    out = {"helper": state.helper_path, "podman_backport": state.backport}
+    out.update({k: v for k, v in options.items() if k != "why_proof"})
+    out["disable_idmap_reason"] = out.get("disable_idmap_reason") or None
+    return out
 
 
 def configure_pending(state: State) -> bool:
@@ -135,7 +143,7 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
                            # a missing helper: the helper step installs it and verify runs again
                            missing="report" if "helper" in opts.steps else "fail")
     # the first verify also proves, where only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way,
-    # whether the variable is needed (the module decides where that is): no separate `pre_proof` call
+    # whether the variable is needed (the module decides where that is): no separate proof call
     first_proof = "configure" in opts.steps and "proof" in opts.steps and not state.check_mode
     # judged as every proof of the rollout (the operator's rollout options), with the declared reason
     disable_proof = {"proof_disable_idmap": first_proof, "proof_accept": list(opts.proof_accept),
@@ -169,32 +177,29 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
         # dnf list exits 1 when no repository has the package: that is an answer, not a failure
         rc_must_be_zero=manager == "apt")
     install = bool(upgrade.get("upgrade")) and not state.check_mode and "upgrade_install" not in done and not failed
+    # podman_upgrade gathers the installed Podman's facts in the same call, as the verify after the
+    # upgrade (with the canary and the proof: due after an upgrade; a proof configure still comes
+    # before is judged after configure), so no idmap_support call sits between the upgrade and configure
+    up_due, up_why = proof_due(state, upgrading=True)
+    up_verify = dict(_verify_options(state, up_due, up_why), proof_disable_idmap=first_proof,
+                     podman_backport=bool(upgrade.get("backport")) or opts.podman_backport)
     out["upgrade_install"] = _entry(install, "check mode: nothing is installed" if state.check_mode
                                     else str(upgrade.get("note") or "no upgrade planned"),
-                                    apt=install and manager == "apt", dnf=install and manager != "apt",
-                                    spec=upgrade.get("target_spec"))
+                                    package_manager=manager, spec=upgrade.get("target_spec"),
+                                    verify=_module_verify(state, up_verify))
     due, why = proof_due(state)
-    verify_up = bool(upgrade.get("upgraded")) and "verify_upgraded" not in done and not failed
-    out["verify_upgraded"] = _entry(verify_up, "Podman was upgraded" if verify_up else "no upgraded Podman",
-                                    proof_disable_idmap=first_proof, **_verify_options(state, due, why))
 
     pending = configure_pending(state)
-    # Every verify before configure proves it in the same call (`proof_disable_idmap`), so this runs
-    # only where that verify was told not to (the operator's idmapguard_verify_proof_disable_idmap)
-    pre = (pending and "proof" in opts.steps and not state.check_mode and not failed
-           and list(now.get("reason_codes") or []) == ["disable_idmap_env"] and "pre_proof" not in done
-           and not (now.get("proof") or {}).get("ran"))
-    out["pre_proof"] = _entry(pre, "only _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes stands in the way: prove whether "
-                              "it is needed before removing it" if pre else "not needed",
-                              canary=False, proof=True, proof_accept=list(opts.proof_accept),
-                              proof_strict=opts.proof_strict,
-                              disable_idmap_reason=opts.disable_idmap_reason)
+    # Every verify before configure (the first, the helper's again, the upgrade's) proves in the same
+    # call whether _CONTAINERS_OVERLAY_DISABLE_IDMAP is needed where it alone stands in the way
+    # (`proof_disable_idmap`): configure removes it only where that proof ran and passed (no separate
+    # proof before configure: test_rollout's table shows the facts carry it on every path)
     out["configure"] = _entry(pending and not failed, "verdict %s" % verdict)
 
     changed = conf_changed(state)
     verify_after = (not state.check_mode and not failed and "verify_changed" not in done and not pending
                     and (changed or (due and verdict == "shares" and state.proof is None
-                                     and "verify_upgraded" not in done)))
+                                     and "upgrade_install" not in done)))
     if changed:
         reason = "storage.conf changed"
     elif due:
@@ -213,9 +218,12 @@ def plan(state: State) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too
 
     up_failed = bool(upgrade.get("proof_failed")) and not upgrade.get("rolled_back") and "upgrade_rollback" not in done
     spec = upgrade.get("rollback_spec")
+    # the previous Podman again, and (the same podman_upgrade call) its facts for the record: no
+    # canary or proof (the host fails either way), the operator's backport declaration again
     out["upgrade_rollback"] = _entry(up_failed and not failed, str(upgrade.get("error") or "no failed upgrade"),
-                                     apt=bool(spec) and manager == "apt", dnf=bool(spec) and manager != "apt",
-                                     spec=spec)
+                                     package_manager=manager, spec=spec,
+                                     verify=_module_verify(state, {"canary": False, "proof": False,
+                                                                   "podman_backport": opts.podman_backport}))
 
     copies = _int((now.get("graphroot") or {}).get("mapped_copies"), 1)  # unknown: look
     decision = reclaim(state)

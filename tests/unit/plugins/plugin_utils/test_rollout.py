@@ -33,7 +33,10 @@ from ansible_collections.idmapguard.storage.plugins.plugin_utils.rollout.state i
     start,
 )
 
-VERIFY_STEPS = ("reverify", "verify_upgraded", "pre_proof", "verify_changed", "upgrade_rollback")
+# the steps that call idmap_support; podman_upgrade (upgrade_install, upgrade_rollback) gathers the same
+# facts in the call that changed the package: PACKAGE_STEPS, counted apart (test_gathers_per_upgrade_path)
+VERIFY_STEPS = ("reverify", "verify_changed")
+PACKAGE_STEPS = ("upgrade_install", "upgrade_rollback")
 GUARD_RUNNING = {"pid": 42, "updated": 1.0e9, "stale": False, "budget": {"budget_inodes": 1000},
                  "cache": {"copies": 2, "inodes": 300}, "evictions": {"total": 5, "inodes": 700}}
 
@@ -146,15 +149,14 @@ def drive(before, options=None, results=None, check_mode=False, helper=None):
         result = results.get(step, UNSCRIPTED.get(step, {}))
         if isinstance(result, list):
             result = result.pop(0)
-        if step in VERIFY_STEPS and (step != "upgrade_rollback" or state.plan[step]["spec"]):
-            calls += 1
+        calls += step in VERIFY_STEPS
         state = advance(state, step, result)
     return ran, calls, state
 
 
 def registered(step, result):
     """What STEP's tasks leave for the fold (rollout/fold.py RESULT_NAMES), given its scripted result."""
-    if step in ("reverify", "verify_upgraded", "pre_proof", "verify_changed"):
+    if step in ("reverify", "verify_changed"):
         return {step: {"changed": False, "ansible_facts": {"idmapguard": result["facts"]}}}
     if step == "upgrade":
         return {"pkg_mgr": result.get("package_manager")}
@@ -162,13 +164,16 @@ def registered(step, result):
         return {"upgrade_list": {"rc": 0, "stdout": result.get("listing", "")},
                 "upgrade_refresh": result.get("refresh", {"skipped": True})}
     if step == "upgrade_install":
-        return {"upgrade_install_apt": {"changed": bool(result.get("changed"))}, "upgrade_install_dnf": {"skipped": True}}
+        # podman_upgrade: `changed` is also true for the canary; podman.changed says whether the package did
+        return {"upgrade_install": {"changed": True, "podman": {"changed": bool(result.get("changed"))},
+                                    "ansible_facts": {"idmapguard": result["facts"]}}}
     if step == "configure":
         return {"configure": result["configure"]}
     if step == "rollback":
         return {"rollback": {"changed": False, "msg": "put back"}}
     if step == "upgrade_rollback":
-        return {"upgrade_rollback_verify": {"ansible_facts": {"idmapguard": result["facts"]}}} if "facts" in result else {}
+        return {"upgrade_rollback": {"changed": True, "podman": {"changed": True},
+                                     "ansible_facts": {"idmapguard": result["facts"]}}} if "facts" in result else {}
     if step == "remediate":
         return {"remediate": result["remediate"]}
     assert step == "guard_stop"
@@ -193,7 +198,7 @@ def fold_drive(before, options=None, results=None, check_mode=False, helper=None
         if isinstance(result, list):
             result = result.pop(0)
         seen.update(registered(step, result))
-        calls += step in VERIFY_STEPS and (step != "upgrade_rollback" or bool(state.plan[step]["spec"]))
+        calls += step in VERIFY_STEPS
         new = fold(options or {}, "h", check_mode, seen)
         assert len(new.done) > len(state.done), step  # every step's result moves the fold on
         state = new
@@ -280,12 +285,24 @@ CASES = [
     ("disable_idmap only, new helper: the first verify's proof stands", gathered(disable=True, proof=DISABLE_PROOF_OK),
      {}, {"_helper": installed(), "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
      False, ["configure", "verify_changed", "remediate"], 2, {"failed": False}),
-    # (fallback: no proof in the facts because the operator told the verify role not to prove,
-    # -e idmapguard_verify_proof_disable_idmap=false; every verify the rollout makes asks for it)
-    ("fallback: disable_idmap only, no proof yet: proof before configure", facts("fixable_by_config", codes=["disable_idmap_env"]), {},
-     {"pre_proof": {"facts": facts("fixable_by_config", codes=["disable_idmap_env"], disable_kept="proof fails")},
-      "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
-     False, ["pre_proof", "configure", "verify_changed", "remediate"], 3, {"failed": False}),
+    # Facts without that proof: every verify the rollout makes before configure asks for it
+    # (test_every_verify_before_configure_proves_whether_disable_idmap_is_needed; the operator's
+    # idmapguard_verify_proof_disable_idmap is the verify role's, never read by the rollout), so here it
+    # could not run: the variable is in the module's own process environment (no Podman without it to
+    # prove with; configure has no unit to unset it in), and no other call is made to try again
+    ("disable_idmap only, in the process environment: no proof possible, none tried again",
+     dict(gathered(disable=True), podman=dict(gathered(disable=True)["podman"], disable_idmap_env={
+         "set": True, "where": ["process environment"], "kept": None})), {},
+     {"configure": {"configure": dict(UNCHANGED, not_fixed=["process environment"])}},
+     False, ["configure", "remediate"], 1, {"failed": False, "verdict": "fixable_by_config"}),
+    # and facts that lack it for any other reason: configure, then the proof after it, and a failed proof
+    # puts the units back (as where the variable is one obstacle of several)
+    ("disable_idmap only, facts without the proof: configure, proof after it, rolled back if it fails",
+     facts("fixable_by_config", codes=["disable_idmap_env"]), {},
+     {"configure": {"configure": CONFIGURED},
+      "verify_changed": {"facts": facts("fixable_by_config", codes=["disable_idmap_env"], canary=CANARY_OK,
+                                        proof=DISABLE_PROOF_FAILS)}},
+     False, ["configure", "verify_changed", "rollback"], 2, {"failed": True, "rolled_back": True}),
     ("proof always, shares: one verify with the proof", facts(), {"proof": "always"},
      {"verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_OK)}}, False,
      ["verify_changed"], 2, {"failed": False, "noncontiguous_map_cost": 0}),
@@ -302,25 +319,23 @@ CASES = [
     ("upgrade: shares after, proven in the same verify", facts("needs_podman_upgrade", copies=3, used=10, version="5.4.2"),
      {"upgrade_podman": True, "guard": False},
      {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
-      "upgrade_install": {"changed": True}, "verify_upgraded": {"facts": dict(SHARES_PROVEN)},
+      "upgrade_install": {"changed": True, "facts": dict(SHARES_PROVEN)},
       "remediate": {"remediate": {"copies_found": 2, "copies_removed": 2, "inodes_freed": 20}}},
-     False, ["upgrade", "upgrade_list", "upgrade_install", "verify_upgraded", "remediate"], 2,
+     False, ["upgrade", "upgrade_list", "upgrade_install", "remediate"], 1,
      {"failed": False, "verdict": "shares"}),
     ("upgrade: fixable after, configure, then proof", facts("needs_podman_upgrade", version="5.4.2", systemd=False),
      {"upgrade_podman": True},
      {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
-      "upgrade_install": {"changed": True},
-      "verify_upgraded": {"facts": facts("fixable_by_config", canary=CANARY_COPIED, proof=None)},
+      "upgrade_install": {"changed": True, "facts": facts("fixable_by_config", canary=CANARY_COPIED, proof=None)},
       "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": facts(canary=CANARY_OK, proof=PROOF_OK)}},
-     False, ["upgrade", "upgrade_list", "upgrade_install", "verify_upgraded", "configure", "verify_changed"], 3,
+     False, ["upgrade", "upgrade_list", "upgrade_install", "configure", "verify_changed"], 2,
      {"failed": False}),
     ("upgrade: proof fails, previous Podman back", facts("needs_podman_upgrade", version="5.4.2", systemd=False),
      {"upgrade_podman": True},
      {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
-      "upgrade_install": {"changed": True},
-      "verify_upgraded": {"facts": facts("copies_unexplained", canary=CANARY_COPIED, proof=PROOF_OK)},
+      "upgrade_install": {"changed": True, "facts": facts("copies_unexplained", canary=CANARY_COPIED, proof=PROOF_OK)},
       "upgrade_rollback": {"facts": facts("needs_podman_upgrade", version="5.4.2", systemd=False)}},
-     False, ["upgrade", "upgrade_list", "upgrade_install", "verify_upgraded", "upgrade_rollback"], 3,
+     False, ["upgrade", "upgrade_list", "upgrade_install", "upgrade_rollback"], 1,
      {"failed": True, "rolled_back": True, "verdict": "needs_podman_upgrade"}),
     ("upgrade: none offered, no guard possible", facts("needs_podman_upgrade", version="4.3.1", systemd=False),
      {"upgrade_podman": True}, {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_NONE}},
@@ -372,10 +387,8 @@ def test_transitions(name, before, options, results, check_mode, steps, calls, e
     assert fold_drive(before, options, copy.deepcopy(results), check_mode) == (ran, verify_calls, state)
     assert ran == steps
     assert verify_calls == calls
-    # issue 19: idmap_support runs at most twice on a changed host. Not yet on an upgraded Podman that
-    # still needs configure, nor where a failed upgrade is undone (each needs the facts of the Podman
-    # installed in between); the fallback is no rollout path (the operator turned the first proof off)
-    assert verify_calls <= 2 or name.startswith(("upgrade: fixable", "upgrade: proof fails", "fallback:"))
+    # issue 19: idmap_support runs at most twice on every path (a package change gathers in its own call)
+    assert verify_calls <= 2
     row = record(state)
     assert {key: row[key] for key in expected} == expected
     for step in STEP_ORDER:
@@ -447,8 +460,7 @@ def test_after_an_upgrade_the_old_copies_are_pruned_whatever_the_use():
     _ran, _calls, state = drive(facts("needs_podman_upgrade", copies=3, used=5, version="5.4.2"),
                                 {"upgrade_podman": True, "guard": False},
                                 {"upgrade": {"package_manager": "apt"}, "upgrade_list": {"listing": APT_UPGRADE},
-                                 "upgrade_install": {"changed": True},
-                                 "verify_upgraded": {"facts": dict(SHARES_PROVEN, graphroot=dict(
+                                 "upgrade_install": {"changed": True, "facts": dict(SHARES_PROVEN, graphroot=dict(
                                      SHARES_PROVEN["graphroot"], inodes_used=5))}})
     assert "remediate" in state.done
     assert state.plan["remediate"]["decision"]["reason"].endswith("policy always")
@@ -701,4 +713,51 @@ def test_every_verify_before_configure_proves_whether_disable_idmap_is_needed(op
     assert {k: plan(state)["verify"][k] for k in judged} == judged
     verified = advance(state, "verify", {"facts": facts(), "helper": {"changed": True, "run_path": "/p"}})
     assert {k: verified.plan["reverify"][k] for k in judged} == judged
-    assert {k: verified.plan["verify_upgraded"][k] for k in judged} == judged
+    assert {k: verified.plan["upgrade_install"]["verify"][k] for k in judged} == judged
+
+
+# The upgrade paths, honestly counted: idmap_support calls (the table above), and every gather of the
+# host's facts, podman_upgrade's own after each package change among them (one round trip each: the
+# package change and its gather are one call, where before they were two).
+@pytest.mark.parametrize("name,gathers,package_calls", [
+    ("upgrade: shares after, proven in the same verify", 2, 1),
+    ("upgrade: fixable after, configure, then proof", 3, 1),
+    ("upgrade: proof fails, previous Podman back", 3, 2),
+])
+def test_gathers_per_upgrade_path(name, gathers, package_calls):
+    _name, before, options, results, check_mode, steps, calls, _expected = next(c for c in CASES if c[0] == name)
+    ran, verify_calls, state = drive(before, options, copy.deepcopy(results), check_mode)
+    package = [s for s in ran if s in PACKAGE_STEPS and (s != "upgrade_rollback" or state.plan[s]["spec"])]
+    assert (len(package), verify_calls + len(package)) == (package_calls, gathers)
+    assert verify_calls <= 2 and ran == steps and verify_calls == calls
+
+
+def test_the_upgrade_gathers_with_the_canary_and_the_proof_and_the_declared_backport():
+    """What podman_upgrade's gather is told: the verify after an upgrade (the canary and the proof are
+    due after an upgrade, the backport the plan declared, the first verify's proof of the variable);
+    after a failed one, the previous Podman's plain facts (the operator's backport word again)."""
+    state = advance(start("h", {"upgrade_podman": True, "upgrade_backports": ["5.4.2+ds1-2+b2"],
+                                "proof_accept": ["commit"]}, False),
+                    "verify", {"facts": facts("needs_podman_upgrade", version="4.3.1", systemd=False)})
+    state = advance(state, "upgrade", {"package_manager": "apt"})
+    listing = ("podman:\n  Installed: 4.3.1+ds1-8+b1\n  Candidate: 5.4.2+ds1-2+b2\n  Version table:\n"
+               "     5.4.2+ds1-2+b2 500\n        500 http://deb.debian.org/debian trixie/main amd64 Packages\n"
+               " *** 4.3.1+ds1-8+b1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n"
+               "        100 /var/lib/dpkg/status\n")
+    state = advance(state, "upgrade_list", {"listing": listing})
+    entry = state.plan["upgrade_install"]
+    assert entry["run"] and (entry["spec"], entry["package_manager"]) == ("podman=5.4.2+ds1-2+b2", "apt")
+    assert {k: entry["verify"][k] for k in ("canary", "proof", "proof_disable_idmap", "podman_backport", "proof_accept",
+                                            "helper")} == {
+        "canary": True, "proof": True, "proof_disable_idmap": True, "podman_backport": True,
+        "proof_accept": ["commit"], "helper": DEFAULT_HELPER}
+    failed = advance(state, "upgrade_install", {"changed": True, "facts": facts(
+        "needs_podman_upgrade", version="5.4.2", canary=CANARY_COPIED, proof=PROOF_OK, systemd=False)})
+    back = failed.plan["upgrade_rollback"]
+    assert back["run"] and back["spec"] == "podman=4.3.1+ds1-8+b1"
+    assert {k: back["verify"][k] for k in ("canary", "proof", "podman_backport")} == {
+        "canary": False, "proof": False, "podman_backport": False}
+    # the package did not change (already that version): no upgrade to judge, the facts still count
+    same = advance(state, "upgrade_install", {"changed": False, "facts": facts("shares", version="5.4.2")})
+    assert not same.upgrade["upgraded"] and same.now["podman"]["version"] == "5.4.2"
+    assert not same.plan["upgrade_rollback"]["run"]
