@@ -478,7 +478,8 @@ def with_probe(facts: Mapping[str, Any], argv: List[str], rc: int, out: str, err
     the helper's probe (ARGV, run elsewhere with exit status RC and output OUT, ERR: the helper role's, with
     the arguments `gather` returned) replaces the release-number guess and the verdict rules judge again.
     Nothing else the facts hold depends on the helper. None where that is not so: a proof was asked for
-    whose case (`_proof_case`) the new verdict changes; then only gathering again tells."""
+    whose case (`_proof_case`) the new verdict changes (one that ran for another case, or did not run where
+    it now would); then only gathering again tells."""
     try:
         probe = probe_output(argv, rc, out, err)  # type: Optional[Dict[str, Any]]
         probe_error = ""
@@ -493,7 +494,11 @@ def with_probe(facts: Mapping[str, Any], argv: List[str], rc: int, out: str, err
     podman = facts.get("podman") or {}
     disable = podman.get("disable_idmap_env") or {}
     proof = facts.get("proof")
-    if proof is not None and not (proof.get("ran") and proof.get("why") == _proof_case(verdict, disable)):
+    case = _proof_case(verdict, disable)
+    # a proof asked for: it ran for the case the new verdict has, or it did not run and would not
+    # now either (no case, e.g. `proof: true` on a host that is to be configured); else gather again
+    if proof is not None and not (proof.get("why") == case if proof.get("ran")
+                                  else case is None and not proof.get("would_run")):
         return None
     if disable.get("kept"):
         # the operator's word, or the proof of the same case: kept as it was

@@ -144,6 +144,6 @@ def run(params: UpgradeParams, runner: Runner, check_mode: bool, podman_path: Op
     except SupportError as exc:
         raise PodmanUpgradeError("%sthe facts of Podman %s could not be gathered: %s" % (
             "installed %s; " % params.spec if command else "", after or wanted, exc))
-    return {"changed": change or gathered.changed, "podman": {"before": before, "after": wanted if change else after,
-                                                                "wanted": wanted, "changed": change},
-            "command": command, "facts": gathered.facts, "helper": gathered.helper, "warnings": gathered.warnings}
+    podman = {"before": before, "after": wanted if change else after, "wanted": wanted, "changed": change}
+    return {"changed": change or gathered.changed, "podman": podman, "command": command, "facts": gathered.facts,
+            "helper": gathered.helper, "warnings": gathered.warnings}

@@ -21,14 +21,17 @@ description:
   - Which version to install is decided on the controller (the rollout's upgrade plan); this module installs
     only what it is told.
 author:
-  - idmapguard contributors
+  - idmapguard contributors (@idmapguard)
 requirements:
+  - Python 3.8 or later on the host (standard library only).
   - Rootful Podman installed from the package manager's packages.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Installs nothing; the facts are gathered as idmap_support gathers them in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The installed Podman version before and after.
 options:

@@ -372,3 +372,17 @@ def test_with_probe_refuses_where_the_proof_case_changes(host, tmp_path, monkeyp
     assert backend.with_probe(missing, argv, 0, json.dumps(host["probe"]), "")["verdict"] == "shares"
     host["probe"]["checks"]["overlay_idmapped_lower"] = FAIL
     assert backend.with_probe(missing, argv, 0, json.dumps(host["probe"]), "") is None
+
+
+def test_with_probe_keeps_a_proof_that_did_not_run_and_would_not_now(host, tmp_path, monkeypatch):
+    """The operator's idmapguard_verify_proof asks every verify for the proof; on a host that is to be
+    configured it does not run (no case), with the helper or without: the facts made again from the
+    probe are those idmap_support gathers with the helper (no verify again: it was one more call)."""
+    runs = _disable_proof(monkeypatch, ())
+    monkeypatch.setattr(backend.host_env, "disable_idmap_env", lambda: {"set": True, "where": ["process environment"]})
+    missing, helper, present = _gathered(host, tmp_path, proof=True)
+    assert missing["proof"]["ran"] is False and not missing["proof"]["would_run"] and runs == []
+    argv = [host["helper"]] + helper["probe_args"]
+    again = backend.with_probe(missing, argv, 0, json.dumps(host["probe"]), "")
+    assert again is not None and again["reason_codes"] == ["disable_idmap_env"]
+    assert _same_store(again) == _same_store(present)

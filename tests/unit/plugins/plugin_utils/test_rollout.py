@@ -220,6 +220,13 @@ CASES = [
     ("new helper, fixable: configure, one verify with the proof", gathered(mount_program="/usr/bin/fuse-overlayfs"), {},
      {"_helper": installed(), "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
      False, ["configure", "verify_changed", "remediate"], 2, {"failed": False, "verdict": "shares"}),
+    # the operator's idmapguard_verify_proof: the first verify asked for the proof, which did not run (a host
+    # to configure has no case for it), nor would now: judged again, no verify again (it was 3 calls)
+    ("new helper, fixable, proof asked but not run: judged again, one verify after configure",
+     gathered(mount_program="/usr/bin/fuse-overlayfs", proof={"ran": False, "passed": None, "would_run": False,
+                                                             "checks": {}, "failed_checks": []}), {},
+     {"_helper": installed(), "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
+     False, ["configure", "verify_changed", "remediate"], 2, {"failed": False, "verdict": "shares"}),
     # (no probe: a helper role without the probe arguments; or the proof's case the new verdict changes)
     ("new helper, no probe: verify again", facts(), {},
      {"_helper": {"changed": True, "run_path": "/p", "path": "/p"}, "reverify": {"facts": facts()}}, False,
