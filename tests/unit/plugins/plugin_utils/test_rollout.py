@@ -114,6 +114,8 @@ def installed(**checks):
 
 
 DISABLE_PROOF_OK = dict(PROOF_OK, why=DISABLE_CASE)
+# a proof asked for (the operator's idmapguard_verify_proof) where the verdict gives it no case
+NOT_RUN = {"ran": False, "passed": None, "would_run": False, "checks": {}, "failed_checks": []}
 DISABLE_PROOF_FAILS = dict(PROOF_COMMIT, passed=False, why=DISABLE_CASE)
 # a unit file configure edited (the one a unit's CONTAINERS_STORAGE_CONF names)
 UNIT_CONF = "/etc/containers/podman-service-storage.conf"
@@ -223,8 +225,7 @@ CASES = [
     # the operator's idmapguard_verify_proof: the first verify asked for the proof, which did not run (a host
     # to configure has no case for it), nor would now: judged again, no verify again (it was 3 calls)
     ("new helper, fixable, proof asked but not run: judged again, one verify after configure",
-     gathered(mount_program="/usr/bin/fuse-overlayfs", proof={"ran": False, "passed": None, "would_run": False,
-                                                             "checks": {}, "failed_checks": []}), {},
+     gathered(mount_program="/usr/bin/fuse-overlayfs", proof=NOT_RUN), {},
      {"_helper": installed(), "configure": {"configure": CONFIGURED}, "verify_changed": {"facts": SHARES_PROVEN}},
      False, ["configure", "verify_changed", "remediate"], 2, {"failed": False, "verdict": "shares"}),
     # (no probe: a helper role without the probe arguments; or the proof's case the new verdict changes)
