@@ -12,7 +12,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 
 def _load():
@@ -69,3 +69,17 @@ def statx(dir_fd: int, name: str, flags: int, mask: int) -> Optional[Statx]:
     if err in (errno.ENOSYS, errno.EPERM):  # stat itself never says EPERM; old seccomp filters do
         return None
     raise OSError(err, os.strerror(err), name)
+
+
+def statx_buffer() -> Optional[Tuple[Any, Statx, Any]]:
+    """(the raw statx function, one Statx buffer, a pointer to it), for a walk that stats every
+    entry: a new structure per call, and this module's wrapper around it, cost a third of the
+    pre-flight walk's CPU (make bench-prune). The caller passes the name as bytes, reads the
+    return value (0, else -1 and ``ctypes.get_errno()``) and the buffer before its next call.
+    None where there is no statx in libc."""
+    if _STATX is None or LIBC is None:
+        return None
+    buf = Statx()
+    # A function object of its own without argtypes: ctypes then passes the ints and bytes as
+    # they are instead of checking them on every call (0.6 us a call here against 1.0 us).
+    return LIBC["statx"], buf, ctypes.byref(buf)

@@ -33,13 +33,14 @@ import fcntl
 import os
 import stat
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.errors import StoreError
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.layout import StoreLayout, checked_id
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.libc import (
-    AT_SYMLINK_NOFOLLOW, STATX_ATTR_APPEND, STATX_ATTR_IMMUTABLE, STATX_BASIC_STATS, statx,
+    AT_SYMLINK_NOFOLLOW, STATX_ATTR_APPEND, STATX_ATTR_IMMUTABLE, STATX_BASIC_STATS, statx, statx_buffer,
 )
-from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import tree_usage
+from ansible_collections.idmapguard.storage.plugins.module_utils.store.usage import count_inode, tree_usage_at
 
 # linux/fs.h: FS_IOC_GETFLAGS is _IOR('f', 1, long); the kernel reads and writes an int.
 FS_IOC_GETFLAGS = (2 << 30) | (ctypes.sizeof(ctypes.c_long) << 16) | (ord("f") << 8) | 1
@@ -223,9 +224,112 @@ class _Walker:
             flags = flags_of_fd(own_fd) & UNDELETABLE_FLAGS if own_fd is not None else \
                 _flags_by_ioctl(dir_fd, name, st.st_mode) & UNDELETABLE_FLAGS
         if flags:
-            self._add("%s: %s" % (os.path.join(self.parent, rel), flag_words(flags)))
+            self.flagged(rel, flags)
         elif own_fd is not None and not _can_write_dir(dir_fd, name):
-            self._add("%s: directory not writable (its entries cannot be removed)" % os.path.join(self.parent, rel))
+            self.unwritable(rel)
+
+    def flagged(self, rel: str, flags: int) -> None:
+        self._add("%s: %s" % (os.path.join(self.parent, rel), flag_words(flags)))
+
+    def unwritable(self, rel: str) -> None:
+        self._add("%s: directory not writable (its entries cannot be removed)" % os.path.join(self.parent, rel))
+
+
+def walk_part(parent: str, name: str, walker: _Walker) -> Tuple[int, int]:
+    """(inodes, bytes) of ``parent/name`` and below, each entry visited by ``walker``: what
+    usage.tree_usage(parent, name, walker, flagged_lstat) finds, at less CPU.
+
+    This walk is Python-bound where the deletion it runs beside is kernel-bound (a seed-size
+    copy: 6,900 entries, one statx each). So the common entry takes the shortest path: one
+    statx into a reused buffer (libc.statx_buffer), its fields read straight from it, no
+    object per entry, the walker called only for a directory of a non-root run or an entry
+    with a flag. An entry statx cannot answer whole (an error, a field or the flags' attribute
+    bits missing) goes the general way (flagged_lstat: the os.stat fallback, raising what lstat
+    raises; flags by the ioctl). Without statx in libc the whole part does."""
+    raw = statx_buffer()
+    try:
+        parent_fd = os.open(parent, _DIR_FLAGS)
+    except FileNotFoundError:
+        return 0, 0
+    except OSError as exc:
+        raise StoreError("cannot open %s: %s" % (parent, exc))
+    try:
+        if raw is None:
+            return tree_usage_at(parent_fd, name, walker, flagged_lstat)
+        try:
+            st = flagged_lstat(parent_fd, name)
+        except FileNotFoundError:
+            return 0, 0
+        seen: Set[Tuple[int, int]] = set()
+        inodes, size = count_inode(st, seen)
+        if not stat.S_ISDIR(st.st_mode):
+            walker(parent_fd, name, name, st, None)
+            return inodes, size
+        root_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        stack = [(root_fd, name)]
+        try:
+            walker(parent_fd, name, name, st, root_fd)
+            add_inodes, add_bytes = _walk_below(raw, stack, st.st_dev, seen, walker)
+        finally:
+            for fd, _where in stack:
+                os.close(fd)
+        return inodes + add_inodes, size + add_bytes
+    finally:
+        os.close(parent_fd)
+
+
+def _walk_below(raw: Tuple[Any, Any, Any], stack: List[Tuple[int, str]], root_dev: int,
+                seen: Set[Tuple[int, int]], walker: _Walker) -> Tuple[int, int]:
+    """The loop of :func:`walk_part` over the directories on ``stack`` (it closes each one
+    it is done with; what is left on the stack after an error is the caller's to close)."""
+    call, buf, ref = raw
+    major, minor = os.major(root_dev), os.minor(root_dev)
+    check_dirs = os.geteuid() != 0  # root may remove entries of any directory (flags aside)
+    fsencode, listdir, open_at, isdir = os.fsencode, os.listdir, os.open, stat.S_ISDIR
+    inodes = blocks = 0
+    while stack:
+        fd, where = stack.pop()
+        try:
+            for entry in listdir(fd):
+                if call(fd, fsencode(entry), AT_SYMLINK_NOFOLLOW, _STATX_WALK_FIELDS, ref) != 0 or \
+                        buf.stx_mask & _STATX_WALK_FIELDS != _STATX_WALK_FIELDS or \
+                        buf.stx_attributes_mask & _STATX_UNDELETABLE != _STATX_UNDELETABLE:
+                    est = flagged_lstat(fd, entry)  # the general way, as tree_usage_at takes it
+                    if est.st_dev != root_dev:
+                        continue
+                    add_inodes, add_bytes = count_inode(est, seen)
+                    inodes += add_inodes
+                    blocks += add_bytes // 512
+                    child = open_at(entry, _DIR_FLAGS, dir_fd=fd) if isdir(est.st_mode) else None
+                    if child is not None:
+                        stack.append((child, where + "/" + entry))
+                    walker(fd, entry, where + "/" + entry, est, child)
+                    continue
+                if buf.stx_dev_major != major or buf.stx_dev_minor != minor:
+                    continue  # a mount point: not ours to count
+                attributes = buf.stx_attributes & _STATX_UNDELETABLE  # the same bit values as FS_*_FL
+                if isdir(buf.stx_mode):
+                    child = open_at(entry, _DIR_FLAGS, dir_fd=fd)
+                    stack.append((child, where + "/" + entry))
+                    if attributes:
+                        walker.flagged(where + "/" + entry, int(attributes))
+                    elif check_dirs and not _can_write_dir(fd, entry):
+                        walker.unwritable(where + "/" + entry)
+                else:
+                    if buf.stx_nlink > 1:
+                        key = (root_dev, buf.stx_ino)  # a hard-linked file holds one inode
+                        if key in seen:
+                            if attributes:
+                                walker.flagged(where + "/" + entry, int(attributes))
+                            continue
+                        seen.add(key)
+                    if attributes:
+                        walker.flagged(where + "/" + entry, int(attributes))
+                inodes += 1
+                blocks += buf.stx_blocks
+        finally:
+            os.close(fd)
+    return inodes, blocks * 512
 
 
 def preflight_copy(layout: StoreLayout, layer_id: str, link: Optional[str]) -> Tuple[int, int, List[str], Dict[str, int]]:
@@ -244,7 +348,7 @@ def preflight_copy(layout: StoreLayout, layer_id: str, link: Optional[str]) -> T
     inodes = size = 0
     for parent, name in _top_parts(layout, layer_id, link):
         walker = _Walker(parent)
-        add_inodes, add_bytes = tree_usage(parent, name, walker, flagged_lstat)
+        add_inodes, add_bytes = walk_part(parent, name, walker)
         inodes += add_inodes
         size += add_bytes
         reasons.extend(walker.reasons)

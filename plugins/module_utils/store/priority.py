@@ -76,8 +76,8 @@ def idle_priority() -> Iterator[bool]:
             set_io_priority(old_io)
 
 
-def _low_cpu() -> bool:
-    """SCHED_BATCH at nice 19 for the calling thread (Linux: scheduling and nice are per thread);
+def _low_cpu(nice: int = 19) -> bool:
+    """SCHED_BATCH at nice ``nice`` (19 unless told) for the calling thread (Linux: scheduling and nice are per thread);
     True when the kernel took either. Not SCHED_IDLE: on a host whose CPUs are all busy an
     idle-class walk would hardly progress at all (the guard service makes the same choice)."""
     taken = False
@@ -87,18 +87,20 @@ def _low_cpu() -> bool:
     except (AttributeError, OSError):
         pass
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        tid = threading.get_native_id()
+        # Never raised above its own: lowering a nice value back may need CAP_SYS_NICE.
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
         taken = True
     except (AttributeError, OSError):
         pass
     return taken
 
 
-def lower_this_thread() -> Dict[str, bool]:
-    """SCHED_BATCH, nice 19 and idle I/O for the calling thread, for good: for a thread or a
-    child process that exists only to walk (run_in_background, walk_ahead.py); says which the
-    kernel took."""
-    return {"low_cpu": _low_cpu(), "idle_io": set_io_priority(idle_io_value())}
+def lower_this_thread(nice: int = 19) -> Dict[str, bool]:
+    """SCHED_BATCH, nice ``nice`` (19 unless told; never higher than it was) and idle I/O for
+    the calling thread, for good: for a thread or a child process that exists only to walk
+    (run_in_background; walk_ahead.py at its own WALK_NICE); says which the kernel took."""
+    return {"low_cpu": _low_cpu(nice), "idle_io": set_io_priority(idle_io_value())}
 
 
 def run_in_background(work: Callable[[], Result]) -> "tuple[Result, Dict[str, bool]]":

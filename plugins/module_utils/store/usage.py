@@ -32,7 +32,8 @@ def fs_usage(path: str) -> Dict[str, int]:
     }
 
 
-def _count(st: Any, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
+def count_inode(st: Any, seen: Set[Tuple[int, int]]) -> Tuple[int, int]:
+    """(inodes, bytes) an entry adds to a walk's count (0 for a name of an inode seen)."""
     # A hard-linked file holds one inode however many names it has.
     if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
         key = (st.st_dev, st.st_ino)
@@ -79,7 +80,7 @@ def tree_usage_at(parent_fd: int, name: str, visit: Visit = None, lstat_at: Lsta
     except FileNotFoundError:
         return 0, 0
     seen: Set[Tuple[int, int]] = set()
-    inodes, size = _count(st, seen)
+    inodes, size = count_inode(st, seen)
     if not stat.S_ISDIR(st.st_mode):
         if visit is not None:
             visit(parent_fd, name, name, st, None)
@@ -98,7 +99,7 @@ def tree_usage_at(parent_fd: int, name: str, visit: Visit = None, lstat_at: Lsta
                         est = lstat_at(fd, entry.name) if lstat_at is not None else entry.stat(follow_symlinks=False)
                         if est.st_dev != root_dev:
                             continue  # a mount point: not ours to count
-                        add_inodes, add_bytes = _count(est, seen)
+                        add_inodes, add_bytes = count_inode(est, seen)
                         inodes += add_inodes
                         size += add_bytes
                         path = where + "/" + entry.name

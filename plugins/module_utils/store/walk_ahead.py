@@ -16,6 +16,10 @@ scheduler preempts it stalls the deletion with it (a thread made the deletion ta
 long on a loaded machine). A child is forked only between batches, when this process holds no
 store lock and no staging run open, and only reads.
 
+The first batch is the copies walked already (the plan walks one per image) or the first copy
+alone, and each batch is at most twice the one before (:func:`batches`): the first walk, the
+only one the prune waits for, stays short, and the lock holds stay few.
+
 It walks at most one batch ahead: the child for batch k + 2 is started only once the caller
 took batch k + 1, so the flags a walk saw are never older than one batch's deletion, and a
 prune stopped early has walked at most one batch for nothing (the child is killed).
@@ -43,28 +47,57 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority 
 )
 
 # A batch closes at this many copies or this many (estimated) inodes, whichever comes first:
-# about 4 seed-size copies (6,900 entries each). The first batch's walk is the only one not
-# overlapped, and every batch costs one more lock hold (constant cost: JSON writes and renames).
+# about 4 seed-size copies (6,900 entries each). Every batch costs one more lock hold
+# (constant cost: JSON writes and renames, with their fsyncs).
 BATCH_COPIES = 8
 BATCH_INODES = 25000
+# A batch holds at most this many times the copies of the one before (see batches()).
+BATCH_GROWTH = 2
+# The walk's CPU priority in its child (SCHED_BATCH: it never preempts a waking task; idle
+# I/O). The walk costs about an eighth of the deletion's CPU per copy (a seed-size copy: 26 ms
+# of CPU, most of it statx in the kernel, against about 0.2 s for its deletion), so it keeps
+# ahead of the deletion with a small share. At nice 19 that share is 1.5 % of a core against
+# each busy task at nice 0: on a host where other work keeps every core busy the walk can still
+# fall behind the deletion, and the prune waits for it (walk_seconds, walk_waited_seconds).
+WALK_NICE = 19
 # What a walk finds out about a copy (analysis.measure_copies), sent back from the child.
 WALKED_FIELDS = ("inodes", "bytes", "measured", "undeletable", "flags_seen")
 
 Walk = Callable[[List[MappedCopy]], None]
 
 
+def needs_walk(copy: MappedCopy) -> bool:
+    """Whether the pre-flight has still to walk ``copy`` (a copy without a record has no data)."""
+    return bool(copy.record) and copy.undeletable is None
+
+
 def batches(copies: Sequence[MappedCopy], max_copies: int = BATCH_COPIES,
-            max_inodes: int = BATCH_INODES) -> List[List[MappedCopy]]:
+            max_inodes: int = BATCH_INODES, growth: int = BATCH_GROWTH) -> List[List[MappedCopy]]:
     """The plan's copies in order, cut into batches of at most ``max_copies`` copies that stop
-    at the first copy taking them to ``max_inodes`` (a copy with no estimate counts 0)."""
+    at the first copy taking them to ``max_inodes`` (a copy with no estimate counts 0).
+
+    The walk of the first batch is the only one the prune waits for (each later batch is walked
+    while the one before is deleted). So the first batch is the leading copies walked already
+    (the plan walks one copy per image for its estimate) or else the first copy alone, and each
+    later batch holds at most ``growth`` times the copies of the one before: its walk then ends
+    before that batch's deletion as long as a copy's walk takes less than 1/``growth`` of a
+    copy's deletion, and the lock holds stay few (1, 2, 4, 4, ... copies of the seed's size)."""
     out: List[List[MappedCopy]] = []
     current: List[MappedCopy] = []
     inodes = 0
+    limit = max(1, max_copies)
+    if copies and needs_walk(copies[0]):
+        limit = 1
     for copy in copies:
+        if current and not out and needs_walk(copy):
+            out.append(current)  # the walked lead ends the first batch (nothing in it to wait for)
+            limit = max(1, min(max_copies, len(current) * max(1, growth)))
+            current, inodes = [], 0
         current.append(copy)
         inodes += copy.inodes or 0
-        if len(current) >= max(1, max_copies) or inodes >= max_inodes:
+        if len(current) >= limit or inodes >= max_inodes:
             out.append(current)
+            limit = max(1, min(max_copies, len(current) * max(1, growth)))
             current, inodes = [], 0
     if current:
         out.append(current)
@@ -160,7 +193,7 @@ def _start(batch: List[MappedCopy], walk: Walk) -> "Any":
 def _walk_and_answer(batch: List[MappedCopy], walk: Walk, write_fd: int) -> int:
     answer: Dict[str, Any] = {}
     try:
-        answer["priority"] = lower_this_thread()
+        answer["priority"] = lower_this_thread(WALK_NICE)
         started = time.monotonic()
         walk(batch)
         answer["seconds"] = time.monotonic() - started

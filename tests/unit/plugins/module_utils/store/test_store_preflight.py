@@ -118,8 +118,61 @@ def test_flagged_lstat_measures_like_lstat(tmp_path, monkeypatch):
     finally:
         os.close(fd)
     assert usage.tree_usage(str(tmp_path), "tree", lstat_at=preflight.flagged_lstat) == plain
+    # The pre-flight's own loop (statx into one buffer) counts the same.
+    assert preflight.walk_part(str(tmp_path), "tree", preflight._Walker(str(tmp_path))) == plain
+    assert preflight.walk_part(str(root / "d"), "f", preflight._Walker(str(root / "d"))) == \
+        usage.tree_usage(str(root / "d"), "f")
+    assert preflight.walk_part(str(tmp_path), "missing", preflight._Walker(str(tmp_path))) == (0, 0)
     monkeypatch.setattr(preflight, "statx", lambda *args: None)
     assert usage.tree_usage(str(tmp_path), "tree", lstat_at=preflight.flagged_lstat) == plain
+    assert preflight.walk_part(str(tmp_path), "tree", preflight._Walker(str(tmp_path))) == plain
+    monkeypatch.setattr(preflight, "statx_buffer", lambda: None)  # no statx in libc at all
+    assert preflight.walk_part(str(tmp_path), "tree", preflight._Walker(str(tmp_path))) == plain
+
+
+def _unreported_attributes():
+    """A raw statx that answers, but as a filesystem that does not report the flags' bits."""
+    raw = libc.statx_buffer()
+    call, buf = raw[0], raw[1]
+
+    def answer(*args):
+        done = call(*args)
+        buf.stx_attributes_mask = 0
+        buf.stx_attributes = 0
+        return done
+
+    return (answer,) + tuple(raw[1:])
+
+
+@pytest.mark.parametrize("what", ["file", "dir", "hardlink"])
+def test_walk_finds_flags_in_its_own_loop_and_where_statx_cannot_tell(tmp_path, chattr, monkeypatch, what):
+    """walk_part reads the flags from statx in its loop, and takes the ioctl for an entry whose
+    filesystem does not report them through statx; both give the reasons the general walk
+    gives (for a directory the flags, and no unwritable line besides)."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import usage
+
+    root = tmp_path / "tree"
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"y")
+    os.link(str(root / "d" / "f"), str(root / "d" / "e" / "hard"))
+    target = {"file": root / "d" / "f", "dir": root / "d" / "e", "hardlink": root / "d" / "e" / "hard"}[what]
+    chattr(str(target), FS_APPEND_FL if what == "dir" else FS_IMMUTABLE_FL)
+    if _flags(str(target), flags_by_statx) is None:
+        pytest.skip("this filesystem does not report immutable/append-only through statx")
+
+    def reasons(walk):
+        walker = preflight._Walker(str(tmp_path))
+        counted = walk(walker)
+        return counted, sorted(walker.reasons)
+
+    general = reasons(lambda w: usage.tree_usage(str(tmp_path), "tree", w, preflight.flagged_lstat))
+    word = "append-only" if what == "dir" else "immutable"
+    # A hard-linked file is flagged under each of its names (either name stops the unlink).
+    named = [str(root / "d" / "f"), str(root / "d" / "e" / "hard")] if what != "dir" else [str(target)]
+    assert general[1] == sorted("%s: %s" % (path, word) for path in named)
+    assert reasons(lambda w: preflight.walk_part(str(tmp_path), "tree", w)) == general
+    monkeypatch.setattr(preflight, "statx_buffer", _unreported_attributes)
+    assert reasons(lambda w: preflight.walk_part(str(tmp_path), "tree", w)) == general
 
 
 @pytest.mark.parametrize("kind,flag,word", [
@@ -178,6 +231,7 @@ def test_walk_falls_back_to_the_ioctl_without_statx(fake_store, chattr, monkeypa
     etc = fake_store.path("overlay", victim, "diff", "etc")
     chattr(etc, FS_APPEND_FL)
     monkeypatch.setattr(preflight, "statx", lambda *args: None)
+    monkeypatch.setattr(preflight, "statx_buffer", lambda: None)
     layout = Store(StoreLocation(fake_store.graphroot, fake_store.runroot)).layout
     _inodes, _size, reasons, _seen = preflight_copy(layout, victim, None)
     assert reasons == ["%s: append-only" % etc]
@@ -306,19 +360,41 @@ def test_pre_flight_walk_holds_no_store_lock_and_visits_each_entry_once(fake_sto
     def watched(layout, layer_id, link):
         assert held == [], "the pre-flight walk ran under %s" % held
         visited = []
-        real_visit_tree = usage.tree_usage_at
 
-        def counting_tree(parent_fd, name, visit=None, lstat_at=None):
-            part = len(walks), name  # overlay/<id> and overlay-layers/<id> share relative paths
-            return real_visit_tree(parent_fd, name, lambda *a: (visited.append((part, a[2])), visit(*a)), lstat_at)
+        def where(dir_fd, name):
+            return os.path.join(os.readlink("/proc/self/fd/%d" % dir_fd), os.fsdecode(name))
 
-        monkeypatch.setattr(usage, "tree_usage_at", counting_tree)
+        real_lstat, real_buffer = preflight.flagged_lstat, preflight.statx_buffer
+
+        def counting_lstat(dir_fd, name):
+            st = real_lstat(dir_fd, name)  # a part that does not exist (raises) is not visited
+            visited.append(where(dir_fd, name))
+            return st
+
+        def counting_buffer():
+            raw = real_buffer()
+            if raw is None:
+                return None
+            call = raw[0]
+
+            def counting_call(dir_fd, name, *args):
+                done = call(dir_fd, name, *args)
+                if done == 0:
+                    visited.append(where(dir_fd, name))
+                return done
+
+            return (counting_call,) + tuple(raw[1:])
+
+        monkeypatch.setattr(preflight, "flagged_lstat", counting_lstat)
+        monkeypatch.setattr(preflight, "statx_buffer", counting_buffer)
         try:
             found = real_preflight(layout, layer_id, link)
         finally:
-            monkeypatch.setattr(usage, "tree_usage_at", real_visit_tree)
+            monkeypatch.setattr(preflight, "flagged_lstat", real_lstat)
+            monkeypatch.setattr(preflight, "statx_buffer", real_buffer)
         walks.append(layer_id)
-        # Every inode the walk counts was visited once (no hard links in the fake store).
+        # Every inode the walk counts was stat'ed once (no hard links in the fake store); the
+        # top entries' flags (top_flags) are read apart from the walk, by flags_at.
         assert len(visited) == len(set(visited)) == found[0] > 3
         return found
 

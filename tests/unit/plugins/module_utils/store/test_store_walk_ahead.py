@@ -65,11 +65,14 @@ def _copy(name, inodes):
 
 @pytest.mark.parametrize("inodes, max_copies, max_inodes, expected", [
     ([], 8, 100, []),
-    ([1, 1, 1], 8, 100, [3]),
-    ([1, 1, 1, 1, 1], 2, 100, [2, 2, 1]),
-    ([60, 60, 60], 8, 100, [2, 1]),          # closes at the copy that reaches the inodes
+    ([1, 1, 1], 8, 100, [1, 2]),             # the first walk waited for is one copy's
+    ([1] * 20, 8, 100, [1, 2, 4, 8, 5]),     # each batch at most twice the one before
+    ([1, 1, 1, 1, 1], 2, 100, [1, 2, 2]),
+    ([60, 60, 60], 8, 100, [1, 2]),          # closes at the copy that reaches the inodes
     ([200, 1, 1], 8, 100, [1, 2]),           # one big copy is a batch of its own
-    ([0, 0, 0], 8, 100, [3]),                # no estimates: the copy count alone
+    ([30] * 7, 8, 100, [1, 2, 4]),
+    ([30] * 8, 8, 100, [1, 2, 4, 1]),
+    ([0, 0, 0, 0], 8, 100, [1, 2, 1]),       # no estimates: the copy count alone
     ([1, 1], 0, 100, [1, 1]),                # never an empty batch
 ])
 def test_batches(inodes, max_copies, max_inodes, expected):
@@ -77,6 +80,33 @@ def test_batches(inodes, max_copies, max_inodes, expected):
     cut = batches(copies, max_copies, max_inodes)
     assert [len(b) for b in cut] == expected
     assert [c.layer_id for b in cut for c in b] == [c.layer_id for c in copies]  # order kept
+
+
+@pytest.mark.parametrize("walked, max_copies, growth, expected", [
+    # The plan walked one copy per image: that copy alone is the first batch (nothing to wait for).
+    ("W.........", 8, 2, [1, 2, 4, 3]),
+    ("WWW.......", 8, 2, [3, 6, 1]),        # the walked lead, then at most twice as many
+    ("WWWWWWWWWW", 4, 2, [4, 4, 2]),        # all walked (check mode's plan): full batches
+    ("WW.W......", 8, 2, [2, 4, 4]),        # a walked copy later on counts like any other
+    ("W.W.W", 8, 1, [1, 1, 1, 1, 1]),       # growth 1: every batch as small as the first
+    ("-.........", 8, 2, [1, 2, 4, 3]),     # a copy without a record needs no walk either
+    ("..........", 8, 3, [1, 3, 6]),
+])
+def test_batches_start_with_what_is_walked_and_grow(walked, max_copies, growth, expected):
+    copies = []
+    for n, mark in enumerate(walked):
+        copy = _copy("c%d" % n, 1)
+        if mark == "W":
+            copy.undeletable = []
+        elif mark == "-":
+            copy.record = False
+        copies.append(copy)
+    cut = batches(copies, max_copies, 1000, growth)
+    assert [len(b) for b in cut] == expected
+    assert [c.layer_id for b in cut for c in b] == [c.layer_id for c in copies]
+    # The first batch never holds a copy whose walk the prune would wait for, unless it is
+    # the first copy alone.
+    assert len(cut[0]) == 1 or not any(walk_ahead.needs_walk(c) for c in cut[0])
 
 
 def _no_walk_child_left():
@@ -189,7 +219,8 @@ def test_the_walk_runs_at_low_priority_while_the_prune_deletes(fake_store, monke
     store.prune(plan, 60, hook=hook, batch_copies=1)
     assert len(seen) == 1
     if os.geteuid() == 0:
-        assert seen == [(os.SCHED_BATCH, 19)]
+        # Its own nice value (a prune at nice 19, as the guard, keeps its walk there).
+        assert seen == [(os.SCHED_BATCH, max(walk_ahead.WALK_NICE, before[1]))]
     assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
 
 
