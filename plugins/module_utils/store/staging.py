@@ -121,7 +121,10 @@ class Deletion:
     idle_io: bool = False
     seconds: float = 0.0
     paused_seconds: float = 0.0  # waited for Podman (a store lock held by another process)
-    removed_per_layer: Dict[str, int] = field(default_factory=dict)  # names removed per staged layer id
+    removed_per_layer: Dict[str, int] = field(default_factory=dict)  # inodes freed per staged layer id
+    # False: removed_per_layer counts names, without an lstat per file for its link count (a
+    # caller whose copies were all measured by their walk already does not read it).
+    count_links: bool = True
     retried: bool = False            # a stranded run, tried again (once per run of ours)
     stranded: List[Dict[str, str]] = field(default_factory=list)  # left entries, renamed to say why
 
@@ -310,16 +313,18 @@ class StagingRun:
                                      self.layout.layer_dir}):
                 fsync_dir(directory)
 
-    def delete(self, measure: bool = False, hook: Hook = None, catch_up: bool = False) -> Deletion:
+    def delete(self, measure: bool = False, hook: Hook = None, catch_up: bool = False,
+               count_links: bool = True) -> Deletion:
         """Delete everything staged at idle priority, pausing while Podman holds a store lock,
         then the run directories; with ``catch_up`` (a guard that has fallen behind) at the
         caller's priority and without pauses. Never raises for what it cannot delete: it is
-        reported in ``left`` and stays in staging."""
+        reported in ``left`` and stays in staging. ``count_links=False``: ``removed_per_layer``
+        counts names, not inodes (no lstat per file, which ``rm -rf`` does not take either)."""
         if self.fd is None:
             raise StoreError("staging run %s is not open" % self.path)
         try:
             return _delete_run(self.layout, self.name, self.fd, stale=False, measure=measure, hook=hook,
-                               catch_up=catch_up)
+                               catch_up=catch_up, count_links=count_links)
         finally:
             self.close()
 
@@ -355,7 +360,8 @@ def _delete_entries(fd: int, path: str, done: "Deletion", measure: bool, hook: H
             st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
             removed = [0]
             if (st.st_mode & 0o170000) == 0o040000:
-                remove_tree_at(fd, entry, pause=activity.pause if activity is not None else None, removed=removed)
+                remove_tree_at(fd, entry, pause=activity.pause if activity is not None else None, removed=removed,
+                               count_links=done.count_links)
             elif remove_file_at(fd, entry):
                 removed[0] = 1
             done.entries.append(entry)
@@ -400,8 +406,8 @@ def _delete_driver_side(layout: StoreLayout, run_name: str, done: "Deletion", me
 
 
 def _delete_run(layout: StoreLayout, name: str, fd: int, stale: bool, measure: bool,
-                hook: Hook = None, catch_up: bool = False) -> "Deletion":
-    done = Deletion(run=os.path.join(staging_root(layout), name), stale=stale)
+                hook: Hook = None, catch_up: bool = False, count_links: bool = True) -> "Deletion":
+    done = Deletion(run=os.path.join(staging_root(layout), name), stale=stale, count_links=count_links)
     started = time.monotonic()
     activity = PodmanActivity(store_lock_paths(layout)) if not catch_up else None
     try:

@@ -303,7 +303,10 @@ class Store:
             raise
         if run.fd is None:
             return
-        deleted = run.delete(hook=step, catch_up=catch_up)
+        # A copy walked by its pre-flight has its exact inode count: the deletion counts only
+        # for the others (a plan made without walks), and saves an lstat per file otherwise.
+        unmeasured = any(copy.measured != MEASURED for copy in result.removed[removed_before:])
+        deleted = run.delete(hook=step, catch_up=catch_up, count_links=unmeasured)
         result.deletions.append(deleted.as_dict())
         staged = result.removed[removed_before:]
         for copy in staged:

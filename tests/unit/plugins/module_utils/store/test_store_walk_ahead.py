@@ -382,3 +382,41 @@ def test_where_no_child_can_be_forked_the_walk_runs_here_and_the_prune_goes_on(f
     assert all(c.measured == "measured" for c in result.removed) and result.walk_seconds > 0
     for layer_id in plan.layer_ids:
         _assert_gone(fake_store, layer_id)
+
+
+def test_the_deletion_counts_links_only_for_copies_no_walk_measured(fake_store, monkeypatch):
+    """Every copy of a batch was walked (measured exactly) before it was staged: its deletion
+    takes no lstat per file for link counts (rm -rf takes none); the removed inodes are the
+    walk's."""
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store import staging
+
+    store, _ids, plan = make(fake_store)
+    counted = []
+    real_delete = staging.StagingRun.delete
+
+    def watched(self, *args, **kwargs):
+        counted.append(kwargs.get("count_links", True))
+        return real_delete(self, *args, **kwargs)
+
+    monkeypatch.setattr(staging.StagingRun, "delete", watched)
+    result = store.prune(plan, 60)
+    assert counted and counted == [False] * len(counted)
+    assert all(c.measured == analysis.MEASURED and c.inodes > 3 for c in result.removed)
+
+
+def test_remove_tree_counts_inodes_or_names(tmp_path):
+    from ansible_collections.idmapguard.storage.plugins.module_utils.store.safe_delete import remove_tree_at
+
+    for count_links, expected in ((True, 4), (False, 5)):  # tree, d, f, s (+ the second name of f)
+        root = tmp_path / "tree"
+        (root / "d").mkdir(parents=True)
+        (root / "f").write_bytes(b"x")
+        os.link(str(root / "f"), str(root / "d" / "hard"))
+        os.symlink("f", str(root / "s"))
+        removed = [0]
+        fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert remove_tree_at(fd, "tree", removed=removed, count_links=count_links)
+        finally:
+            os.close(fd)
+        assert removed == [expected] and not root.exists()
