@@ -47,10 +47,12 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority 
 )
 
 # A batch closes at this many copies or this many (estimated) inodes, whichever comes first:
-# about 4 seed-size copies (6,900 entries each). Every batch costs one more lock hold
-# (constant cost: JSON writes and renames, with their fsyncs).
+# 8 seed-size copies (6,900 entries each). Every batch costs one more lock hold (constant
+# cost: JSON writes and renames, with their fsyncs; 20-60 ms each on a busy lab host), so a
+# prune of 50 seed-size copies takes 9 holds (1, 2, 4, 8, ... copies), where a cap of 25,000
+# inodes made 14. A kill still leaves at most one batch in flight, whatever its size.
 BATCH_COPIES = 8
-BATCH_INODES = 25000
+BATCH_INODES = 56000
 # A batch holds at most this many times the copies of the one before (see batches()).
 BATCH_GROWTH = 2
 # The walk's CPU priority in its child (SCHED_BATCH: it never preempts a waking task; idle
@@ -81,7 +83,7 @@ def batches(copies: Sequence[MappedCopy], max_copies: int = BATCH_COPIES,
     (the plan walks one copy per image for its estimate) or else the first copy alone, and each
     later batch holds at most ``growth`` times the copies of the one before: its walk then ends
     before that batch's deletion as long as a copy's walk takes less than 1/``growth`` of a
-    copy's deletion, and the lock holds stay few (1, 2, 4, 4, ... copies of the seed's size)."""
+    copy's deletion, and the lock holds stay few (1, 2, 4, 8, 8, ... copies of the seed's size)."""
     out: List[List[MappedCopy]] = []
     current: List[MappedCopy] = []
     inodes = 0
