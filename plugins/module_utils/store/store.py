@@ -27,7 +27,8 @@ from ansible_collections.idmapguard.storage.plugins.module_utils.store.mountinfo
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.preflight import flags_changed
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.priority import run_in_background
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.prune import (
-    Plan, PruneError, Result, StepHook, account_staging, check_writable, execute,
+    DRIVER_SIDE_INODES, MIN_FREE_INODES, Plan, PruneError, Result, StepHook, account_staging, check_writable,
+    execute,
 )
 from ansible_collections.idmapguard.storage.plugins.module_utils.store.staging import (
     StagingRun, finish_stale_runs, finish_staging, stale_runs, staging_root, stranded_entries,
@@ -247,7 +248,11 @@ class Store:
             missing = [p for p in self._lock_paths() if not os.path.exists(p)]
             if missing:
                 raise StoreError("lock file(s) missing: %s; is this a store Podman created?" % ", ".join(missing))
-            ahead = WalkAhead(batches(plan.copies, batch_copies, batch_inodes), self._walk_batch)
+            # Out of inodes: the first batch is a full one, its copies hold what frees the first few.
+            out_of_inodes = 0 < result.fs_before["inodes_total"] and (
+                result.fs_before["inodes_free"] < MIN_FREE_INODES + DRIVER_SIDE_INODES)
+            ahead = WalkAhead(batches(plan.copies, batch_copies, batch_inodes, start_full=out_of_inodes),
+                              self._walk_batch)
             try:
                 for number, batch in enumerate(ahead):
                     if number:

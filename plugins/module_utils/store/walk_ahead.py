@@ -74,7 +74,8 @@ def needs_walk(copy: MappedCopy) -> bool:
 
 
 def batches(copies: Sequence[MappedCopy], max_copies: int = BATCH_COPIES,
-            max_inodes: int = BATCH_INODES, growth: int = BATCH_GROWTH) -> List[List[MappedCopy]]:
+            max_inodes: int = BATCH_INODES, growth: int = BATCH_GROWTH,
+            start_full: bool = False) -> List[List[MappedCopy]]:
     """The plan's copies in order, cut into batches of at most ``max_copies`` copies that stop
     at the first copy taking them to ``max_inodes`` (a copy with no estimate counts 0).
 
@@ -83,15 +84,19 @@ def batches(copies: Sequence[MappedCopy], max_copies: int = BATCH_COPIES,
     (the plan walks one copy per image for its estimate) or else the first copy alone, and each
     later batch holds at most ``growth`` times the copies of the one before: its walk then ends
     before that batch's deletion as long as a copy's walk takes less than 1/``growth`` of a
-    copy's deletion, and the lock holds stay few (1, 2, 4, 8, 8, ... copies of the seed's size)."""
+    copy's deletion, and the lock holds stay few (1, 2, 4, 8, 8, ... copies of the seed's size).
+
+    ``start_full``: the first batch is a full one as well. For a store out of inodes: the
+    first batch's copies are the only place the prune may free the few inodes its staging and
+    JSON writes need (prune.free_an_inode), and one copy may not hold enough of them."""
     out: List[List[MappedCopy]] = []
     current: List[MappedCopy] = []
     inodes = 0
     limit = max(1, max_copies)
-    if copies and needs_walk(copies[0]):
+    if copies and needs_walk(copies[0]) and not start_full:
         limit = 1
     for copy in copies:
-        if current and not out and needs_walk(copy):
+        if current and not out and needs_walk(copy) and not start_full:
             out.append(current)  # the walked lead ends the first batch (nothing in it to wait for)
             limit = max(1, min(max_copies, len(current) * max(1, growth)))
             current, inodes = [], 0

@@ -420,3 +420,23 @@ def test_remove_tree_counts_inodes_or_names(tmp_path):
         finally:
             os.close(fd)
         assert removed == [expected] and not root.exists()
+
+
+@pytest.mark.parametrize("walked,expected", [
+    ("W.........", [8, 2]),  # the walked lead does not end the first batch
+    ("..........", [8, 2]),  # nor does the first copy stand alone
+    ("...", [3]),
+])
+def test_batches_start_full_for_a_store_out_of_inodes(walked, expected):
+    # prune.free_an_inode frees the first inodes only inside the first batch's copies: out of
+    # inodes, one copy's tar-split and empty dirs may not be enough (Podman 3.0 and 4.3 lab
+    # stores at 0 free inodes: a one-copy first batch failed "no more could be freed").
+    copies = []
+    for n, mark in enumerate(walked):
+        copy = _copy("c%d" % n, 1)
+        if mark == "W":
+            copy.undeletable = []
+        copies.append(copy)
+    cut = batches(copies, 8, 1000, 2, start_full=True)
+    assert [len(b) for b in cut] == expected
+    assert [len(b) for b in batches(copies, 8, 1000, 2)][0] == 1
