@@ -285,7 +285,7 @@ def under_systemd(host, tag, began):
 
     step("restart seen")
 
-    # 4. staging of a killed eviction is finished at start-up, without a new eviction
+    # 4. staging of a killed eviction is finished at start-up, before any new eviction
     host.exec(["systemctl", "stop", UNIT], check=True)
     make_copies(host, tag, 10, 2)
     steps = kill_prune_while_deleting(host)
@@ -301,12 +301,19 @@ def under_systemd(host, tag, began):
     finished = [e for e in events[since:] if e["event"] == "staging"]
     log("%s: killed prune left %d staged paths (steps %s); the guard's start finished them in %.1f s: %s"
         % (suite, len(left), steps[-3:], took, finished))
-    assert finished and not [e for e in events[since:] if e["event"] == "evicted"]
-    assert status(host)["evictions"]["total"] == total_before
+    # The "staging" lines come only from the start-up's finish_staging (service.py). The killed
+    # prune's later batches (its first batch is one copy) leave unused copies the new guard may
+    # evict next: every staging line comes before its first eviction, so none waited for one.
+    evicted = [i for i, e in enumerate(events) if i > since and e["event"] == "evicted"]
+    staging_at = [i for i, e in enumerate(events) if i > since and e["event"] == "staging"]
+    assert finished and (not evicted or max(staging_at) < min(evicted)), events[since:]
+    new_evictions = status(host)["evictions"]["total"] - total_before
+    assert new_evictions >= len(evicted), (new_evictions, evicted)  # it may evict again after the read
     podman_loads(host, tag)
     evidence["staging_at_start"] = {
         "staged_paths_left_by_killed_prune": len(left), "seconds_until_finished": round(took, 2),
-        "new_evictions": 0, "journal_staging_lines": journal_lines(host, "staging", "-b")[-len(finished):]}
+        "new_evictions_after_it": new_evictions,
+        "journal_staging_lines": journal_lines(host, "staging", "-b")[-len(finished):]}
 
     step("staging finished")
 
